@@ -1,0 +1,270 @@
+//! SUIT_Envelope decoding and encoding (draft-ietf-suit-manifest §8.2, §8.3).
+//!
+//! The decoded [`Envelope`] keeps the received bytes of everything that is digested or
+//! signed: the manifest bstr (with its CBOR head), the encoded SUIT_Digest that the
+//! authentication blocks sign, and each envelope member, so that adding an approval
+//! signature changes nothing but the authentication wrapper.
+
+use sha2::{Digest, Sha256};
+
+use crate::cbor::{self, Value};
+use crate::consts::{envelope as ek, tag};
+use crate::cose::AuthBlock;
+use crate::error::{DecodeError, Error};
+use crate::limits::Limits;
+use crate::manifest::{CommandSequence, Manifest, Severable, SuitDigest};
+
+/// An authentication block as received: its bytes and its parsed form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedAuthBlock {
+    /// The COSE object bytes (content of the bstr in the authentication wrapper).
+    pub bytes: Vec<u8>,
+    /// Parsed.
+    pub block: AuthBlock,
+}
+
+/// A decoded, **not yet verified** SUIT envelope. Use [`crate::verify`] to obtain a
+/// [`crate::Verified`] before acting on anything in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The manifest digest claimed by the authentication wrapper.
+    pub digest: SuitDigest,
+    /// Encoded SUIT_Digest as received: the detached payload of every authentication block.
+    pub(crate) digest_bytes: Vec<u8>,
+    /// Authentication blocks, in order.
+    pub auth_blocks: Vec<ReceivedAuthBlock>,
+    /// The manifest bstr as received, including its CBOR head (what the digest covers).
+    pub(crate) manifest_bstr: Vec<u8>,
+    /// The decoded manifest.
+    pub manifest: Manifest,
+    /// Integrated payloads (tstr keys), by key.
+    pub integrated_payloads: Vec<(String, Vec<u8>)>,
+    /// Envelope members other than the authentication wrapper: (raw key, raw value).
+    members: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Envelope {
+    /// Decodes an envelope strictly within `limits`. Severed members carried by the
+    /// envelope must match their digests in the manifest (§8.4.6).
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+        if bytes.len() > limits.max_envelope_len {
+            return Err(DecodeError::LimitExceeded {
+                what: "envelope size",
+                limit: limits.max_envelope_len,
+            }
+            .into());
+        }
+        let item = cbor::decode(bytes, limits)?;
+        // §8.2: SUIT_Envelope_Tagged = #6.107(SUIT_Envelope).
+        let Value::Tag(tag::SUIT_ENVELOPE, inner) = &item.value else {
+            return Err(DecodeError::NotEnvelope.into());
+        };
+        let map = inner.as_map().ok_or(DecodeError::NotEnvelope)?;
+        const AT: &str = "envelope";
+        let wrong = |expected| DecodeError::WrongType { at: AT, expected };
+
+        let mut auth = None;
+        let mut manifest_item = None;
+        let mut severed = Vec::new();
+        let mut integrated_payloads = Vec::new();
+        let mut members = Vec::new();
+        for (k, v) in map {
+            if let Some(name) = k.as_text() {
+                // §7.6: integrated payloads are keyed by text.
+                let b = v.as_bytes().ok_or(wrong("bstr integrated payload"))?;
+                integrated_payloads.push((name.to_owned(), b.to_vec()));
+                members.push((k.raw.to_vec(), v.raw.to_vec()));
+                continue;
+            }
+            let key = k.as_i64().ok_or(wrong("integer or text member keys"))?;
+            match key {
+                ek::AUTHENTICATION_WRAPPER => {
+                    auth = Some(v.as_bytes().ok_or(wrong("bstr authentication wrapper"))?)
+                }
+                ek::MANIFEST => {
+                    v.as_bytes().ok_or(wrong("bstr manifest"))?;
+                    manifest_item = Some(v.clone());
+                    members.push((k.raw.to_vec(), v.raw.to_vec()));
+                }
+                ek::PAYLOAD_FETCH
+                | ek::INSTALL
+                | ek::TEXT
+                | ek::DEPENDENCY_RESOLUTION
+                | ek::CANDIDATE_VERIFICATION => {
+                    v.as_bytes().ok_or(wrong("bstr severed member"))?;
+                    severed.push((key, v.clone()));
+                    members.push((k.raw.to_vec(), v.raw.to_vec()));
+                }
+                // Delegation chains (trust-domains) are kept for inspection, not processed.
+                ek::DELEGATION => members.push((k.raw.to_vec(), v.raw.to_vec())),
+                _ => return Err(DecodeError::UnknownMember { at: AT, key }.into()),
+            }
+        }
+        let auth = auth.ok_or(DecodeError::MissingMember {
+            at: AT,
+            member: ek::AUTHENTICATION_WRAPPER,
+        })?;
+        let manifest_item = manifest_item.ok_or(DecodeError::MissingMember {
+            at: AT,
+            member: ek::MANIFEST,
+        })?;
+
+        // §8.3: SUIT_Authentication = [bstr .cbor SUIT_Digest, * bstr .cbor auth block]
+        let auth_item = cbor::decode(auth, limits)?;
+        let parts = auth_item
+            .as_array()
+            .ok_or(wrong("authentication wrapper array"))?;
+        let (first, rest) = parts
+            .split_first()
+            .ok_or(wrong("authentication wrapper with a digest"))?;
+        let digest_bytes = first.as_bytes().ok_or(wrong("bstr digest"))?;
+        let digest = SuitDigest::decode_bstr(digest_bytes, limits)?;
+        if rest.len() > limits.max_auth_blocks {
+            return Err(DecodeError::LimitExceeded {
+                what: "authentication blocks",
+                limit: limits.max_auth_blocks,
+            }
+            .into());
+        }
+        let mut auth_blocks = Vec::with_capacity(rest.len());
+        for b in rest {
+            let bytes = b.as_bytes().ok_or(wrong("bstr authentication block"))?;
+            // Well-formed and within limits before coset sees it.
+            cbor::decode(bytes, limits)?;
+            auth_blocks.push(ReceivedAuthBlock {
+                bytes: bytes.to_vec(),
+                block: AuthBlock::parse(bytes)?,
+            });
+        }
+
+        let manifest_content = manifest_item.as_bytes().unwrap_or_default();
+        let mut manifest = Manifest::decode(manifest_content, limits)?;
+
+        // §8.4.6: severed members must match the digest the manifest holds for them.
+        for (key, item) in severed {
+            let content = item.as_bytes().unwrap_or_default();
+            let slot_err = DecodeError::InvalidValue {
+                at: AT,
+                reason: "severed member present but the manifest holds no digest for it",
+            };
+            let matches = |d: &SuitDigest| -> Result<(), Error> {
+                if d.matches_sha256(&Sha256::digest(item.raw).into())? {
+                    Ok(())
+                } else {
+                    Err(DecodeError::SeveredDigestMismatch { member: key }.into())
+                }
+            };
+            if key == ek::TEXT {
+                match &mut manifest.text {
+                    Some(Severable::Severed { digest, value }) => {
+                        matches(digest)?;
+                        *value = Some(cbor::decode(content, limits)?.to_owned_value());
+                    }
+                    _ => return Err(slot_err.into()),
+                }
+            } else {
+                match manifest.sequences.get_mut(&key) {
+                    Some(Severable::Severed { digest, value }) => {
+                        matches(digest)?;
+                        *value = Some(CommandSequence::decode_bstr(content, limits)?);
+                    }
+                    _ => return Err(slot_err.into()),
+                }
+            }
+        }
+
+        Ok(Envelope {
+            digest,
+            digest_bytes: digest_bytes.to_vec(),
+            auth_blocks,
+            manifest_bstr: manifest_item.raw.to_vec(),
+            manifest,
+            integrated_payloads,
+            members,
+        })
+    }
+
+    /// Release identity: hex SHA-256 of the manifest bstr (DESIGN.md §3).
+    pub fn release_id(&self) -> String {
+        hex::encode(Sha256::digest(&self.manifest_bstr))
+    }
+
+    /// The SHA-256 of the manifest bstr as received.
+    pub fn computed_manifest_digest(&self) -> [u8; 32] {
+        Sha256::digest(&self.manifest_bstr).into()
+    }
+
+    /// The bytes every authentication block signs (the encoded SUIT_Digest).
+    pub fn signed_payload(&self) -> &[u8] {
+        &self.digest_bytes
+    }
+
+    /// Re-encodes the envelope with `block` appended to the authentication wrapper. Every
+    /// other member keeps its received bytes, so the manifest digest is unchanged.
+    pub fn encode_with_extra_block(&self, block: &[u8]) -> Vec<u8> {
+        let mut blocks: Vec<&[u8]> = self.auth_blocks.iter().map(|b| &b.bytes[..]).collect();
+        blocks.push(block);
+        self.encode_with_blocks(&blocks)
+    }
+
+    /// Encodes the envelope with the given authentication blocks.
+    pub fn encode_with_blocks(&self, blocks: &[&[u8]]) -> Vec<u8> {
+        encode_envelope(&self.digest_bytes, blocks, &self.members)
+    }
+}
+
+/// Encodes `#6.107({2: bstr(auth), members...})`, members given as raw (key, value) bytes.
+pub(crate) fn encode_envelope(
+    digest_bytes: &[u8],
+    blocks: &[&[u8]],
+    members: &[(Vec<u8>, Vec<u8>)],
+) -> Vec<u8> {
+    // SUIT_Authentication = [bstr digest, * bstr block]
+    let mut auth = array_head(1 + blocks.len());
+    auth.extend_from_slice(&cbor::bstr_wrap(digest_bytes));
+    for b in blocks {
+        auth.extend_from_slice(&cbor::bstr_wrap(b));
+    }
+    let mut out = vec![0xd8, tag::SUIT_ENVELOPE as u8];
+    out.extend_from_slice(&map_head(1 + members.len()));
+    out.push(ek::AUTHENTICATION_WRAPPER as u8);
+    out.extend_from_slice(&cbor::bstr_wrap(&auth));
+    for (k, v) in members {
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+fn head(major: u8, len: usize) -> Vec<u8> {
+    let mut h = cbor::bstr_head(len);
+    h[0] = (h[0] & 0x1f) | (major << 5);
+    h
+}
+
+fn array_head(len: usize) -> Vec<u8> {
+    head(4, len)
+}
+
+fn map_head(len: usize) -> Vec<u8> {
+    head(5, len)
+}
+
+/// Encodes a fresh envelope from a manifest's content and authentication blocks, with
+/// optional severed members (key, content).
+pub(crate) fn build_envelope(
+    manifest_content: &[u8],
+    blocks: &[&[u8]],
+    severed: &[(i64, Vec<u8>)],
+) -> Vec<u8> {
+    let manifest_bstr = cbor::bstr_wrap(manifest_content);
+    let digest = SuitDigest::sha256(&manifest_bstr);
+    let mut members = vec![(vec![ek::MANIFEST as u8], manifest_bstr)];
+    for (k, content) in severed {
+        members.push((
+            cbor::encode(&ciborium::Value::Integer((*k).into())),
+            cbor::bstr_wrap(content),
+        ));
+    }
+    encode_envelope(&digest.encode(), blocks, &members)
+}

@@ -1,0 +1,1 @@
+//! Human- and machine-readable descriptions of an envelope (for `publisher inspect`).
