@@ -1,1 +1,321 @@
-fn main() {}
+//! `publisher`: create, inspect and verify SUIT releases. Argument parsing only; the work is
+//! in the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use publisher::verify::VerifyArgs;
+use publisher::{CliError, Result};
+use suit::{Category, IcsMetadata, Severity, UpdateType};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 a verification check failed (one line names it); \
+2 bad input (arguments, keys, files); 3 a file could not be read or written.";
+
+#[derive(Parser, Debug)]
+#[command(name = "publisher", version, about = "Create, inspect and verify SUIT releases", after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a P-256 signing key: DIR/signing-key.pem (0600), .pub.pem and .kid.
+    Keygen {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Key identifier (default: first 8 bytes of the RFC 9679 thumbprint, hex).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Encrypt an image with a fresh release key and sign the envelope (encrypt-then-sign).
+    Release(Box<ReleaseCmd>),
+    /// Sign a plaintext image as its T3 author (COSE_Sign1 over its SHA-256 SUIT_Digest).
+    AuthorSign {
+        /// Author's PKCS#8 signing key.
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// Plaintext image.
+        #[arg(long)]
+        image: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show everything in an envelope (nothing is verified).
+    Inspect {
+        /// Envelope file.
+        envelope: PathBuf,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify signatures (or MAC), then payload digests and decryption when given.
+    Verify {
+        /// Envelope file.
+        envelope: PathBuf,
+        /// Trusted manufacturer public key (SPKI PEM). Repeatable.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// Trusted third-party public key: may sign T1 releases only. Repeatable.
+        #[arg(long)]
+        third_party: Vec<PathBuf>,
+        /// Trusted dispatcher approval key; when given, an approval signature is required.
+        #[arg(long)]
+        approver: Vec<PathBuf>,
+        /// HMAC-256 key for COSE_Mac0 envelopes: hex, or @FILE to read it from a file
+        /// (prefer the file or the environment variable for real keys).
+        #[arg(long, env = "PUBLISHER_MAC_KEY", hide_env_values = true)]
+        mac_key: Option<String>,
+        /// Encrypted payload: checks its size and SHA-256 against the manifest.
+        #[arg(long)]
+        payload: Option<PathBuf>,
+        /// Release key (COSE_Key): decrypts the payload and checks the plaintext digest.
+        #[arg(long)]
+        release_key: Option<PathBuf>,
+        /// Trusted T3 author key: requires and checks the author signature.
+        #[arg(long)]
+        author_trust: Vec<PathBuf>,
+        /// Write the decrypted image here once every check has passed.
+        #[arg(long)]
+        extract: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ReleaseCmd {
+    /// Manufacturer's PKCS#8 signing key (its kid is read from the .kid file beside it).
+    #[arg(long)]
+    signing_key: PathBuf,
+    /// Signing key identifier, overriding the .kid file.
+    #[arg(long)]
+    kid: Option<String>,
+    /// Plaintext image.
+    #[arg(long)]
+    image: PathBuf,
+    /// Vendor UUID.
+    #[arg(long)]
+    vendor_id: Uuid,
+    /// Device class UUID.
+    #[arg(long)]
+    class_id: Uuid,
+    /// Only for this device UUID.
+    #[arg(long)]
+    device_id: Option<Uuid>,
+    /// Manifest sequence number (must increase with every release: anti-rollback).
+    #[arg(long)]
+    sequence: u64,
+    /// Version installed by this release, X.Y.Z.
+    #[arg(long)]
+    version: String,
+    /// Version precondition on the installed image, e.g. ">=1.2.0".
+    #[arg(long)]
+    requires: Option<String>,
+    /// Update type: T1 application, T2 manufacturer firmware, T3 third-party firmware.
+    #[arg(long = "type", value_parser = parse_type)]
+    update_type: UpdateType,
+    /// Category: bugfix, security, enhancement, announcement. Repeatable.
+    #[arg(long, value_parser = parse_category)]
+    category: Vec<Category>,
+    /// CVE identifier, e.g. CVE-2026-12345. Repeatable.
+    #[arg(long)]
+    cve: Vec<String>,
+    /// Severity: none, low, medium, high, critical.
+    #[arg(long, value_parser = parse_severity)]
+    severity: Option<Severity>,
+    /// Author identity.
+    #[arg(long)]
+    author: Option<String>,
+    /// The device must reboot after installing.
+    #[arg(long)]
+    reboot: bool,
+    /// Release notes.
+    #[arg(long)]
+    notes: Option<String>,
+    /// Where devices or dispatchers fetch the blob.
+    #[arg(long)]
+    uri: Option<String>,
+    /// T3 author signature (from `publisher author-sign`).
+    #[arg(long)]
+    author_signature: Option<PathBuf>,
+    /// kid of the release key in the key repository (default: random rk-...).
+    #[arg(long)]
+    release_kid: Option<String>,
+    /// AES-256 (A256GCM content, A256KW key wrap) instead of AES-128.
+    #[arg(long)]
+    aes256: bool,
+    /// Output directory: envelope.suit, payload.enc, release-key.cbor.
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_type(s: &str) -> std::result::Result<UpdateType, String> {
+    UpdateType::parse(s).ok_or_else(|| "expected T1, T2 or T3".into())
+}
+fn parse_category(s: &str) -> std::result::Result<Category, String> {
+    Category::parse(s)
+        .ok_or_else(|| "expected bugfix, security, enhancement or announcement".into())
+}
+fn parse_severity(s: &str) -> std::result::Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| "expected none, low, medium, high or critical".into())
+}
+
+fn mac_key(arg: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => Zeroizing::new(
+            String::from_utf8(publisher::files::read_bounded(
+                path.as_ref(),
+                4096,
+                "cannot read MAC key",
+            )?)
+            .map_err(|_| CliError::Input(format!("{path}: MAC key file is not hex text")))?,
+        ),
+        None => Zeroizing::new(arg.to_owned()),
+    };
+    hex::decode(text.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| CliError::Input("--mac-key must be hex (or @FILE holding hex)".into()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { out, kid } => {
+            let kid = publisher::release::keygen(&out, kid.as_deref())?;
+            println!("kid {kid}");
+            println!("private key {}", out.join("signing-key.pem").display());
+            println!("public key  {}", out.join("signing-key.pub.pem").display());
+        }
+        Command::Release(r) => {
+            let r = *r;
+            let mut ics = IcsMetadata::new(r.update_type);
+            ics.categories = r.category;
+            ics.cves = r.cve;
+            ics.severity = r.severity;
+            ics.author = r.author;
+            ics.reboot = r.reboot;
+            ics.notes = r.notes;
+            let args = publisher::release::ReleaseArgs {
+                signing_key: r.signing_key,
+                kid: r.kid,
+                image: r.image,
+                vendor_id: r.vendor_id,
+                class_id: r.class_id,
+                device_id: r.device_id,
+                sequence: r.sequence,
+                version: r.version,
+                requires: r.requires,
+                ics,
+                uri: r.uri,
+                author_signature: r.author_signature,
+                release_kid: r.release_kid,
+                aes256: r.aes256,
+                out: r.out,
+                progress: !r.quiet && !r.json,
+            };
+            let s = publisher::release::release(&args)?;
+            if r.json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                let mib = s.image_size as f64 / (1 << 20) as f64;
+                println!("release id   {}", s.release_id);
+                println!(
+                    "release kid  {} (store {} in the key repository)",
+                    s.release_kid,
+                    s.release_key.display()
+                );
+                println!("signed by    {}", s.signer_kid);
+                println!("envelope     {}", s.envelope.display());
+                println!(
+                    "payload      {} ({} bytes)",
+                    s.payload.display(),
+                    s.payload_size
+                );
+                println!(
+                    "image        {} bytes, encrypted and hashed in {:.2} s ({:.0} MiB/s)",
+                    s.image_size,
+                    s.seconds,
+                    mib / s.seconds.max(1e-9)
+                );
+            }
+        }
+        Command::AuthorSign {
+            signing_key,
+            image,
+            out,
+        } => {
+            let kid = publisher::release::author_sign(&signing_key, &image, &out)?;
+            println!("author signature by kid {kid} written to {}", out.display());
+        }
+        Command::Inspect { envelope, json } => {
+            let d = publisher::verify::inspect(&envelope)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+            } else {
+                print!("{d}");
+            }
+        }
+        Command::Verify {
+            envelope,
+            trust,
+            third_party,
+            approver,
+            mac_key: mk,
+            payload,
+            release_key,
+            author_trust,
+            extract,
+            json,
+        } => {
+            let args = VerifyArgs {
+                envelope,
+                trust,
+                third_party,
+                approver,
+                mac_key: mk.as_deref().map(mac_key).transpose()?,
+                payload,
+                release_key,
+                author_trust,
+                extract,
+            };
+            let report = publisher::verify::verify(&args)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                println!("OK {}: {}", report.release_id, report.passed.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let prefix = match &e {
+                CliError::Check { .. } => "verification failed",
+                _ => "error",
+            };
+            eprintln!("{prefix}: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -230,10 +230,9 @@ impl<'a> Reader<'a, '_> {
             Header::Simple(23) => Value::Undefined,
             Header::Simple(s) => Value::Simple(s),
             Header::Break => return Err(DecodeError::Malformed { offset: start }),
-            Header::Bytes(None)
-            | Header::Text(None)
-            | Header::Array(None)
-            | Header::Map(None) => return Err(DecodeError::IndefiniteLength { offset: start }),
+            Header::Bytes(None) | Header::Text(None) | Header::Array(None) | Header::Map(None) => {
+                return Err(DecodeError::IndefiniteLength { offset: start });
+            }
             Header::Bytes(Some(len)) => {
                 if len > self.limits.max_bstr_len {
                     return Err(DecodeError::LimitExceeded {
@@ -387,7 +386,13 @@ mod tests {
         ));
         assert_eq!(decode(&[0x43, 1, 2], &lim()), Err(DecodeError::Truncated));
         // A huge declared array length must not allocate.
-        assert!(decode(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], &lim()).is_err());
+        assert!(
+            decode(
+                &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                &lim()
+            )
+            .is_err()
+        );
     }
 
     #[test]

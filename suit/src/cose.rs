@@ -6,14 +6,16 @@
 //! accepted their bytes, so the depth and size bounds of [`crate::Limits`] apply to them.
 
 use coset::{
-    CborSerializable, CoseMac0, CoseSign1, CoseSign1Builder, HeaderBuilder,
-    TaggedCborSerializable, iana,
+    CborSerializable, CoseMac0, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable,
+    iana,
 };
 use hmac::{Hmac, KeyInit, Mac};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey as EcSigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate;
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -94,7 +96,11 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey(kid={}, secret redacted)", hex::encode(&self.kid))
+        write!(
+            f,
+            "SigningKey(kid={}, secret redacted)",
+            hex::encode(&self.kid)
+        )
     }
 }
 
@@ -231,8 +237,10 @@ impl AuthBlock {
     pub fn parse_as(bytes: &[u8], untagged: Option<u64>) -> Result<Self, Error> {
         use crate::error::DecodeError::InvalidValue;
         // The tag decides which structure to expect; both are arrays behind a tag.
-        let sign1_untagged = untagged == Some(crate::consts::tag::COSE_SIGN1) && bytes.first() == Some(&0x84);
-        let mac0_untagged = untagged == Some(crate::consts::tag::COSE_MAC0) && bytes.first() == Some(&0x84);
+        let sign1_untagged =
+            untagged == Some(crate::consts::tag::COSE_SIGN1) && bytes.first() == Some(&0x84);
+        let mac0_untagged =
+            untagged == Some(crate::consts::tag::COSE_MAC0) && bytes.first() == Some(&0x84);
         match bytes.first() {
             Some(0xd2) | Some(0x84) if bytes[0] == 0xd2 || sign1_untagged => {
                 let parsed = if sign1_untagged {
@@ -326,9 +334,17 @@ impl AuthBlock {
                 alg: *alg,
             });
         }
-        let check = |sig: &[u8], tbs: &[u8]| if key.verify(tbs, sig) { Ok(()) } else { Err(()) };
+        let check = |sig: &[u8], tbs: &[u8]| {
+            if key.verify(tbs, sig) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        };
         Ok(match (detached, &sign1.payload) {
-            (Some(p), None) => sign1.verify_detached_signature(p, external_aad, check).is_ok(),
+            (Some(p), None) => sign1
+                .verify_detached_signature(p, external_aad, check)
+                .is_ok(),
             (None, Some(_)) => sign1.verify_signature(external_aad, check).is_ok(),
             _ => false,
         })
@@ -412,10 +428,22 @@ mod tests {
         let block = key.sign1_detached(b"digest bytes");
         let parsed = AuthBlock::parse(&block).unwrap();
         assert_eq!(parsed.kid(), Some(key.kid()));
-        assert!(parsed.verify_signature(b"digest bytes", &key.public_key()).unwrap());
-        assert!(!parsed.verify_signature(b"digest bytez", &key.public_key()).unwrap());
+        assert!(
+            parsed
+                .verify_signature(b"digest bytes", &key.public_key())
+                .unwrap()
+        );
+        assert!(
+            !parsed
+                .verify_signature(b"digest bytez", &key.public_key())
+                .unwrap()
+        );
         let other = SigningKey::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
-        assert!(!parsed.verify_signature(b"digest bytes", &other.public_key()).unwrap());
+        assert!(
+            !parsed
+                .verify_signature(b"digest bytes", &other.public_key())
+                .unwrap()
+        );
     }
 
     #[test]

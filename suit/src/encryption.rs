@@ -78,7 +78,9 @@ impl ReleaseKey {
             expected: "COSE_Key",
         })?;
         if key.kty != coset::KeyType::Assigned(iana::KeyType::Symmetric) {
-            return Err(Error::InvalidKey("release key must be a symmetric COSE_Key"));
+            return Err(Error::InvalidKey(
+                "release key must be a symmetric COSE_Key",
+            ));
         }
         let k = key
             .params
@@ -442,11 +444,8 @@ impl PayloadEncryptor {
             .unprotected(HeaderBuilder::new().iv(iv.to_vec()).build())
             .add_recipient(recipient)
             .build();
-        let aad = coset::enc_structure_data(
-            EncryptionContext::CoseEncrypt,
-            enc.protected.clone(),
-            b"",
-        );
+        let aad =
+            coset::enc_structure_data(EncryptionContext::CoseEncrypt, enc.protected.clone(), b"");
         let info = enc
             .to_tagged_vec()
             .map_err(|_| Error::InvalidInput("cannot encode encryption info".into()))?;

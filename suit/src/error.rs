@@ -57,7 +57,9 @@ pub enum ConditionError {
     DeviceMismatch { expected: String, actual: String },
     #[error("rollback rejected: installed sequence number {installed}, offered {offered}")]
     RollbackRejected { installed: u64, offered: u64 },
-    #[error("version precondition failed on component {component}: installed {installed}, required {required}")]
+    #[error(
+        "version precondition failed on component {component}: installed {installed}, required {required}"
+    )]
     VersionPrecondition {
         component: usize,
         installed: String,
@@ -85,7 +87,9 @@ pub enum ConditionError {
 pub enum Error {
     #[error("decoding: {0}")]
     Decode(#[from] DecodeError),
-    #[error("envelope is not authenticated (no COSE_Sign1 or COSE_Mac0 in the authentication wrapper)")]
+    #[error(
+        "envelope is not authenticated (no COSE_Sign1 or COSE_Mac0 in the authentication wrapper)"
+    )]
     Unauthenticated,
     #[error("unsupported digest algorithm {0}")]
     UnsupportedDigestAlgorithm(i64),

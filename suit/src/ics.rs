@@ -135,23 +135,23 @@ impl IcsMetadata {
         for (k, v) in map {
             match k.as_i64() {
                 Some(1) => {
-                    out.update_type = v
-                        .as_u64()
-                        .and_then(UpdateType::from_code)
-                        .ok_or(DecodeError::InvalidValue {
+                    out.update_type = v.as_u64().and_then(UpdateType::from_code).ok_or(
+                        DecodeError::InvalidValue {
                             at: AT,
                             reason: "update type must be 1 (T1), 2 (T2) or 3 (T3)",
-                        })?;
+                        },
+                    )?;
                     have_type = true;
                 }
                 Some(2) => {
                     for c in v.as_array().ok_or(wrong("array of categories"))? {
-                        out.categories.push(c.as_u64().and_then(Category::from_code).ok_or(
-                            DecodeError::InvalidValue {
-                                at: AT,
-                                reason: "unknown category",
-                            },
-                        )?);
+                        out.categories
+                            .push(c.as_u64().and_then(Category::from_code).ok_or(
+                                DecodeError::InvalidValue {
+                                    at: AT,
+                                    reason: "unknown category",
+                                },
+                            )?);
                     }
                 }
                 Some(3) => {

@@ -183,7 +183,12 @@ impl VersionMatch {
         use ciborium::Value as V;
         V::Array(vec![
             V::Integer(self.comparison.into()),
-            V::Array(self.version.iter().map(|v| V::Integer((*v).into())).collect()),
+            V::Array(
+                self.version
+                    .iter()
+                    .map(|v| V::Integer((*v).into()))
+                    .collect(),
+            ),
         ])
     }
 }
@@ -192,7 +197,10 @@ impl VersionMatch {
 pub fn compare_versions(a: &[i64], b: &[i64]) -> std::cmp::Ordering {
     let n = a.len().max(b.len());
     for i in 0..n {
-        let (x, y) = (a.get(i).copied().unwrap_or(0), b.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
         match x.cmp(&y) {
             std::cmp::Ordering::Equal => continue,
             o => return o,
@@ -219,10 +227,7 @@ pub fn parse_version(s: &str) -> Option<Vec<i64>> {
 
 /// Formats a version as `X.Y.Z`.
 pub fn format_version(v: &[i64]) -> String {
-    v.iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
+    v.iter().map(i64::to_string).collect::<Vec<_>>().join(".")
 }
 
 /// A parameter value (§8.4.8), typed where this implementation uses it.
@@ -294,7 +299,9 @@ fn decode_params(item: &Item<'_>, limits: &Limits) -> Result<Parameters, DecodeE
                 Param::Bytes(v.as_bytes().ok_or(wrong("bstr"))?.to_vec())
             }
             param::ENCRYPTION_INFO => {
-                let b = v.as_bytes().ok_or(wrong("bstr .cbor SUIT_Encryption_Info"))?;
+                let b = v
+                    .as_bytes()
+                    .ok_or(wrong("bstr .cbor SUIT_Encryption_Info"))?;
                 // Well-formedness now; algorithms are checked when decryption needs them.
                 cbor::decode(b, limits)?;
                 Param::EncryptionInfo(b.to_vec())
@@ -317,12 +324,13 @@ fn decode_version_match(item: &Item<'_>) -> Result<VersionMatch, DecodeError> {
     };
     let a = item.as_array().ok_or(wrong.clone())?;
     let [cmp, ver] = a else { return Err(wrong) };
-    let comparison = cmp.as_u64().filter(|c| (1..=5).contains(c)).ok_or(
-        DecodeError::InvalidValue {
-            at: "version match",
-            reason: "comparison type must be 1..=5",
-        },
-    )?;
+    let comparison =
+        cmp.as_u64()
+            .filter(|c| (1..=5).contains(c))
+            .ok_or(DecodeError::InvalidValue {
+                at: "version match",
+                reason: "comparison type must be 1..=5",
+            })?;
     let version = ver
         .as_array()
         .filter(|v| !v.is_empty())
@@ -900,7 +908,9 @@ pub(crate) fn encode_common(c: &Common) -> Vec<u8> {
 /// Encodes a set-version value `[+int]`.
 pub(crate) fn encode_set_version(v: &[i64]) -> Vec<u8> {
     cbor::encode(&ciborium::Value::Array(
-        v.iter().map(|x| ciborium::Value::Integer((*x).into())).collect(),
+        v.iter()
+            .map(|x| ciborium::Value::Integer((*x).into()))
+            .collect(),
     ))
 }
 

@@ -88,10 +88,15 @@ pub fn build_manifest(
     encrypted: &EncryptedPayload,
 ) -> Result<Vec<u8>, Error> {
     if p.version.is_empty() {
-        return Err(Error::InvalidInput("version must have at least one component".into()));
+        return Err(Error::InvalidInput(
+            "version must have at least one component".into(),
+        ));
     }
     let mut image_params: Parameters = vec![
-        (param::VENDOR_IDENTIFIER, Param::Vendor(VendorId::Uuid(p.vendor_id))),
+        (
+            param::VENDOR_IDENTIFIER,
+            Param::Vendor(VendorId::Uuid(p.vendor_id)),
+        ),
         (param::CLASS_IDENTIFIER, Param::Uuid(p.class_id)),
         (param::IMAGE_DIGEST, Param::Digest(plaintext.digest.clone())),
         (param::IMAGE_SIZE, Param::Uint(plaintext.size)),
@@ -161,7 +166,10 @@ pub fn build_manifest(
         (int(mk::VERSION), int(1)),
         (int(mk::SEQUENCE_NUMBER), V::Integer(p.sequence.into())),
         (int(mk::COMMON), V::Bytes(encode_common(&common))),
-        (int(mk::SET_VERSION), V::Bytes(encode_set_version(&p.version))),
+        (
+            int(mk::SET_VERSION),
+            V::Bytes(encode_set_version(&p.version)),
+        ),
         (int(mk::VALIDATE), V::Bytes(seq(validate).encode())),
         (int(mk::INSTALL), V::Bytes(seq(install).encode())),
         (int(mk::ICS_METADATA), p.ics.to_value()),
@@ -235,24 +243,28 @@ fn image_info(manifest: &Manifest, component: usize) -> Option<ImageInfo> {
 
 /// The ciphertext digest and size signed for the fetched blob (component #1).
 pub fn ciphertext_info(v: &Verified) -> Result<ImageInfo, Error> {
-    image_info(&v.envelope().manifest, COMPONENT_BLOB)
-        .ok_or(Error::ProfileViolation("ciphertext digest and size (component 1)"))
+    image_info(&v.envelope().manifest, COMPONENT_BLOB).ok_or(Error::ProfileViolation(
+        "ciphertext digest and size (component 1)",
+    ))
 }
 
 /// The plaintext digest and size signed for the installed image (component #0).
 pub fn plaintext_info(v: &Verified) -> Result<ImageInfo, Error> {
-    image_info(&v.envelope().manifest, COMPONENT_IMAGE)
-        .ok_or(Error::ProfileViolation("plaintext digest and size (component 0)"))
+    image_info(&v.envelope().manifest, COMPONENT_IMAGE).ok_or(Error::ProfileViolation(
+        "plaintext digest and size (component 0)",
+    ))
 }
 
 /// The SUIT_Encryption_Info that decrypts into the installed image.
 pub fn encryption_info(v: &Verified) -> Result<EncryptionInfo, Error> {
     let m = &v.envelope().manifest;
     (0..m.common.components.len())
-        .find_map(|i| match component_params(m, i).remove(&param::ENCRYPTION_INFO) {
-            Some(Param::EncryptionInfo(b)) => Some(b),
-            _ => None,
-        })
+        .find_map(
+            |i| match component_params(m, i).remove(&param::ENCRYPTION_INFO) {
+                Some(Param::EncryptionInfo(b)) => Some(b),
+                _ => None,
+            },
+        )
         .ok_or(Error::ProfileViolation("encryption info (parameter 19)"))
         .and_then(|b| EncryptionInfo::decode(&b))
 }
@@ -260,7 +272,12 @@ pub fn encryption_info(v: &Verified) -> Result<EncryptionInfo, Error> {
 /// Checks a received blob against the signed ciphertext size and digest (no key needed).
 pub fn check_ciphertext(v: &Verified, payload: &[u8]) -> Result<(), Error> {
     let info = ciphertext_info(v)?;
-    check_size_and_digest(&info, payload.len() as u64, &Sha256::digest(payload).into(), true)
+    check_size_and_digest(
+        &info,
+        payload.len() as u64,
+        &Sha256::digest(payload).into(),
+        true,
+    )
 }
 
 /// Compares a size and SHA-256 with signed values; `cipher` selects the error variants.
@@ -293,12 +310,81 @@ pub fn check_size_and_digest(
     Ok(())
 }
 
-/// Full payload check: ciphertext digest and size, decryption with the release key,
-/// plaintext digest and size. Returns the image.
+/// Full payload check in one call: see [`PayloadVerifier`]. Returns the image.
 pub fn decrypt_payload(v: &Verified, payload: &[u8], key: &ReleaseKey) -> Result<Vec<u8>, Error> {
-    check_ciphertext(v, payload)?;
-    let image = encryption_info(v)?.decrypt(key, payload)?;
-    let pt = plaintext_info(v)?;
-    check_size_and_digest(&pt, image.len() as u64, &Sha256::digest(&image).into(), false)?;
-    Ok(image)
+    let mut checker = PayloadVerifier::new(v, Some(key))?;
+    let mut buf = payload.to_vec();
+    let n = checker.update(&mut buf)?.len();
+    buf.truncate(n);
+    checker.finish()?;
+    Ok(buf)
+}
+
+/// Streaming check of a blob against a verified envelope: ciphertext size and digest
+/// (component #1), and with a release key, decryption and plaintext size and digest
+/// (component #0). Memory use is independent of the payload size. Plaintext handed out by
+/// [`Self::update`] is unauthenticated until [`Self::finish`] returns Ok.
+#[derive(Debug)]
+pub struct PayloadVerifier {
+    ct: ImageInfo,
+    ct_hash: Sha256,
+    ct_len: u64,
+    decrypt: Option<(crate::encryption::PayloadDecryptor, ImageInfo, Sha256, u64)>,
+}
+
+impl PayloadVerifier {
+    /// Starts a check; `key` enables decryption.
+    pub fn new(v: &Verified, key: Option<&ReleaseKey>) -> Result<Self, Error> {
+        let ct = ciphertext_info(v)?;
+        let decrypt = match key {
+            Some(k) => Some((
+                encryption_info(v)?.decryptor(k)?,
+                plaintext_info(v)?,
+                Sha256::new(),
+                0,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            ct,
+            ct_hash: Sha256::new(),
+            ct_len: 0,
+            decrypt,
+        })
+    }
+
+    /// Feeds the next chunk of the blob; decrypts it in place when a key was given and
+    /// returns the plaintext now available (a prefix of `chunk`). A blob longer than the
+    /// signed size is rejected as soon as it is seen.
+    pub fn update<'a>(&mut self, chunk: &'a mut [u8]) -> Result<&'a [u8], Error> {
+        self.ct_len += chunk.len() as u64;
+        if self.ct_len > self.ct.size {
+            return Err(Error::CiphertextSizeMismatch {
+                expected: self.ct.size,
+                actual: self.ct_len,
+            });
+        }
+        self.ct_hash.update(&*chunk);
+        match &mut self.decrypt {
+            Some((d, _, pt_hash, pt_len)) => {
+                let n = d.update(chunk);
+                pt_hash.update(&chunk[..n]);
+                *pt_len += n as u64;
+                Ok(&chunk[..n])
+            }
+            None => Ok(&chunk[..0]),
+        }
+    }
+
+    /// Runs the final checks in order: ciphertext size, ciphertext digest, GCM tag,
+    /// plaintext size, plaintext digest.
+    pub fn finish(self) -> Result<(), Error> {
+        let ct_digest: [u8; 32] = self.ct_hash.finalize().into();
+        check_size_and_digest(&self.ct, self.ct_len, &ct_digest, true)?;
+        if let Some((d, pt, pt_hash, pt_len)) = self.decrypt {
+            d.finish()?;
+            check_size_and_digest(&pt, pt_len, &pt_hash.finalize().into(), false)?;
+        }
+        Ok(())
+    }
 }

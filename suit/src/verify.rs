@@ -114,7 +114,11 @@ impl TrustAnchor {
         self.any_kid || kid == Some(self.key.kid())
     }
 
-    fn may_sign(&self, vendors: &[VendorId], update_type: Option<UpdateType>) -> Result<(), String> {
+    fn may_sign(
+        &self,
+        vendors: &[VendorId],
+        update_type: Option<UpdateType>,
+    ) -> Result<(), String> {
         if !self.vendors.is_empty() {
             if vendors.is_empty() {
                 return Err("the manifest names no vendor-id".into());
@@ -277,9 +281,7 @@ pub fn verify_envelope(envelope: Envelope, trust: &TrustStore) -> Result<Verifie
                 let Some(anchor) = verified_by else {
                     // A signature claiming a trusted kid that does not verify is tampering.
                     if candidates.iter().any(|a| !a.any_kid) {
-                        return Err(Error::SignatureInvalid {
-                            kid: kid_text(kid),
-                        });
+                        return Err(Error::SignatureInvalid { kid: kid_text(kid) });
                     }
                     unknown_kids.push(kid_text(kid));
                     continue;

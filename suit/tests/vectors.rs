@@ -21,11 +21,15 @@ fn read(rel: &str) -> Vec<u8> {
 }
 
 fn spec_trust() -> TrustStore {
-    let pem = String::from_utf8(read("suit-manifest/keys/spec-example-signing-key.p256.pub.pem"))
-        .unwrap();
+    let pem = String::from_utf8(read(
+        "suit-manifest/keys/spec-example-signing-key.p256.pub.pem",
+    ))
+    .unwrap();
     let mut t = TrustStore::new();
     // The spec examples carry no kid in their signatures.
-    t.add(TrustAnchor::new(PublicKey::from_pem(&pem).unwrap(), Role::Manufacturer).matching_any_kid());
+    t.add(
+        TrustAnchor::new(PublicKey::from_pem(&pem).unwrap(), Role::Manufacturer).matching_any_kid(),
+    );
     t
 }
 
@@ -35,14 +39,23 @@ fn table_rows(sources: &str, name_prefix: &str) -> Vec<Vec<String>> {
         .unwrap()
         .lines()
         .filter(|l| l.starts_with(&format!("| {name_prefix}")))
-        .map(|l| l.split('|').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect())
+        .map(|l| {
+            l.split('|')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
         .collect()
 }
 
 #[test]
 fn manifest_spec_examples_verify_and_reproduce_digests() {
     let rows = table_rows("suit-manifest/SOURCES.md", "example");
-    assert_eq!(rows.len(), 8, "expected 4 signed + 4 unsigned examples in SOURCES.md");
+    assert_eq!(
+        rows.len(),
+        8,
+        "expected 4 signed + 4 unsigned examples in SOURCES.md"
+    );
     let mut digests = std::collections::HashMap::new();
     for row in &rows {
         let (file, size, seq, digest) = (&row[0], &row[1], &row[2], &row[3]);
@@ -62,7 +75,10 @@ fn manifest_spec_examples_verify_and_reproduce_digests() {
         let bytes = read(&format!("suit-manifest/manifest-spec/{file}"));
         // It decodes (so it can be inspected) and carries the same manifest...
         let env = suit::Envelope::decode(&bytes, &Limits::default()).unwrap();
-        assert_eq!(env.release_id(), digests[&file.replace(".unsigned.cbor", "")]);
+        assert_eq!(
+            env.release_id(),
+            digests[&file.replace(".unsigned.cbor", "")]
+        );
         // ...but it must be rejected: no authentication block.
         assert_eq!(
             suit::verify(&bytes, &spec_trust(), &Limits::default()).unwrap_err(),
@@ -82,7 +98,11 @@ fn libcsuit_esp256_examples_verify() {
         let v = suit::verify(&bytes, &spec_trust(), &Limits::default())
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(v.release_id().starts_with(prefix), "{file}: digest");
-        assert_eq!(v.envelope().auth_blocks[0].block.alg(), alg::ESP256, "{file}");
+        assert_eq!(
+            v.envelope().auth_blocks[0].block.alg(),
+            alg::ESP256,
+            "{file}"
+        );
     }
 }
 
@@ -97,7 +117,11 @@ fn spec_examples_evaluate_for_the_example_device() {
     dev.target_slots.insert(0, 1);
     let plan = suit::evaluate(&v, &dev, &Limits::default()).unwrap();
     // try-each picked slot 1, whose URI is file2.bin.
-    let fetch = plan.steps.iter().find(|s| s.directive == suit::consts::cmd::FETCH).unwrap();
+    let fetch = plan
+        .steps
+        .iter()
+        .find(|s| s.directive == suit::consts::cmd::FETCH)
+        .unwrap();
     assert_eq!(
         fetch.params.get(&param::URI),
         Some(&Param::Text("http://example.com/file2.bin".into()))
@@ -105,14 +129,17 @@ fn spec_examples_evaluate_for_the_example_device() {
     let mut other = suit::DeviceState::new(vendor, uuid::Uuid::nil());
     other.target_slots.insert(0, 0);
     assert_eq!(
-        suit::evaluate(&v, &other, &Limits::default()).unwrap_err().code(),
+        suit::evaluate(&v, &other, &Limits::default())
+            .unwrap_err()
+            .code(),
         "wrong-class"
     );
 }
 
 fn example_kek() -> ReleaseKey {
     let keys: serde_json::Value =
-        serde_json::from_slice(&read("suit-encryption/keys/keys-and-expected-values.json")).unwrap();
+        serde_json::from_slice(&read("suit-encryption/keys/keys-and-expected-values.json"))
+            .unwrap();
     let k = hex::decode(keys["a128kw_kek"]["k_hex"].as_str().unwrap()).unwrap();
     let kid = hex::decode(keys["a128kw_kek"]["kid_hex"].as_str().unwrap()).unwrap();
     ReleaseKey::from_parts(alg::A128KW, kid, &k).unwrap()
@@ -133,12 +160,16 @@ fn aes_kw_gcm_encryption_info_decrypts_to_published_plaintext() {
     assert_eq!(info.decrypt(&example_kek(), &payload).unwrap(), plaintext());
     // The COSE_Key file carries the same KEK.
     let from_file =
-        ReleaseKey::from_cose_key(&read("suit-encryption/keys/a128kw-kek-kid-1.cose_key.cbor")).unwrap();
+        ReleaseKey::from_cose_key(&read("suit-encryption/keys/a128kw-kek-kid-1.cose_key.cbor"))
+            .unwrap();
     assert_eq!(info.decrypt(&from_file, &payload).unwrap(), plaintext());
     // Flipping one byte of the payload breaks the GCM tag.
     let mut bad = payload.clone();
     bad[5] ^= 1;
-    assert_eq!(info.decrypt(&example_kek(), &bad), Err(Error::DecryptionFailed));
+    assert_eq!(
+        info.decrypt(&example_kek(), &bad),
+        Err(Error::DecryptionFailed)
+    );
 }
 
 #[test]
@@ -150,13 +181,17 @@ fn aes_ctr_encryption_info_is_reported_unsupported() {
     let payload = read("suit-encryption/draft-examples/encrypted-payload-aes-kw-aes-ctr.bin");
     assert!(matches!(
         info.decrypt(&example_kek(), &payload),
-        Err(Error::UnsupportedAlgorithm { alg: alg::A128CTR, .. })
+        Err(Error::UnsupportedAlgorithm {
+            alg: alg::A128CTR,
+            ..
+        })
     ));
 }
 
 fn mac_trust() -> TrustStore {
     let keys: serde_json::Value =
-        serde_json::from_slice(&read("suit-encryption/keys/keys-and-expected-values.json")).unwrap();
+        serde_json::from_slice(&read("suit-encryption/keys/keys-and-expected-values.json"))
+            .unwrap();
     let k = hex::decode(keys["hmac256_manifest_mac_key"]["k_hex"].as_str().unwrap()).unwrap();
     let mut t = TrustStore::new();
     t.add_mac_key(&k);
@@ -171,7 +206,11 @@ fn mac_envelope_digest(file_stem: &str) -> (String, String) {
         .find(|l| l.starts_with(&format!("| {file_stem}.")))
         .unwrap_or_else(|| panic!("{file_stem} not in SOURCES.md"));
     let d = line.split("digest ").nth(1).unwrap();
-    let d = d.split_whitespace().next().unwrap().trim_end_matches([';', '|']);
+    let d = d
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches([';', '|']);
     let (a, b) = d.split_once('…').unwrap();
     (a.to_owned(), b.to_owned())
 }
@@ -188,7 +227,10 @@ fn maced_envelopes_verify_and_decrypt() {
             .unwrap_or_else(|e| panic!("{stem}: {e}"));
         let (head, tail) = mac_envelope_digest(stem);
         let id = v.release_id();
-        assert!(id.starts_with(&head) && id.ends_with(&tail), "{stem}: digest {id}");
+        assert!(
+            id.starts_with(&head) && id.ends_with(&tail),
+            "{stem}: digest {id}"
+        );
 
         let info = suit::release::encryption_info(&v).unwrap();
         let m = &v.envelope().manifest;
@@ -197,7 +239,8 @@ fn maced_envelopes_verify_and_decrypt() {
             Some(Param::Bytes(c)) => c.clone(),
             // Fetched into component 1: the published encrypted payload, with the signed size.
             _ => {
-                let fetched = read("suit-encryption/draft-examples/encrypted-payload-aes-kw-aes-gcm.bin");
+                let fetched =
+                    read("suit-encryption/draft-examples/encrypted-payload-aes-kw-aes-gcm.bin");
                 assert_eq!(
                     component_params(m, 1).get(&param::IMAGE_SIZE),
                     Some(&Param::Uint(fetched.len() as u64)),
@@ -206,7 +249,11 @@ fn maced_envelopes_verify_and_decrypt() {
                 fetched
             }
         };
-        assert_eq!(info.decrypt(&example_kek(), &ciphertext).unwrap(), plaintext(), "{stem}");
+        assert_eq!(
+            info.decrypt(&example_kek(), &ciphertext).unwrap(),
+            plaintext(),
+            "{stem}"
+        );
 
         // A wrong MAC key is a MAC failure, not a pass.
         let mut wrong = TrustStore::new();
