@@ -175,7 +175,31 @@ impl<'a> Reader<'a, '_> {
                 offset: self.pos + at,
             },
         })?;
-        self.pos += dec.offset();
+        let used = dec.offset();
+        // RFC 8949 §4.2.1 (preferred serialization): the argument uses the shortest form.
+        // Accepting longer forms would let anyone re-encode unsigned parts of an envelope
+        // (e.g. the authentication wrapper's bstr head) into different bytes that still verify.
+        let argument = match header {
+            Header::Positive(n) | Header::Negative(n) | Header::Tag(n) => Some(n),
+            Header::Bytes(Some(n))
+            | Header::Text(Some(n))
+            | Header::Array(Some(n))
+            | Header::Map(Some(n)) => Some(n as u64),
+            _ => None,
+        };
+        if let Some(n) = argument {
+            let shortest = match n {
+                0..=23 => 1,
+                24..=0xff => 2,
+                0x100..=0xffff => 3,
+                0x1_0000..=0xffff_ffff => 5,
+                _ => 9,
+            };
+            if used != shortest {
+                return Err(DecodeError::NonMinimal { offset: self.pos });
+            }
+        }
+        self.pos += used;
         Ok(header)
     }
 
@@ -374,7 +398,23 @@ mod tests {
         ));
         assert!(matches!(
             decode(&[0xa2, 0x01, 0x00, 0x18, 0x01, 0x00], &lim()),
-            Err(DecodeError::DuplicateKey { .. })
+            Err(DecodeError::NonMinimal { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_non_minimal_heads() {
+        // 0x58 0x02: a two-byte bstr whose length fits in the initial byte.
+        assert!(matches!(
+            decode(&[0x58, 0x02, 1, 2], &lim()),
+            Err(DecodeError::NonMinimal { offset: 0 })
+        ));
+        // The same with the shortest head is fine.
+        assert!(decode(&[0x42, 1, 2], &lim()).is_ok());
+        // Tag 107 as d9 00 6b instead of d8 6b.
+        assert!(matches!(
+            decode(&[0xd9, 0x00, 0x6b, 0x01], &lim()),
+            Err(DecodeError::NonMinimal { .. })
         ));
     }
 

@@ -17,6 +17,8 @@ pub enum DecodeError {
     Malformed { offset: usize },
     #[error("indefinite-length CBOR item at byte {offset} (only definite lengths are accepted)")]
     IndefiniteLength { offset: usize },
+    #[error("non-minimal CBOR encoding at byte {offset} (preferred serialization required)")]
+    NonMinimal { offset: usize },
     #[error("duplicate map key at byte {offset}")]
     DuplicateKey { offset: usize },
     #[error("invalid UTF-8 in text string at byte {offset}")]

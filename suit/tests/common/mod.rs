@@ -1,0 +1,83 @@
+//! Building releases in memory for tests.
+#![allow(dead_code, unreachable_pub)]
+
+use suit::consts::alg;
+use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
+use suit::{
+    IcsMetadata, PayloadEncryptor, PublicKey, ReleaseKey, Role, SigningKey, SuitDigest,
+    TrustAnchor, TrustStore, UpdateType,
+};
+use uuid::Uuid;
+
+pub const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
+pub const CLASS: Uuid = Uuid::from_u128(0x1492af14_2569_5e48_bf42_9b2d51f2ab45);
+pub const OTHER: Uuid = Uuid::from_u128(0x11111111_2222_3333_4444_555555555555);
+
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+pub fn key(kid: &str) -> SigningKey {
+    SigningKey::generate(&mut rng()).with_kid(kid.as_bytes().to_vec())
+}
+
+pub struct Built {
+    pub envelope: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub kek: ReleaseKey,
+    pub image: Vec<u8>,
+}
+
+pub fn params(sequence: u64, update_type: UpdateType) -> ReleaseParams {
+    ReleaseParams {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        device_id: None,
+        sequence,
+        version: vec![1, 2, 3],
+        requires: None,
+        uri: Some("coaps://dispatcher.local/blob".into()),
+        ics: IcsMetadata::new(update_type),
+    }
+}
+
+pub fn build_with(p: &ReleaseParams, signer: &SigningKey, image: &[u8]) -> Built {
+    let mut rng = rng();
+    let kek = ReleaseKey::generate(alg::A128KW, b"rk-test".to_vec(), &mut rng).unwrap();
+    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
+    let mut payload = image.to_vec();
+    enc.update(&mut payload);
+    let done = enc.finish(info);
+    payload.extend_from_slice(&done.tag);
+    let plain = ImageInfo {
+        digest: SuitDigest::sha256(image),
+        size: image.len() as u64,
+    };
+    let envelope = build_release_envelope(p, &plain, &done, signer).unwrap();
+    Built {
+        envelope,
+        payload,
+        kek,
+        image: image.to_vec(),
+    }
+}
+
+pub fn build(sequence: u64, signer: &SigningKey) -> Built {
+    build_with(
+        &params(sequence, UpdateType::T2),
+        signer,
+        b"firmware image v1.2.3 for tests",
+    )
+}
+
+pub fn trust(keys: &[(&SigningKey, Role)]) -> TrustStore {
+    let mut t = TrustStore::new();
+    for (k, role) in keys {
+        t.add(TrustAnchor::new(k.public_key(), *role));
+    }
+    t
+}
+
+pub fn public(k: &SigningKey) -> PublicKey {
+    k.public_key()
+}
