@@ -9,6 +9,7 @@
 //! Strictness (each a typed [`DecodeError`]):
 //! * no trailing bytes after the top-level item;
 //! * no duplicate map keys (RFC 8949 §5.6: a map with duplicate keys is not valid);
+//! * no `undefined` or unassigned simple values;
 //! * definite lengths only (Off-spec for generic CBOR, but SUIT and COSE objects are always
 //!   definite-length and deterministic encoding requires it, RFC 8949 §4.2.1);
 //! * nesting depth, collection sizes and total item count bounded by [`Limits`].
@@ -41,9 +42,7 @@ pub enum Value<'a> {
     Tag(u64, Box<Item<'a>>),
     Bool(bool),
     Null,
-    Undefined,
     Float(f64),
-    Simple(u8),
 }
 
 impl<'a> Item<'a> {
@@ -108,9 +107,7 @@ impl<'a> Item<'a> {
             Value::Tag(..) => "tag",
             Value::Bool(_) => "bool",
             Value::Null => "null",
-            Value::Undefined => "undefined",
             Value::Float(_) => "float",
-            Value::Simple(_) => "simple",
         }
     }
 
@@ -131,9 +128,7 @@ impl<'a> Item<'a> {
             Value::Tag(t, i) => V::Tag(*t, Box::new(i.to_owned_value())),
             Value::Bool(b) => V::Bool(*b),
             Value::Null => V::Null,
-            Value::Undefined => V::Null,
             Value::Float(f) => V::Float(*f),
-            Value::Simple(s) => V::Integer((*s).into()),
         }
     }
 }
@@ -251,8 +246,10 @@ impl<'a> Reader<'a, '_> {
             Header::Simple(20) => Value::Bool(false),
             Header::Simple(21) => Value::Bool(true),
             Header::Simple(22) => Value::Null,
-            Header::Simple(23) => Value::Undefined,
-            Header::Simple(s) => Value::Simple(s),
+            // `undefined` and unassigned simple values never occur in SUIT or COSE, and
+            // ciborium (hence coset) reads `undefined` as null: accepting it would let
+            // anyone turn a COSE nil payload (0xf6) into 0xf7 and still verify.
+            Header::Simple(_) => return Err(DecodeError::Malformed { offset: start }),
             Header::Break => return Err(DecodeError::Malformed { offset: start }),
             Header::Bytes(None) | Header::Text(None) | Header::Array(None) | Header::Map(None) => {
                 return Err(DecodeError::IndefiniteLength { offset: start });
@@ -400,6 +397,17 @@ mod tests {
             decode(&[0xa2, 0x01, 0x00, 0x18, 0x01, 0x00], &lim()),
             Err(DecodeError::NonMinimal { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_undefined_and_simple_values() {
+        // [null] is fine; [undefined] and [simple(16)] are not.
+        assert!(decode(&[0x81, 0xf6], &lim()).is_ok());
+        assert!(matches!(
+            decode(&[0x81, 0xf7], &lim()),
+            Err(DecodeError::Malformed { offset: 1 })
+        ));
+        assert!(decode(&[0x81, 0xf0], &lim()).is_err());
     }
 
     #[test]

@@ -94,3 +94,22 @@ proptest! {
         let _ = suit::Envelope::decode(&tagged, &Limits::default());
     }
 }
+
+/// Exhaustive: every single-bit flip anywhere in the envelope is rejected. (This is how the
+/// COSE nil payload 0xf6 -> 0xf7 `undefined` re-encoding was found.)
+#[test]
+fn every_single_bit_flip_is_rejected() {
+    for case in cases() {
+        for i in 0..case.envelope.len() {
+            for bit in 0..8 {
+                let mut m = case.envelope.clone();
+                m[i] ^= 1 << bit;
+                assert!(
+                    verify(&m, &case.trust, &Limits::default()).is_err(),
+                    "flip of bit {bit} in byte {i} (0x{:02x}) was accepted",
+                    case.envelope[i]
+                );
+            }
+        }
+    }
+}
