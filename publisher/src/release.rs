@@ -328,9 +328,14 @@ fn encrypt_file(
     };
     let mut output = AtomicFile::create(out, false)?;
 
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(3);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(4);
-    for _ in 0..4 {
+    // Three stages, so that two cores share the work: (1) read + SHA-256 of the plaintext,
+    // (2) AES-GCM in place, (3) SHA-256 of the ciphertext + write. Buffers circulate
+    // 1 -> 2 -> 3 -> 1, so memory stays at BUFFERS * CHUNK whatever the image size.
+    const BUFFERS: usize = 4;
+    let (plain_tx, plain_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    let (cipher_tx, cipher_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
         let _ = empty_tx.send(vec![0u8; CHUNK]);
     }
     let result = std::thread::scope(|s| {
@@ -352,32 +357,42 @@ fn encrypt_file(
                 hash.update(&buf);
                 total += n as u64;
                 let last = n < CHUNK;
-                if full_tx.send(buf).is_err() || last {
+                if plain_tx.send(buf).is_err() || last {
                     break;
                 }
             }
             Ok((SuitDigest::from_sha256(hash.finalize().into()), total))
         });
-        let mut write_err = None;
-        for mut buf in full_rx.iter() {
-            encryptor.update(&mut buf);
-            if let Err(e) = output.write_all(&buf) {
-                write_err = Some(e);
+        let bar = &bar;
+        let output = &mut output;
+        let writer = s.spawn(move || -> Result<Sha256> {
+            let mut hash = Sha256::new();
+            for buf in cipher_rx.iter() {
+                hash.update(&buf);
+                output.write_all(&buf)?;
+                bar.inc(buf.len() as u64);
+                // The reader may have finished; a closed channel is fine.
+                let _ = empty_tx.send(buf);
+            }
+            Ok(hash)
+        });
+        for mut buf in plain_rx.iter() {
+            encryptor.encrypt_only(&mut buf);
+            if cipher_tx.send(buf).is_err() {
                 break;
             }
-            bar.inc(buf.len() as u64);
-            let _ = empty_tx.send(buf);
         }
-        drop(empty_tx);
+        drop(cipher_tx);
+        let ct_hash = writer
+            .join()
+            .map_err(|_| CliError::Input("payload writer thread panicked".into()))??;
         let read = reader
             .join()
-            .map_err(|_| CliError::Input("image reader thread panicked".into()))?;
-        if let Some(e) = write_err {
-            return Err(e);
-        }
-        read.map_err(io("cannot read image", image))
+            .map_err(|_| CliError::Input("image reader thread panicked".into()))?
+            .map_err(io("cannot read image", image))?;
+        Ok::<_, CliError>((read, ct_hash))
     });
-    let (digest, total) = result?;
+    let ((digest, total), ct_hash) = result?;
     bar.finish_and_clear();
     if total != size {
         return Err(CliError::Input(format!(
@@ -385,7 +400,7 @@ fn encrypt_file(
             image.display()
         )));
     }
-    let encrypted = encryptor.finish(info);
+    let encrypted = encryptor.finish_with_hasher(info, ct_hash);
     output.write_all(&encrypted.tag)?;
     output.commit()?;
     Ok((ImageInfo { digest, size }, encrypted))

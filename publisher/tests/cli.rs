@@ -1,4 +1,5 @@
 //! The `publisher` binary as a user runs it.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

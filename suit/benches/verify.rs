@@ -1,1 +1,67 @@
-fn main() {}
+//! Hot paths: envelope verification (decode + digest + ES256), approval, and streaming
+//! payload decryption. Run: cargo bench -p suit
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use suit::consts::alg;
+use suit::release::{ImageInfo, ReleaseParams, build_release_envelope, decrypt_payload};
+use suit::{
+    IcsMetadata, Limits, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, TrustAnchor,
+    TrustStore, UpdateType,
+};
+
+fn release(image: &[u8]) -> (Vec<u8>, Vec<u8>, ReleaseKey, SigningKey) {
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let signer = SigningKey::generate(&mut rng).with_kid(b"maker".to_vec());
+    let kek = ReleaseKey::generate(alg::A128KW, b"rk".to_vec(), &mut rng).unwrap();
+    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
+    let mut payload = image.to_vec();
+    enc.update(&mut payload);
+    let done = enc.finish(info);
+    payload.extend_from_slice(&done.tag);
+    let p = ReleaseParams {
+        vendor_id: uuid::Uuid::from_u128(1),
+        class_id: uuid::Uuid::from_u128(2),
+        device_id: None,
+        sequence: 1,
+        version: vec![1, 0, 0],
+        requires: None,
+        uri: None,
+        ics: IcsMetadata::new(UpdateType::T2),
+    };
+    let plain = ImageInfo {
+        digest: SuitDigest::sha256(image),
+        size: image.len() as u64,
+    };
+    let env = build_release_envelope(&p, &plain, &done, &signer).unwrap();
+    (env, payload, kek, signer)
+}
+
+fn bench(c: &mut Criterion) {
+    let image = vec![0x5au8; 1 << 20];
+    let (env, payload, kek, signer) = release(&image);
+    let mut trust = TrustStore::new();
+    trust.add(TrustAnchor::new(signer.public_key(), Role::Manufacturer));
+    let limits = Limits::default();
+
+    c.bench_function("verify envelope (decode + digest + ES256)", |b| {
+        b.iter(|| suit::verify(black_box(&env), &trust, &limits).unwrap())
+    });
+    c.bench_function("decode envelope only", |b| {
+        b.iter(|| suit::Envelope::decode(black_box(&env), &limits).unwrap())
+    });
+    let v = suit::verify(&env, &trust, &limits).unwrap();
+    let approver = SigningKey::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
+    c.bench_function("approve (add second COSE_Sign1)", |b| {
+        b.iter(|| suit::approve(black_box(&v), &approver))
+    });
+    let mut g = c.benchmark_group("payload");
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    g.bench_function("check + decrypt + check 1 MiB", |b| {
+        b.iter(|| decrypt_payload(&v, black_box(&payload), &kek).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

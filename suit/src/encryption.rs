@@ -331,7 +331,8 @@ impl EncryptionInfo {
         let cek = self.cek(key)?;
         Ok(PayloadDecryptor {
             gcm: GcmStream::new(&cek, &self.iv, &self.aad)?,
-            tail: Vec::with_capacity(TAG_LEN),
+            tail: [0; TAG_LEN],
+            tail_len: 0,
         })
     }
 
@@ -351,33 +352,50 @@ impl EncryptionInfo {
 #[derive(Debug)]
 pub struct PayloadDecryptor {
     gcm: GcmStream,
-    tail: Vec<u8>,
+    tail: [u8; TAG_LEN],
+    tail_len: usize,
 }
 
 impl PayloadDecryptor {
-    /// Decrypts `buf` in place and returns how many leading bytes of `buf` are now plaintext
-    /// (the rest is the held-back tail, moved into internal state).
+    /// Decrypts in place and returns how many leading bytes of `buf` are now plaintext.
+    /// The stream is `held-back tail ++ buf`; its last 16 bytes are held back (they may be
+    /// the tag), everything before them is decrypted into `buf`. No allocation.
     pub fn update(&mut self, buf: &mut [u8]) -> usize {
-        // Keep the final TAG_LEN bytes of the stream back: they may be the tag.
-        let total = self.tail.len() + buf.len();
-        if total <= TAG_LEN {
-            self.tail.extend_from_slice(buf);
-            return 0;
+        let t = self.tail_len;
+        let n = buf.len();
+        if n >= TAG_LEN {
+            // New tail: the last 16 bytes of buf. Output: old tail ++ buf[..n-16], which
+            // is t + n - 16 <= n bytes, moved into buf's own space.
+            let mut new_tail = [0u8; TAG_LEN];
+            new_tail.copy_from_slice(&buf[n - TAG_LEN..]);
+            buf.copy_within(0..n - TAG_LEN, t);
+            buf[..t].copy_from_slice(&self.tail[..t]);
+            self.tail = new_tail;
+            self.tail_len = TAG_LEN;
+            let emit = t + n - TAG_LEN;
+            self.gcm.decrypt(&mut buf[..emit]);
+            emit
+        } else {
+            // Short chunk: stream = tail[..t] ++ buf, keep its last 16 bytes.
+            let mut stream = [0u8; 2 * TAG_LEN];
+            stream[..t].copy_from_slice(&self.tail[..t]);
+            stream[t..t + n].copy_from_slice(buf);
+            let total = t + n;
+            let emit = total.saturating_sub(TAG_LEN);
+            buf[..emit].copy_from_slice(&stream[..emit]);
+            self.gcm.decrypt(&mut buf[..emit]);
+            let keep = total - emit;
+            self.tail[..keep].copy_from_slice(&stream[emit..total]);
+            self.tail_len = keep;
+            emit
         }
-        let emit = total - TAG_LEN;
-        // Emit the held-back tail first (by prepending it), then the first part of buf.
-        let mut joined = std::mem::take(&mut self.tail);
-        joined.extend_from_slice(buf);
-        let (out, keep) = joined.split_at_mut(emit);
-        self.gcm.decrypt(out);
-        self.tail = keep.to_vec();
-        // emit = tail + buf - TAG_LEN <= buf.len(), because the tail never exceeds TAG_LEN.
-        buf[..emit].copy_from_slice(out);
-        emit
     }
 
     /// Checks the tag.
     pub fn finish(self) -> Result<(), Error> {
+        if self.tail_len != TAG_LEN {
+            return Err(Error::DecryptionFailed);
+        }
         self.gcm.finish_decrypt(&self.tail)
     }
 }
@@ -459,22 +477,39 @@ impl PayloadEncryptor {
         ))
     }
 
-    /// Encrypts the next chunk of the image in place.
+    /// Encrypts the next chunk of the image in place and hashes the ciphertext.
     pub fn update(&mut self, buf: &mut [u8]) {
-        self.gcm.encrypt(buf);
+        self.encrypt_only(buf);
         self.ct_hash.update(&*buf);
+    }
+
+    /// Encrypts the next chunk in place without hashing it: for pipelines that hash the
+    /// ciphertext on another thread and end with [`Self::finish_with_hasher`].
+    pub fn encrypt_only(&mut self, buf: &mut [u8]) {
+        self.gcm.encrypt(buf);
         self.ct_len += buf.len() as u64;
     }
 
     /// Ends encryption: returns the tag (to append to the ciphertext) and the digest and size
     /// of `ciphertext || tag`.
-    pub fn finish(mut self, encryption_info: Vec<u8>) -> EncryptedPayload {
+    pub fn finish(self, encryption_info: Vec<u8>) -> EncryptedPayload {
+        let hasher = self.ct_hash.clone();
+        self.finish_with_hasher(encryption_info, hasher)
+    }
+
+    /// Like [`Self::finish`], with the ciphertext hashed by the caller: `ct_hash` must have
+    /// absorbed exactly the bytes produced by [`Self::encrypt_only`], in order.
+    pub fn finish_with_hasher(
+        self,
+        encryption_info: Vec<u8>,
+        mut ct_hash: Sha256,
+    ) -> EncryptedPayload {
         let tag = self.gcm.finish_encrypt();
-        self.ct_hash.update(tag);
+        ct_hash.update(tag);
         EncryptedPayload {
             encryption_info,
             tag,
-            digest: SuitDigest::from_sha256(self.ct_hash.finalize().into()),
+            digest: SuitDigest::from_sha256(ct_hash.finalize().into()),
             size: self.ct_len + TAG_LEN as u64,
         }
     }
@@ -503,12 +538,30 @@ mod tests {
         assert_eq!(info.decrypt(&kek, &buf).unwrap(), image);
 
         // Streaming decryption in odd chunk sizes gives the same plaintext.
+        for size in [1, 7, 15, 16, 17, 33, 4096] {
+            let mut d = info.decryptor(&kek).unwrap();
+            let mut out = Vec::new();
+            for chunk in buf.chunks(size) {
+                let mut c = chunk.to_vec();
+                let n = d.update(&mut c);
+                out.extend_from_slice(&c[..n]);
+            }
+            d.finish().unwrap();
+            assert_eq!(out, image, "chunk size {size}");
+        }
+        // Mixed chunk sizes.
         let mut d = info.decryptor(&kek).unwrap();
         let mut out = Vec::new();
-        for chunk in buf.chunks(7) {
-            let mut c = chunk.to_vec();
+        let mut at = 0;
+        for (i, size) in [3usize, 40, 1, 16, 900, 2, 17].iter().cycle().enumerate() {
+            if at >= buf.len() || i > 10_000 {
+                break;
+            }
+            let end = (at + size).min(buf.len());
+            let mut c = buf[at..end].to_vec();
             let n = d.update(&mut c);
             out.extend_from_slice(&c[..n]);
+            at = end;
         }
         d.finish().unwrap();
         assert_eq!(out, image);

@@ -1,5 +1,6 @@
 //! Adversarial tests, one per attack. Each builds a genuine release and changes one thing
 //! an attacker controls, then requires the precise rejection.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 

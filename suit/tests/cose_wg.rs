@@ -15,6 +15,7 @@
 //! Deliberate deviation: a COSE_Sign1/COSE_Mac0 whose `alg` is only in the unprotected
 //! header is refused (`UnsupportedAlgorithm`), because SUIT authentication blocks must
 //! protect their algorithm; the vectors that do this are asserted to be refused.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
 

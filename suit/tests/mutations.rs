@@ -1,6 +1,7 @@
 //! Property test: any mutation of a valid envelope is rejected with an error, never a panic
 //! and never a pass. (Strict decoding makes the accepted encoding unique: shortest heads,
 //! no duplicate keys, no trailing bytes, so no mutation can re-encode the same content.)
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 

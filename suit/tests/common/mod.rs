@@ -1,4 +1,5 @@
 //! Building releases in memory for tests.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(dead_code, unreachable_pub)]
 
 use suit::consts::alg;
