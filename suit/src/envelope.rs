@@ -236,6 +236,12 @@ pub(crate) fn encode_envelope(
     out
 }
 
+/// The encoded SUIT_Digest that authentication blocks sign for a manifest's content:
+/// `[-16, sha-256(bstr(content))]`.
+pub fn manifest_digest(manifest_content: &[u8]) -> Vec<u8> {
+    SuitDigest::sha256(&cbor::bstr_wrap(manifest_content)).encode()
+}
+
 fn head(major: u8, len: usize) -> Vec<u8> {
     let mut h = cbor::bstr_head(len);
     h[0] = (h[0] & 0x1f) | (major << 5);
@@ -250,9 +256,10 @@ fn map_head(len: usize) -> Vec<u8> {
     head(5, len)
 }
 
-/// Encodes a fresh envelope from a manifest's content and authentication blocks, with
-/// optional severed members (key, content).
-pub(crate) fn build_envelope(
+/// Encodes a fresh envelope from a manifest's content (the bytes inside the manifest bstr),
+/// authentication blocks (each signing [`manifest_digest`] of that content), and optional
+/// severed members (envelope key, bstr content).
+pub fn build_envelope(
     manifest_content: &[u8],
     blocks: &[&[u8]],
     severed: &[(i64, Vec<u8>)],

@@ -35,8 +35,8 @@ pub struct Description {
     pub reference_uri: Option<String>,
     /// Components with the parameters the sequences set for them.
     pub components: Vec<ComponentInfo>,
-    /// Command sequences by name.
-    pub sequences: BTreeMap<String, SequenceInfo>,
+    /// Command sequences, in processing order (shared first).
+    pub sequences: Vec<SequenceInfo>,
     /// ICS metadata.
     pub ics: Option<IcsInfo>,
     /// Encryption info per component.
@@ -72,6 +72,8 @@ pub struct ComponentInfo {
 /// One command sequence.
 #[derive(Debug, Clone, Serialize)]
 pub struct SequenceInfo {
+    /// Name: shared, payload-fetch, install, validate, ...
+    pub name: String,
     /// Severed from the manifest (only its digest is signed inside).
     pub severed: bool,
     /// Commands, when available.
@@ -306,31 +308,41 @@ pub fn describe(env: &Envelope) -> Description {
                 .collect(),
         })
         .collect();
-    let mut sequences = BTreeMap::new();
+    let mut sequences = Vec::new();
     if let Some(s) = &m.common.shared_sequence {
         let mut out = Vec::new();
         describe_sequence(s, 0, &mut out);
-        sequences.insert(
-            "shared".to_owned(),
-            SequenceInfo {
-                severed: false,
-                commands: Some(out),
-            },
-        );
+        sequences.push(SequenceInfo {
+            name: "shared".to_owned(),
+            severed: false,
+            commands: Some(out),
+        });
     }
-    for (k, s) in &m.sequences {
+    // Processing order (manifest §6.4, TD §5.5).
+    let order = [
+        mk::DEPENDENCY_RESOLUTION,
+        mk::PAYLOAD_FETCH,
+        mk::CANDIDATE_VERIFICATION,
+        mk::INSTALL,
+        mk::VALIDATE,
+        mk::LOAD,
+        mk::INVOKE,
+        mk::UNINSTALL,
+    ];
+    for k in order {
+        let Some(s) = m.sequences.get(&k) else {
+            continue;
+        };
         let commands = s.value().map(|s| {
             let mut out = Vec::new();
             describe_sequence(s, 0, &mut out);
             out
         });
-        sequences.insert(
-            sequence_name(*k),
-            SequenceInfo {
-                severed: matches!(s, Severable::Severed { .. }),
-                commands,
-            },
-        );
+        sequences.push(SequenceInfo {
+            name: sequence_name(k),
+            severed: matches!(s, Severable::Severed { .. }),
+            commands,
+        });
     }
     let ics = m.ics.as_ref().map(|i| IcsInfo {
         update_type: i.update_type.to_string(),
@@ -477,7 +489,8 @@ impl fmt::Display for Description {
                 r.join("; ")
             );
         }
-        for (name, seq) in &self.sequences {
+        for seq in &self.sequences {
+            let name = &seq.name;
             let state = if seq.severed {
                 if seq.commands.is_some() {
                     " (severed, supplied)"
