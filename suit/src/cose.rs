@@ -235,23 +235,22 @@ impl AuthBlock {
     /// Parses a COSE_Sign1 or COSE_Mac0; an untagged object needs its type given in
     /// `untagged` (RFC 9052 §2: the tag may be omitted when the context is known).
     pub fn parse_as(bytes: &[u8], untagged: Option<u64>) -> Result<Self, Error> {
+        use crate::consts::tag;
         use crate::error::DecodeError::InvalidValue;
-        // The tag decides which structure to expect; both are arrays behind a tag.
-        let sign1_untagged =
-            untagged == Some(crate::consts::tag::COSE_SIGN1) && bytes.first() == Some(&0x84);
-        let mac0_untagged =
-            untagged == Some(crate::consts::tag::COSE_MAC0) && bytes.first() == Some(&0x84);
-        match bytes.first() {
-            Some(0xd2) | Some(0x84) if bytes[0] == 0xd2 || sign1_untagged => {
-                let parsed = if sign1_untagged {
-                    CoseSign1::from_slice(bytes)
-                } else {
+        let malformed = |reason| InvalidValue {
+            at: "authentication block",
+            reason,
+        };
+        // The leading byte is the tag (0xd2 = 18, 0xd1 = 17, 0xd8 0x62/0x61 = 98/97) or,
+        // for an untagged object whose type the caller knows, the 4-element array head.
+        match (bytes.first(), untagged) {
+            (Some(0xd2), _) | (Some(0x84), Some(tag::COSE_SIGN1)) => {
+                let sign1 = if bytes[0] == 0xd2 {
                     CoseSign1::from_tagged_slice(bytes)
-                };
-                let sign1 = parsed.map_err(|_| InvalidValue {
-                    at: "authentication block",
-                    reason: "not a well-formed COSE_Sign1_Tagged",
-                })?;
+                } else {
+                    CoseSign1::from_slice(bytes)
+                }
+                .map_err(|_| malformed("not a well-formed COSE_Sign1"))?;
                 let alg = alg_of(&sign1.protected.header).ok_or(Error::UnsupportedAlgorithm {
                     at: "COSE_Sign1 protected header",
                     alg: 0,
@@ -263,16 +262,13 @@ impl AuthBlock {
                     sign1: Box::new(sign1),
                 })
             }
-            Some(0xd1) | Some(0x84) if bytes[0] == 0xd1 || mac0_untagged => {
-                let parsed = if mac0_untagged {
-                    CoseMac0::from_slice(bytes)
-                } else {
+            (Some(0xd1), _) | (Some(0x84), Some(tag::COSE_MAC0)) => {
+                let mac0 = if bytes[0] == 0xd1 {
                     CoseMac0::from_tagged_slice(bytes)
-                };
-                let mac0 = parsed.map_err(|_| InvalidValue {
-                    at: "authentication block",
-                    reason: "not a well-formed COSE_Mac0_Tagged",
-                })?;
+                } else {
+                    CoseMac0::from_slice(bytes)
+                }
+                .map_err(|_| malformed("not a well-formed COSE_Mac0"))?;
                 let alg = alg_of(&mac0.protected.header).ok_or(Error::UnsupportedAlgorithm {
                     at: "COSE_Mac0 protected header",
                     alg: 0,
@@ -284,14 +280,14 @@ impl AuthBlock {
                     mac0: Box::new(mac0),
                 })
             }
-            Some(0xd8) if matches!(bytes.get(1), Some(0x61 | 0x62)) => Ok(AuthBlock::Unsupported {
-                tag: u64::from(bytes[1]),
-            }),
-            _ => Err(InvalidValue {
-                at: "authentication block",
-                reason: "expected a tagged COSE_Sign1, COSE_Mac0, COSE_Sign or COSE_Mac",
+            (Some(0xd8), _) if matches!(bytes.get(1), Some(0x61 | 0x62)) => {
+                Ok(AuthBlock::Unsupported {
+                    tag: u64::from(bytes[1]),
+                })
             }
-            .into()),
+            _ => Err(
+                malformed("expected a tagged COSE_Sign1, COSE_Mac0, COSE_Sign or COSE_Mac").into(),
+            ),
         }
     }
 

@@ -779,41 +779,46 @@ impl Manifest {
     }
 
     /// The parameters the shared sequence sets for `component` (override and set, in order,
-    /// following set-component-index), as the publisher's own profile lays them out.
+    /// following set-component-index; try-each alternatives are not entered).
     pub fn shared_parameters(&self, component: usize) -> BTreeMap<i64, Param> {
+        self.parameters(component, &[])
+    }
+
+    /// The parameters set for `component` by the shared sequence and then by each of the
+    /// sequences named by `keys`, in order. Each sequence starts at component index 0
+    /// (manifest §6.4). Used for inspection and for finding the profile's digests and
+    /// encryption info; device processing uses [`crate::process::evaluate`].
+    pub fn parameters(&self, component: usize, keys: &[i64]) -> BTreeMap<i64, Param> {
         let mut out = BTreeMap::new();
-        if let Some(seq) = &self.common.shared_sequence {
-            collect_params(seq, component, &mut vec![0], &mut out);
+        let seqs = self
+            .common
+            .shared_sequence
+            .iter()
+            .chain(keys.iter().filter_map(|k| self.sequence(*k)));
+        for seq in seqs {
+            let mut current = vec![0usize];
+            for c in &seq.0 {
+                match c {
+                    Command::SetComponentIndex(ComponentIndex::One(n)) => {
+                        current = vec![*n as usize]
+                    }
+                    Command::SetComponentIndex(ComponentIndex::Many(v)) => {
+                        current = v.iter().map(|n| *n as usize).collect()
+                    }
+                    Command::SetComponentIndex(ComponentIndex::All) => current = vec![component],
+                    Command::OverrideParameters(p) if current.contains(&component) => {
+                        out.extend(p.iter().cloned())
+                    }
+                    Command::SetParameters(p) if current.contains(&component) => {
+                        for (k, v) in p {
+                            out.entry(*k).or_insert_with(|| v.clone());
+                        }
+                    }
+                    _ => {}
+                }
+            }
         }
         out
-    }
-}
-
-fn collect_params(
-    seq: &CommandSequence,
-    component: usize,
-    current: &mut Vec<usize>,
-    out: &mut BTreeMap<i64, Param>,
-) {
-    for c in &seq.0 {
-        match c {
-            Command::SetComponentIndex(ComponentIndex::One(n)) => *current = vec![*n as usize],
-            Command::SetComponentIndex(ComponentIndex::Many(v)) => {
-                *current = v.iter().map(|n| *n as usize).collect()
-            }
-            Command::SetComponentIndex(ComponentIndex::All) => *current = vec![component],
-            Command::OverrideParameters(p) if current.contains(&component) => {
-                for (k, v) in p {
-                    out.insert(*k, v.clone());
-                }
-            }
-            Command::SetParameters(p) if current.contains(&component) => {
-                for (k, v) in p {
-                    out.entry(*k).or_insert_with(|| v.clone());
-                }
-            }
-            _ => {}
-        }
     }
 }
 

@@ -201,33 +201,7 @@ pub fn author_sign(image: &[u8], author: &SigningKey) -> Vec<u8> {
 /// Parameters for `component` as set by the shared, payload-fetch and install sequences
 /// (set-component-index followed in order; try-each alternatives are not entered).
 pub fn component_params(manifest: &Manifest, component: usize) -> BTreeMap<i64, Param> {
-    let mut out = manifest.shared_parameters(component);
-    for key in [mk::PAYLOAD_FETCH, mk::INSTALL] {
-        if let Some(s) = manifest.sequence(key) {
-            let mut current = vec![0usize];
-            for c in &s.0 {
-                match c {
-                    Command::SetComponentIndex(ComponentIndex::One(n)) => {
-                        current = vec![*n as usize]
-                    }
-                    Command::SetComponentIndex(ComponentIndex::Many(v)) => {
-                        current = v.iter().map(|n| *n as usize).collect()
-                    }
-                    Command::SetComponentIndex(ComponentIndex::All) => current = vec![component],
-                    Command::OverrideParameters(p) if current.contains(&component) => {
-                        out.extend(p.iter().cloned())
-                    }
-                    Command::SetParameters(p) if current.contains(&component) => {
-                        for (k, v) in p {
-                            out.entry(*k).or_insert_with(|| v.clone());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    out
+    manifest.parameters(component, &[mk::PAYLOAD_FETCH, mk::INSTALL])
 }
 
 fn image_info(manifest: &Manifest, component: usize) -> Option<ImageInfo> {
