@@ -8,6 +8,7 @@
 //! release key and a reader over the blob. The CoAP + OSCORE front end feeds it.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod install;
 pub mod state;
 
@@ -39,4 +40,122 @@ pub enum DeviceError {
     /// Neither slot holds a valid image. Must never happen; tests assert it does not.
     #[error("no bootable image")]
     Bricked,
+}
+
+/// Provisions a device directory from a bundle: identity, trust anchors, the OSCORE context
+/// (`oscore.json`, mode 0600, with its sequence state kept beside it) and the dispatcher's
+/// address (`network.json`), with `factory_image` in slot A.
+pub fn provision_from_bundle(
+    dir: DeviceDir,
+    b: &bundle::Bundle,
+    factory_image: &[u8],
+) -> Result<Device, DeviceError> {
+    b.validate().map_err(DeviceError::Corrupt)?;
+    std::fs::create_dir_all(dir.root()).map_err(|source| DeviceError::Io {
+        what: "cannot create",
+        path: dir.root().to_owned(),
+        source,
+    })?;
+    write_secret(&dir.root().join("oscore.json"), &b.oscore)?;
+    dir.write_json(
+        "network.json",
+        &serde_json::json!({ "dispatcher": b.dispatcher }),
+    )?;
+    Device::provision(
+        dir,
+        b.identity.clone(),
+        b.trust.clone(),
+        factory_image,
+        &b.factory_version,
+    )
+}
+
+fn write_secret<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), DeviceError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |what| {
+        move |source| DeviceError::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let data = zeroize::Zeroizing::new(
+        serde_json::to_vec_pretty(value).map_err(|e| DeviceError::Corrupt(e.to_string()))?,
+    );
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).map_err(io("cannot create"))?;
+    f.write_all(&data).map_err(io("cannot write"))?;
+    f.sync_all().map_err(io("cannot sync"))
+}
+
+/// What `device-sim status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Identity.
+    pub identity: Identity,
+    /// Running version.
+    pub version: String,
+    /// State.
+    pub state: State,
+    /// The last events of the install log.
+    pub recent_events: Vec<serde_json::Value>,
+}
+
+/// The status of a device.
+pub fn status(d: &Device) -> Status {
+    let log = d.dir().read_log();
+    let start = log.len().saturating_sub(10);
+    Status {
+        identity: d.identity().clone(),
+        version: d.version(),
+        state: d.state().clone(),
+        recent_events: log[start..].to_vec(),
+    }
+}
+
+/// Human-readable status.
+pub fn status_text(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let slot = |i: Option<&SlotImage>| {
+        i.map(|i| {
+            format!(
+                "{} (sequence {}, {} bytes, {})",
+                i.version,
+                i.sequence,
+                i.size,
+                &i.release_id[..i.release_id.len().min(16)]
+            )
+        })
+        .unwrap_or_else(|| "empty".into())
+    };
+    let _ = writeln!(
+        out,
+        "device      {} ({})",
+        s.identity.name, s.identity.device_id
+    );
+    let _ = writeln!(out, "vendor      {}", s.identity.vendor_id);
+    let _ = writeln!(out, "class       {}", s.identity.class_id);
+    let _ = writeln!(
+        out,
+        "running     {} from slot {:?}",
+        s.version, s.state.active
+    );
+    let _ = writeln!(out, "slot A      {}", slot(s.state.a.as_ref()));
+    let _ = writeln!(out, "slot B      {}", slot(s.state.b.as_ref()));
+    let _ = writeln!(
+        out,
+        "counter     {} (anti-rollback: last confirmed sequence number)",
+        s.state.counter
+    );
+    let _ = writeln!(out, "boots       {}", s.state.boots);
+    for e in &s.recent_events {
+        let _ = writeln!(out, "event       {e}");
+    }
+    out
 }
