@@ -1,0 +1,161 @@
+//! Intake: the dispatcher's trust store with roles, vendors, rotation and revocation.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use chrono::{DateTime, TimeZone, Utc};
+use dispatcher::intake::{KeyConfig, TrustConfig, accept};
+use suit::consts::alg;
+use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
+use suit::{
+    Category, IcsMetadata, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, UpdateType,
+};
+use uuid::Uuid;
+
+const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
+const CLASS: Uuid = Uuid::from_u128(0x1492af14_2569_5e48_bf42_9b2d51f2ab45);
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+}
+
+fn key(kid: &str) -> SigningKey {
+    SigningKey::generate(&mut rand_core::UnwrapErr(getrandom::SysRng))
+        .with_kid(kid.as_bytes().to_vec())
+}
+
+fn release(signer: &SigningKey, t: UpdateType) -> Vec<u8> {
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let kek = ReleaseKey::generate(alg::A128KW, b"rk".to_vec(), &mut rng).unwrap();
+    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
+    let mut blob = b"image".to_vec();
+    enc.update(&mut blob);
+    let done = enc.finish(info);
+    let mut ics = IcsMetadata::new(t);
+    ics.categories = vec![Category::Security];
+    ics.cves = vec!["CVE-2026-4242".into()];
+    let p = ReleaseParams {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        device_id: None,
+        sequence: 3,
+        version: vec![1, 1, 0],
+        requires: None,
+        uri: None,
+        ics,
+    };
+    let plain = ImageInfo {
+        digest: SuitDigest::sha256(b"image"),
+        size: 5,
+    };
+    build_release_envelope(&p, &plain, &done, signer).unwrap()
+}
+
+fn entry(k: &SigningKey, role: &str) -> KeyConfig {
+    KeyConfig {
+        kid: String::from_utf8(k.kid().to_vec()).unwrap(),
+        role: role.into(),
+        pem: k.public_key().to_pem(),
+        vendors: vec![VENDOR],
+        valid_from: None,
+        valid_until: None,
+        revoked: false,
+    }
+}
+
+fn code(r: Result<dispatcher::intake::Accepted, suit::Error>) -> String {
+    r.map(|_| "accepted".to_owned())
+        .unwrap_or_else(|e| e.code().to_owned())
+}
+
+#[test]
+fn manufacturer_release_is_accepted_with_its_facts() {
+    let maker = key("acme");
+    let trust = TrustConfig {
+        keys: vec![entry(&maker, "manufacturer")],
+    };
+    let a = accept(&release(&maker, UpdateType::T2), &trust, now()).unwrap();
+    assert_eq!(a.publisher_kid, "acme");
+    assert_eq!(a.facts.update_type, UpdateType::T2);
+    assert_eq!(a.facts.publisher_role, Role::Manufacturer);
+    assert_eq!((a.facts.vendor, a.facts.class), (Some(VENDOR), Some(CLASS)));
+    assert_eq!(a.facts.cves, vec!["CVE-2026-4242".to_owned()]);
+}
+
+#[test]
+fn roles_vendors_rotation_and_revocation() {
+    let maker = key("acme");
+    let lib = key("libco");
+    let rogue = key("rogue");
+    let mut trust = TrustConfig {
+        keys: vec![entry(&maker, "manufacturer"), entry(&lib, "third-party")],
+    };
+
+    assert_eq!(
+        code(accept(&release(&rogue, UpdateType::T2), &trust, now())),
+        "untrusted-signer"
+    );
+    assert_eq!(
+        code(accept(&release(&lib, UpdateType::T2), &trust, now())),
+        "signer-not-authorized"
+    );
+    let t1 = accept(&release(&lib, UpdateType::T1), &trust, now()).unwrap();
+    assert_eq!(t1.facts.publisher_role, Role::ThirdParty);
+
+    // Scoped to another vendor.
+    trust.keys[0].vendors = vec![Uuid::from_u128(1)];
+    assert_eq!(
+        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
+        "signer-not-authorized"
+    );
+    trust.keys[0].vendors = vec![VENDOR];
+
+    // Rotation: outside the validity period the key is not trusted.
+    trust.keys[0].valid_until = Some(now() - chrono::Duration::days(1));
+    assert_eq!(
+        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
+        "untrusted-signer"
+    );
+    trust.keys[0].valid_until = None;
+    trust.keys[0].valid_from = Some(now() + chrono::Duration::days(1));
+    assert_eq!(
+        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
+        "untrusted-signer"
+    );
+    trust.keys[0].valid_from = None;
+
+    // Revocation.
+    trust.keys[0].revoked = true;
+    assert_eq!(
+        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
+        "untrusted-signer"
+    );
+}
+
+#[test]
+fn release_without_ics_metadata_is_refused() {
+    // The IETF example manifest (no ICS metadata), signed by a trusted key with a kid.
+    let v = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/vectors/suit-manifest/manifest-spec/example0.signed.cbor");
+    let example = std::fs::read(v).unwrap();
+    let value: ciborium::Value = ciborium::from_reader(&example[..]).unwrap();
+    let ciborium::Value::Tag(107, map) = value else {
+        panic!()
+    };
+    let manifest = map
+        .as_map()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| *k == ciborium::Value::Integer(3.into()))
+        .unwrap()
+        .1
+        .as_bytes()
+        .unwrap()
+        .clone();
+    let maker = key("acme");
+    let sig = maker.sign1_detached(&suit::envelope::manifest_digest(&manifest));
+    let env = suit::envelope::build_envelope(&manifest, &[&sig], &[]);
+    let mut trust = TrustConfig {
+        keys: vec![entry(&maker, "manufacturer")],
+    };
+    trust.keys[0].vendors = vec![]; // the example's vendor is not ours; scope is not the point here
+    assert_eq!(code(accept(&env, &trust, now())), "profile-violation");
+}
