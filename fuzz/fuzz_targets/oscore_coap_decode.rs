@@ -9,7 +9,9 @@ use oscore::message::{self, opt};
 use oscore::protect;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(p) = message::decode(data, message::DEFAULT_MAX_MESSAGE) else { return };
+    let Ok(p) = message::decode(data, message::DEFAULT_MAX_MESSAGE) else {
+        return;
+    };
     let _ = message::path_of(&p);
     let _ = protect::oscore_option(&p);
     for n in [opt::BLOCK1, opt::BLOCK2] {

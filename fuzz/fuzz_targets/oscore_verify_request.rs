@@ -22,7 +22,9 @@ fn server() -> SecurityContext {
 
 fuzz_target!(|data: &[u8]| {
     let mut ctx = server();
-    let Ok(p) = message::decode(data, message::DEFAULT_MAX_MESSAGE) else { return };
+    let Ok(p) = message::decode(data, message::DEFAULT_MAX_MESSAGE) else {
+        return;
+    };
     if let Ok(v) = protect::unprotect_request(&mut ctx, &p) {
         // A forgery that verified would be a finding: the fuzzer has no key.
         panic!("forged request verified: seq {}", v.seq);

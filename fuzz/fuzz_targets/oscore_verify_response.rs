@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let mut req = message::packet(MessageType::Confirmable, code::GET, 1, b"t");
     message::set_path(&mut req, "x");
     let (_, binding) = protect::protect_request(&mut ctx, &req).expect("protect");
-    let Ok(resp) = message::decode(data, message::DEFAULT_MAX_MESSAGE) else { return };
+    let Ok(resp) = message::decode(data, message::DEFAULT_MAX_MESSAGE) else {
+        return;
+    };
     if protect::unprotect_response(&mut ctx, &binding, &resp).is_ok() {
         panic!("forged response verified");
     }
