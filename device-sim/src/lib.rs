@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod coap;
 pub mod install;
 pub mod state;
 

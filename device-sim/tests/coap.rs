@@ -1,0 +1,237 @@
+//! A real `device-sim run` process, with an OSCORE client in the dispatcher's role pushing a
+//! release over CoAP (Block1 inside OSCORE), a simulated power loss, and a restart.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use device_sim::bundle::{Bundle, OscoreParams};
+use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
+use oscore::message::code;
+use oscore::transport::{Client, ClientConfig};
+use oscore::{ContextParams, MemorySeqStore, SecurityContext};
+use suit::consts::alg;
+use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
+use suit::{
+    IcsMetadata, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, TrustAnchor,
+    TrustStore, UpdateType,
+};
+use uuid::Uuid;
+
+const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
+const CLASS: Uuid = Uuid::from_u128(0x1492af14_2569_5e48_bf42_9b2d51f2ab45);
+const SECRET: [u8; 16] = [0x42; 16];
+
+struct Keys {
+    maker: SigningKey,
+    dispatcher: SigningKey,
+}
+
+fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+fn provision(dir: &std::path::Path, k: &Keys) {
+    let entry = |s: &SigningKey| KeyEntry {
+        kid: String::from_utf8(s.kid().to_vec()).unwrap(),
+        pem: s.public_key().to_pem(),
+    };
+    let b = Bundle {
+        format: device_sim::bundle::FORMAT.into(),
+        identity: Identity {
+            name: "plc-9".into(),
+            vendor_id: VENDOR,
+            class_id: CLASS,
+            device_id: Uuid::from_u128(9),
+        },
+        trust: Trust {
+            manufacturer: vec![entry(&k.maker)],
+            third_party: vec![],
+            authors: vec![],
+            approver: Some(entry(&k.dispatcher)),
+            require_approval: true,
+        },
+        oscore: OscoreParams {
+            master_secret_hex: hex::encode(SECRET),
+            master_salt_hex: None,
+            sender_id_hex: "09".into(),
+            recipient_id_hex: "00".into(),
+            id_context_hex: None,
+        },
+        dispatcher: "coap://127.0.0.1:5683".into(),
+        factory_version: "1.0.0".into(),
+    };
+    device_sim::provision_from_bundle(DeviceDir::new(dir), &b, b"factory").unwrap();
+}
+
+/// A release approved by the dispatcher key: (envelope, key, blob).
+fn release(k: &Keys, seq: u64, image: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut r = rng();
+    let kek = ReleaseKey::generate(alg::A128KW, b"rk".to_vec(), &mut r).unwrap();
+    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut r).unwrap();
+    let mut blob = image.to_vec();
+    enc.update(&mut blob);
+    let done = enc.finish(info);
+    blob.extend_from_slice(&done.tag);
+    let p = ReleaseParams {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        device_id: None,
+        sequence: seq,
+        version: vec![2, 0, seq as i64],
+        requires: None,
+        uri: None,
+        ics: IcsMetadata::new(UpdateType::T2),
+    };
+    let plain = ImageInfo {
+        digest: SuitDigest::sha256(image),
+        size: image.len() as u64,
+    };
+    let env = build_release_envelope(&p, &plain, &done, &k.maker).unwrap();
+    let mut t = TrustStore::new();
+    t.add(TrustAnchor::new(k.maker.public_key(), Role::Manufacturer));
+    let v = suit::verify(&env, &t, &Default::default()).unwrap();
+    (
+        suit::approve(&v, &k.dispatcher),
+        kek.to_cose_key().to_vec(),
+        blob,
+    )
+}
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(dir: &std::path::Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+        .args(["run", "--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on coap://")
+        .unwrap_or_else(|| panic!("{line}"));
+    Running {
+        addr: addr.parse().unwrap(),
+        child,
+    }
+}
+
+async fn dispatcher_client(addr: SocketAddr, protected: bool) -> Client {
+    let ctx = protected.then(|| {
+        let p = ContextParams {
+            master_secret: zeroize::Zeroizing::new(SECRET.to_vec()),
+            master_salt: vec![],
+            id_context: None,
+            sender_id: vec![0x00],
+            recipient_id: vec![0x09],
+        };
+        SecurityContext::new(&p, Box::new(MemorySeqStore::new())).unwrap()
+    });
+    let cfg = ClientConfig {
+        ack_timeout: std::time::Duration::from_millis(500),
+        ..ClientConfig::default()
+    };
+    Client::connect(addr, ctx, cfg).await.unwrap()
+}
+
+async fn push(
+    c: &mut Client,
+    r: &(Vec<u8>, Vec<u8>, Vec<u8>),
+) -> oscore::Result<oscore::transport::Response> {
+    assert_eq!(
+        c.request(code::PUT, "suit/envelope", &r.0).await?.code,
+        code::CHANGED
+    );
+    assert_eq!(
+        c.request(code::PUT, "suit/key", &r.1).await?.code,
+        code::CHANGED
+    );
+    c.request(code::PUT, "suit/blob", &r.2).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_install_power_loss_and_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plc-9");
+    let keys = Keys {
+        maker: SigningKey::generate(&mut rng()).with_kid(b"maker".to_vec()),
+        dispatcher: SigningKey::generate(&mut rng()).with_kid(b"dispatcher".to_vec()),
+    };
+    provision(&dir, &keys);
+    let device = run(&dir);
+
+    // Unprotected requests are refused.
+    let mut plain = dispatcher_client(device.addr, false).await;
+    match plain.request(code::GET, "status", b"").await {
+        Err(oscore::Error::Response { code: c, .. }) => assert_eq!(c, "4.01"),
+        other => panic!("unprotected GET: {other:?}"),
+    }
+
+    // A 300 KiB release, pushed block-wise inside OSCORE.
+    let image: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let rel = release(&keys, 5, &image);
+    let mut c = dispatcher_client(device.addr, true).await;
+    let r = push(&mut c, &rel).await.unwrap();
+    assert_eq!(r.code, code::CHANGED);
+    let report: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    assert_eq!(report["outcome"], "installed", "{report}");
+    assert_eq!(report["version_after"], "2.0.5");
+
+    // A power loss while decrypting the next release: 5.03, the device rebooted.
+    std::fs::write(
+        dir.join("faults.json"),
+        r#"{"power_loss": {"step": "decrypt", "after_bytes": 10000}}"#,
+    )
+    .unwrap();
+    let rel6 = release(&keys, 6, &image);
+    match push(&mut c, &rel6).await {
+        Err(oscore::Error::Response { code: c, .. }) => assert_eq!(c, "5.03"),
+        other => panic!("expected 5.03, got {other:?}"),
+    }
+    let status: serde_json::Value =
+        serde_json::from_slice(&c.request(code::GET, "status", b"").await.unwrap().payload)
+            .unwrap();
+    assert_eq!(
+        status["version"], "2.0.5",
+        "still running the confirmed image"
+    );
+    // Sent again, it installs.
+    let r = push(&mut c, &rel6).await.unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    assert_eq!(report["outcome"], "installed", "{report}");
+
+    // kill -9 and restart: the state survived; the old release is a rollback now.
+    drop(device);
+    let device = run(&dir);
+    let mut c = dispatcher_client(device.addr, true).await;
+    let status: serde_json::Value =
+        serde_json::from_slice(&c.request(code::GET, "status", b"").await.unwrap().payload)
+            .unwrap();
+    assert_eq!(
+        (
+            status["version"].as_str(),
+            status["state"]["counter"].as_u64()
+        ),
+        (Some("2.0.6"), Some(6))
+    );
+    let r = push(&mut c, &rel).await.unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    assert_eq!(report["check"], "rollback", "{report}");
+    // The release key never stays on the device.
+    assert!(!dir.join("incoming/release-key.cbor").exists());
+}
