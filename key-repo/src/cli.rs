@@ -1,0 +1,267 @@
+//! Command line (`key-repo ...`). Exit codes: 0 success, 1 failure, 2 usage error,
+//! 3 audit chain does not verify.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::Error;
+use crate::model::Role;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "key-repo",
+    version,
+    about = "Key repository protected by OAuth 2.0"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a configuration, TLS certificate, master key, token-signing key and admin client.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host name for the certificate and issuer.
+        #[arg(long, default_value = "localhost")]
+        hostname: String,
+        /// Print the report (including the admin secret) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the service.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen address (overrides the configuration; port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage OAuth clients.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints its id and secret once.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// VENDOR_UUID/CLASS_UUID the client may access (repeatable).
+        #[arg(long = "product")]
+        products: Vec<String>,
+        /// Public P-256 JWK file: the client authenticates with private_key_jwt
+        /// (RFC 7523) instead of a secret.
+        #[arg(long)]
+        jwk_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (no secrets).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client by id or name.
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        id_or_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of the audit log (server stopped, or on a backup copy).
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// Database directory to check instead of the configured one (e.g. a backup).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEY_REPO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("key-repo: {e}");
+            if matches!(e, Error::Usage(_)) { 2 } else { 1 }
+        }
+    }
+}
+
+fn run(cmd: Command) -> Result<i32, Error> {
+    match cmd {
+        Command::Init {
+            dir,
+            hostname,
+            json,
+        } => {
+            let r = crate::init::init(&dir, &hostname)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).map_err(|e| Error::Corrupt(e.to_string()))?
+                );
+            } else {
+                for p in &r.created {
+                    println!("created {}", p.display());
+                }
+                println!(
+                    "clients should trust the CA certificate {}",
+                    r.ca_file.display()
+                );
+                println!("admin client (the secret is shown only now; store it safely):");
+                println!("  client_id:     {}", r.admin.client_id);
+                println!("  client_secret: {}", r.admin.client_secret);
+            }
+            Ok(0)
+        }
+        Command::Serve { config, listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("tokio runtime", e))?;
+            rt.block_on(crate::server::run(&config, listen))?;
+            Ok(0)
+        }
+        Command::Clients { command } => clients(command),
+        Command::Audit {
+            command: AuditCommand::Verify { config, data_dir },
+        } => {
+            let cfg = crate::config::Config::load(&config)?;
+            let master = crate::crypto::MasterKey::load(&cfg.master_key_file)?;
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            let db = sled::Config::new().path(&dir).open().map_err(|e| {
+                Error::Db(format!(
+                    "cannot open {} ({e}); stop the server or verify a backup copy with --data-dir",
+                    dir.display()
+                ))
+            })?;
+            let tree = db.open_tree("audit")?;
+            match crate::audit::verify(&tree, &master.audit_mac_key()) {
+                Ok(r) => {
+                    println!("audit chain OK: {} records, head {}", r.records, r.head_mac);
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("audit chain BROKEN: {e}");
+                    Ok(3)
+                }
+            }
+        }
+    }
+}
+
+fn clients(cmd: ClientsCommand) -> Result<i32, Error> {
+    match cmd {
+        ClientsCommand::Add {
+            config,
+            name,
+            role,
+            products,
+            jwk_file,
+            json,
+        } => {
+            if role == Role::Admin {
+                return Err(Error::Usage("the admin client is created by init".into()));
+            }
+            let cfg = crate::config::Config::load(&config)?;
+            let jwk = match &jwk_file {
+                None => None,
+                Some(p) => {
+                    let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+                    Some(serde_json::from_slice(&b).map_err(|e| Error::Config {
+                        path: p.display().to_string(),
+                        reason: format!("not a JWK: {e}"),
+                    })?)
+                }
+            };
+            let c = crate::clients::add_with_key(&cfg.clients_file, &name, role, &products, jwk)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&c).map_err(|e| Error::Corrupt(e.to_string()))?
+                );
+            } else {
+                println!("client_id:     {}", c.client_id);
+                if !c.client_secret.is_empty() {
+                    println!("client_secret: {}", c.client_secret);
+                    println!("(the secret is shown only now)");
+                }
+            }
+            Ok(0)
+        }
+        ClientsCommand::List { config, json } => {
+            let cfg = crate::config::Config::load(&config)?;
+            let list = crate::clients::list(&cfg.clients_file)?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({"client_id": c.client_id, "name": c.name,
+                            "role": c.role, "products": c.products, "created_at": c.created_at})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for c in list {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.client_id,
+                        c.name,
+                        c.role,
+                        c.products.join(",")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        ClientsCommand::Remove { config, id_or_name } => {
+            let cfg = crate::config::Config::load(&config)?;
+            let c = crate::clients::remove(&cfg.clients_file, &id_or_name)?;
+            println!("removed {} ({})", c.client_id, c.name);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Service configuration (`key-repo.toml`). Relative paths are resolved against the
+//! directory of the configuration file. Secrets live in files named here (or by the
+//! `KEY_REPO_MASTER_KEY_FILE` / `KEY_REPO_TOKEN_SIGNING_KEY_FILE` environment variables),
+//! never in the TOML itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (overridden by `serve --listen`).
+    pub listen: SocketAddr,
+    /// Issuer identifier of the built-in authorization server (`iss` of its tokens).
+    pub issuer: String,
+    /// Audience the resource server requires in every access token (`aud`).
+    pub audience: String,
+    /// sled database directory.
+    pub data_dir: PathBuf,
+    /// Registered OAuth clients (argon2 hashes only); edited by `key-repo clients`.
+    pub clients_file: PathBuf,
+    /// 32-byte at-rest master key, hex, mode 0600.
+    pub master_key_file: PathBuf,
+    /// ES256 token-signing key, PKCS#8 PEM, mode 0600.
+    pub token_signing_key_file: PathBuf,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Issuers other than the built-in one whose access tokens are accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_issuers: Vec<ExternalIssuer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM, PKCS#8 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificate clients should trust (informational; written by `init`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Lifetime of tokens issued by the built-in server.
+    pub lifetime_secs: u64,
+    /// Clock skew tolerated on exp/nbf/iat.
+    pub leeway_secs: u64,
+    /// Tokens whose exp - iat exceeds this are rejected (bounds the damage of a leak).
+    pub max_lifetime_secs: u64,
+    /// Verified tokens remembered (by SHA-256 of the token) until they expire.
+    pub cache_entries: usize,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            lifetime_secs: 300,
+            leeway_secs: 30,
+            max_lifetime_secs: 3600,
+            cache_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout_secs: u64,
+    /// Simultaneous TLS connections; further connections wait in the accept queue.
+    pub max_connections: usize,
+    /// Requests processed at once across all connections.
+    pub max_in_flight: usize,
+    /// Token endpoint: bucket size and refill rate per client id.
+    pub token_burst_per_client: u32,
+    pub token_per_sec_per_client: f64,
+    /// Token endpoint: bucket size and refill rate per remote address.
+    pub token_burst_per_addr: u32,
+    pub token_per_sec_per_addr: f64,
+    /// Largest page of `GET /v1/audit`.
+    pub audit_page_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024,
+            request_timeout_secs: 10,
+            max_connections: 512,
+            max_in_flight: 256,
+            token_burst_per_client: 10,
+            token_per_sec_per_client: 1.0,
+            token_burst_per_addr: 30,
+            token_per_sec_per_addr: 5.0,
+            audit_page_max: 1000,
+        }
+    }
+}
+
+/// An external OAuth 2.0 authorization server (a plant's identity provider).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuer {
+    /// Exact `iss` value of its tokens.
+    pub issuer: String,
+    /// `aud` its tokens must carry for this key repository.
+    pub audience: String,
+    /// JWKS URL (https, or http on loopback only).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file (static keys).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Extra CA (PEM) to trust when fetching `jwks_url`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Claim holding the list of `VENDOR/CLASS` products granted.
+    #[serde(default = "default_products_claim")]
+    pub products_claim: String,
+}
+
+fn default_products_claim() -> String {
+    "products".into()
+}
+
+impl Config {
+    /// Reads and validates the TOML file, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            reason: e.message().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.data_dir);
+        abs(&mut cfg.clients_file);
+        abs(&mut cfg.master_key_file);
+        abs(&mut cfg.token_signing_key_file);
+        abs(&mut cfg.tls.cert_file);
+        abs(&mut cfg.tls.key_file);
+        if let Some(p) = cfg.tls.ca_file.as_mut() {
+            abs(p);
+        }
+        for ext in &mut cfg.external_issuers {
+            if let Some(p) = ext.jwks_file.as_mut() {
+                abs(p);
+            }
+            if let Some(p) = ext.ca_file.as_mut() {
+                abs(p);
+            }
+        }
+        if let Some(p) = std::env::var_os("KEY_REPO_MASTER_KEY_FILE") {
+            cfg.master_key_file = PathBuf::from(p);
+        }
+        if let Some(p) = std::env::var_os("KEY_REPO_TOKEN_SIGNING_KEY_FILE") {
+            cfg.token_signing_key_file = PathBuf::from(p);
+        }
+        cfg.validate().map_err(|reason| Error::Config {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            return Err("issuer and audience must not be empty".into());
+        }
+        let t = &self.tokens;
+        if t.lifetime_secs == 0 || t.lifetime_secs > t.max_lifetime_secs {
+            return Err("tokens.lifetime_secs must be in 1..=max_lifetime_secs".into());
+        }
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_connections == 0 || l.max_in_flight == 0 {
+            return Err("limits must be positive".into());
+        }
+        if !(l.token_per_sec_per_client > 0.0 && l.token_per_sec_per_addr > 0.0) {
+            return Err("token rate limits must be positive".into());
+        }
+        for e in &self.external_issuers {
+            if e.issuer == self.issuer {
+                return Err(format!(
+                    "external issuer {} is the built-in issuer",
+                    e.issuer
+                ));
+            }
+            match (&e.jwks_url, &e.jwks_file) {
+                (Some(u), None) => check_jwks_url(u)?,
+                (None, Some(_)) => {}
+                _ => {
+                    return Err(format!(
+                        "external issuer {}: set exactly one of jwks_url, jwks_file",
+                        e.issuer
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// JWKS must come over https; plain http is allowed only to a loopback address (tests,
+/// a co-located IdP).
+fn check_jwks_url(u: &str) -> Result<(), String> {
+    if u.starts_with("https://") {
+        return Ok(());
+    }
+    if let Some(rest) = u.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "jwks_url {u:?} must be https (http only on loopback)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_url_policy() {
+        assert!(check_jwks_url("https://idp.example/jwks").is_ok());
+        assert!(check_jwks_url("http://127.0.0.1:3000/jwks").is_ok());
+        assert!(check_jwks_url("http://idp.example/jwks").is_err());
+        assert!(check_jwks_url("http://127.0.0.1.evil.example/jwks").is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! Errors: [`Error`] for the library and CLI, [`ApiError`] for HTTP responses.
+//!
+//! [`ApiError`] is the single type every handler returns. It renders an RFC 9457 problem
+//! details body with a short, fixed message; the detail (which may name a file, a claim or a
+//! database error) is logged with `tracing` and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Library and CLI errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error("the operating system's random number generator failed")]
+    Random,
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("stored data is corrupt or was not written by this master key: {0}")]
+    Corrupt(String),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Db(e.to_string())
+    }
+}
+
+/// Why a request was refused or failed. Each variant maps to one status and one fixed title.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No usable access token (missing, malformed, bad signature, expired, wrong issuer...).
+    /// The reason is logged and audited, not returned.
+    #[error("invalid token: {0}")]
+    Unauthenticated(String),
+    /// The token is valid but lacks the scope for this operation.
+    #[error("insufficient scope: needs {0}")]
+    InsufficientScope(&'static str),
+    /// The token is valid but not granted the key's product.
+    #[error("product not granted: {0}")]
+    ProductNotGranted(String),
+    #[error("not found")]
+    NotFound,
+    #[error("key revoked")]
+    Gone,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("payload too large")]
+    TooLarge,
+    #[error("rate limited")]
+    RateLimited,
+    #[error("request timed out")]
+    Timeout,
+    /// OAuth 2.0 token endpoint error (RFC 6749 §5.2), e.g. `invalid_client`.
+    #[error("token endpoint: {code}: {detail}")]
+    OAuth {
+        code: &'static str,
+        status: StatusCode,
+        detail: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    /// RFC 6749 §5.2 error code, as an RFC 9457 extension member (token endpoint only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl ApiError {
+    /// Status code, problem type suffix and the short public title.
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "Missing or invalid access token",
+            ),
+            ApiError::InsufficientScope(_) => (
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "The access token does not allow this operation",
+            ),
+            ApiError::ProductNotGranted(_) => (
+                StatusCode::FORBIDDEN,
+                "product-not-granted",
+                "The access token is not granted this product",
+            ),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such key"),
+            ApiError::Gone => (StatusCode::GONE, "revoked", "The key has been revoked"),
+            ApiError::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "A different key is already stored under this kid",
+            ),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Invalid request"),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Request body too large",
+            ),
+            ApiError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long",
+            ),
+            ApiError::OAuth { status, code, .. } => (*status, code, "Token request refused"),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        } else {
+            // Debug formatting escapes attacker-controlled text (no forged log lines).
+            tracing::info!(error = ?self, status = status.as_u16(), "request refused");
+        }
+        let type_uri = format!("https://ics-suit.invalid/problems/{kind}");
+        let error = match &self {
+            ApiError::OAuth { code, .. } => Some(*code),
+            _ => None,
+        };
+        let body = serde_json::to_vec(&Problem {
+            kind: &type_uri,
+            title,
+            status: status.as_u16(),
+            error,
+        })
+        .unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            // RFC 6750 §3: tell the client which scheme and why, without details.
+            ApiError::Unauthenticated(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="key-repo", error="invalid_token""#),
+                );
+            }
+            ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="key-repo", error="insufficient_scope""#,
+                    ),
+                );
+            }
+            ApiError::OAuth { code, .. } if *code == "invalid_client" => {
+                // RFC 6749 §5.2: 401 for a failed client_secret_basic authentication.
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="key-repo""#),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn problem_body_hides_detail() {
+        let resp =
+            ApiError::Unauthenticated("signature of kid abc did not verify".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("abc"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["status"], 401);
+    }
+}
