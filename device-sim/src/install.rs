@@ -399,12 +399,12 @@ impl Device {
                 if n == 0 {
                     break;
                 }
-                if let Some(limit) = cut {
-                    if received + n as u64 > limit {
-                        let keep = (limit - received) as usize;
-                        let _ = out.write_all(&buf[..keep]);
-                        return Err(DeviceError::PowerLoss(Step::Download));
-                    }
+                if let Some(limit) = cut
+                    && received + n as u64 > limit
+                {
+                    let keep = (limit - received) as usize;
+                    let _ = out.write_all(&buf[..keep]);
+                    return Err(DeviceError::PowerLoss(Step::Download));
                 }
                 if let Err(e) = checker.update(&mut buf[..n]) {
                     drop(out);
@@ -538,11 +538,11 @@ impl Device {
                 break;
             }
             let plain = checker.update(&mut buf[..n]).map_err(Decrypt::Rejected)?;
-            if let Some(limit) = cut {
-                if done + plain.len() as u64 > limit {
-                    let _ = out.write_all(&plain[..(limit - done) as usize]);
-                    return Err(Decrypt::Device(DeviceError::PowerLoss(Step::Decrypt)));
-                }
+            if let Some(limit) = cut
+                && done + plain.len() as u64 > limit
+            {
+                let _ = out.write_all(&plain[..(limit - done) as usize]);
+                return Err(Decrypt::Device(DeviceError::PowerLoss(Step::Decrypt)));
             }
             out.write_all(plain)
                 .map_err(io("cannot write", slot_path))?;

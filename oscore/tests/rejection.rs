@@ -262,11 +262,10 @@ proptest::proptest! {
         let pos = pos % w.len();
         let mut t = w.clone();
         t[pos] ^= 1 << bit;
-        if let Ok(p) = message::decode(&t, 1500) {
-            if let Ok(v) = protect::unprotect_request(&mut s, &p) {
+        if let Ok(p) = message::decode(&t, 1500)
+            && let Ok(v) = protect::unprotect_request(&mut s, &p) {
                 proptest::prop_assert!(pos < 4 + 3, "flip at {} verified", pos);
                 proptest::prop_assert_eq!(message::path_of(&v.request).unwrap(), "firmware/blob");
             }
-        }
     }
 }

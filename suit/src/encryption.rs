@@ -145,7 +145,7 @@ impl ReleaseKey {
 
     /// RFC 3394 key unwrap; the integrity check fails for a wrong KEK.
     fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
-        if wrapped.len() < 24 || wrapped.len() % 8 != 0 || wrapped.len() > 72 {
+        if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) || wrapped.len() > 72 {
             return Err(Error::KeyUnwrapFailed);
         }
         let mut out = Zeroizing::new(vec![0u8; wrapped.len() - 8]);

@@ -92,14 +92,14 @@ struct Machine<'a> {
 pub fn evaluate(verified: &Verified, device: &DeviceState, limits: &Limits) -> Result<Plan, Error> {
     let manifest = &verified.envelope().manifest;
     // §8.4.2: the sequence number must be strictly greater than the installed one.
-    if let Some(installed) = device.installed_sequence {
-        if manifest.sequence_number <= installed {
-            return Err(ConditionError::RollbackRejected {
-                installed,
-                offered: manifest.sequence_number,
-            }
-            .into());
+    if let Some(installed) = device.installed_sequence
+        && manifest.sequence_number <= installed
+    {
+        return Err(ConditionError::RollbackRejected {
+            installed,
+            offered: manifest.sequence_number,
         }
+        .into());
     }
     let components = manifest.common.components.len();
     let mut m = Machine {

@@ -402,10 +402,9 @@ fn manifest_vendors(envelope: &Envelope) -> Vec<VendorId> {
             .manifest
             .shared_parameters(i)
             .remove(&param::VENDOR_IDENTIFIER)
+            && !out.contains(&v)
         {
-            if !out.contains(&v) {
-                out.push(v);
-            }
+            out.push(v);
         }
     }
     out

@@ -342,11 +342,11 @@ impl Client {
             let ctx = self.ctx.as_mut().ok_or(Error::NotProtected)?;
             let inner = protect::unprotect_response(ctx, &binding, &resp)?;
             // RFC 9175 §2.4: 4.01 with Echo → repeat the request with the Echo value.
-            if message::code_of(&inner) == code::UNAUTHORIZED {
-                if let Some(echo) = message::first(&inner, opt::ECHO) {
-                    message::set(&mut req, opt::ECHO, echo.clone());
-                    continue;
-                }
+            if message::code_of(&inner) == code::UNAUTHORIZED
+                && let Some(echo) = message::first(&inner, opt::ECHO)
+            {
+                message::set(&mut req, opt::ECHO, echo.clone());
+                continue;
             }
             return Ok(inner);
         }

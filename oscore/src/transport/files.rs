@@ -52,12 +52,12 @@ impl FileHandler {
     fn read(&self, file: &Path) -> std::io::Result<Arc<Vec<u8>>> {
         let meta = std::fs::metadata(file)?;
         let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        if let Ok(c) = self.cache.lock() {
-            if let Some((t, len, data)) = c.get(file) {
-                if *t == mtime && *len == meta.len() {
-                    return Ok(data.clone());
-                }
-            }
+        if let Ok(c) = self.cache.lock()
+            && let Some((t, len, data)) = c.get(file)
+            && *t == mtime
+            && *len == meta.len()
+        {
+            return Ok(data.clone());
         }
         let data = Arc::new(std::fs::read(file)?);
         if let Ok(mut c) = self.cache.lock() {

@@ -291,10 +291,10 @@ async fn worker(sock: Arc<UdpSocket>, state: Arc<State>) {
             }
         };
         let mut deferred = None;
-        if let Some(out) = handle_datagram(&state, peer, &buf[..n], &mut deferred) {
-            if let Err(e) = sock.send_to(&out, peer).await {
-                tracing::debug!("send_to {peer}: {e}");
-            }
+        if let Some(out) = handle_datagram(&state, peer, &buf[..n], &mut deferred)
+            && let Err(e) = sock.send_to(&out, peer).await
+        {
+            tracing::debug!("send_to {peer}: {e}");
         }
         if let Some(d) = deferred {
             tokio::spawn(notify(sock.clone(), state.clone(), peer, d));
@@ -555,10 +555,10 @@ fn process(
     let mut ctx = ctx_lock.lock().ok()?;
     match protect::protect_response(&mut ctx, &verified.binding, &inner, own_piv) {
         Ok(mut r) => {
-            if deferred.is_some() {
-                if let Some(v) = message::first(&inner, opt::OBSERVE) {
-                    message::set(&mut r, opt::OBSERVE, v.clone());
-                }
+            if deferred.is_some()
+                && let Some(v) = message::first(&inner, opt::OBSERVE)
+            {
+                message::set(&mut r, opt::OBSERVE, v.clone());
             }
             Some(r)
         }
@@ -672,11 +672,13 @@ fn app(
     // RFC 7641 §2: Observe 0 registers; only protected requests (kid known) may observe.
     let registers =
         message::first(req, opt::OBSERVE).is_some_and(|v| message::uint_value(v).ok() == Some(0));
-    if registers && kid.is_some() && reply.code >> 5 == 2 {
-        if let Some(n) = state.handler.observe(&request) {
-            message::set(&mut r, opt::OBSERVE, message::uint_bytes(1));
-            *observation = Some(n);
-        }
+    if registers
+        && kid.is_some()
+        && reply.code >> 5 == 2
+        && let Some(n) = state.handler.observe(&request)
+    {
+        message::set(&mut r, opt::OBSERVE, message::uint_bytes(1));
+        *observation = Some(n);
     }
     if let Some(cf) = reply.content_format {
         message::set(&mut r, opt::CONTENT_FORMAT, message::uint_bytes(cf));

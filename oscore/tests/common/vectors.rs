@@ -18,10 +18,10 @@ fn clean(cell: &str) -> String {
         return String::new();
     }
     // Take the first `...` code span when present (drops "(16 B)" style notes).
-    if let Some(start) = c.find('`') {
-        if let Some(len) = c[start + 1..].find('`') {
-            return c[start + 1..start + 1 + len].to_string();
-        }
+    if let Some(start) = c.find('`')
+        && let Some(len) = c[start + 1..].find('`')
+    {
+        return c[start + 1..start + 1 + len].to_string();
     }
     c.to_string()
 }
