@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod files;
+pub mod publish;
 pub mod release;
 pub mod verify;
 
@@ -32,6 +33,9 @@ pub enum CliError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The key repository or update server could not be reached or refused (exit 4).
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl CliError {
@@ -41,6 +45,7 @@ impl CliError {
             CliError::Check { .. } => 1,
             CliError::Input(_) => 2,
             CliError::Io { .. } => 3,
+            CliError::Remote(_) => 4,
         }
     }
 }

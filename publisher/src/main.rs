@@ -13,7 +13,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 a verification check failed (one line names it); \
-2 bad input (arguments, keys, files); 3 a file could not be read or written.";
+2 bad input (arguments, keys, files); 3 a file could not be read or written; \
+4 the key repository or update server refused or could not be reached (publish).";
 
 #[derive(Parser, Debug)]
 #[command(name = "publisher", version, about = "Create, inspect and verify SUIT releases", after_help = EXIT_CODES)]
@@ -35,6 +36,10 @@ enum Command {
     },
     /// Encrypt an image with a fresh release key and sign the envelope (encrypt-then-sign).
     Release(Box<ReleaseCmd>),
+    /// Release, store the release key in the key repository and upload to the update server.
+    /// Endpoints and credentials: --config FILE (or PUBLISHER_CONFIG) and PUBLISHER_*
+    /// environment variables; see docs/update-server.md.
+    Publish(Box<PublishCmd>),
     /// Sign a plaintext image as its T3 author (COSE_Sign1 over its SHA-256 SUIT_Digest).
     AuthorSign {
         /// Author's PKCS#8 signing key.
@@ -163,6 +168,45 @@ struct ReleaseCmd {
     json: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct PublishCmd {
+    #[command(flatten)]
+    release: ReleaseCmd,
+    /// Publisher configuration (TOML: key_repo and update_server endpoints, client id,
+    /// client_secret_file). Secrets never go on the command line.
+    #[arg(long, env = "PUBLISHER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn release_args(r: ReleaseCmd) -> (publisher::release::ReleaseArgs, bool) {
+    let mut ics = IcsMetadata::new(r.update_type);
+    ics.categories = r.category;
+    ics.cves = r.cve;
+    ics.severity = r.severity;
+    ics.author = r.author;
+    ics.reboot = r.reboot;
+    ics.notes = r.notes;
+    let args = publisher::release::ReleaseArgs {
+        signing_key: r.signing_key,
+        kid: r.kid,
+        image: r.image,
+        vendor_id: r.vendor_id,
+        class_id: r.class_id,
+        device_id: r.device_id,
+        sequence: r.sequence,
+        version: r.version,
+        requires: r.requires,
+        ics,
+        uri: r.uri,
+        author_signature: r.author_signature,
+        release_kid: r.release_kid,
+        aes256: r.aes256,
+        out: r.out,
+        progress: !r.quiet && !r.json,
+    };
+    (args, r.json)
+}
+
 fn parse_type(s: &str) -> std::result::Result<UpdateType, String> {
     UpdateType::parse(s).ok_or_else(|| "expected T1, T2 or T3".into())
 }
@@ -199,35 +243,36 @@ fn run(cli: Cli) -> Result<()> {
             println!("private key {}", out.join("signing-key.pem").display());
             println!("public key  {}", out.join("signing-key.pub.pem").display());
         }
+        Command::Publish(p) => {
+            let p = *p;
+            let cfg = publisher::publish::PublishConfig::load(p.config.as_deref())?;
+            let (args, json) = release_args(p.release);
+            let progress = args.progress;
+            let s = publisher::publish::publish(&args, &cfg, progress)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                println!("release id   {}", s.release_id);
+                println!("product      {}", s.product);
+                println!("release kid  {} stored at {}", s.release_kid, s.key_url);
+                println!("signed by    {}", s.signer_kid);
+                println!("envelope     {}", s.envelope_url);
+                println!("payload      {} ({} bytes)", s.payload_url, s.payload_size);
+                println!(
+                    "update server {} in {:.2} s",
+                    if s.newly_published {
+                        "published the release"
+                    } else {
+                        "already had this release (unchanged)"
+                    },
+                    s.upload_seconds
+                );
+            }
+        }
         Command::Release(r) => {
-            let r = *r;
-            let mut ics = IcsMetadata::new(r.update_type);
-            ics.categories = r.category;
-            ics.cves = r.cve;
-            ics.severity = r.severity;
-            ics.author = r.author;
-            ics.reboot = r.reboot;
-            ics.notes = r.notes;
-            let args = publisher::release::ReleaseArgs {
-                signing_key: r.signing_key,
-                kid: r.kid,
-                image: r.image,
-                vendor_id: r.vendor_id,
-                class_id: r.class_id,
-                device_id: r.device_id,
-                sequence: r.sequence,
-                version: r.version,
-                requires: r.requires,
-                ics,
-                uri: r.uri,
-                author_signature: r.author_signature,
-                release_kid: r.release_kid,
-                aes256: r.aes256,
-                out: r.out,
-                progress: !r.quiet && !r.json,
-            };
+            let (args, json) = release_args(*r);
             let s = publisher::release::release(&args)?;
-            if r.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             } else {
                 let mib = s.image_size as f64 / (1 << 20) as f64;

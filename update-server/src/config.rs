@@ -1,0 +1,268 @@
+//! Service configuration (`update-server.toml`). Relative paths are relative to the
+//! directory of the configuration file. Secrets (S3 credentials) come from the environment
+//! or from files named here, never from the TOML itself or the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (overridden by `serve --listen`).
+    pub listen: SocketAddr,
+    /// sled database directory (the release index).
+    pub data_dir: PathBuf,
+    /// Registered publisher keys (JSON), edited by `update-server publishers`.
+    pub publishers_file: PathBuf,
+    pub tls: TlsConfig,
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub policy: Policy,
+    /// Other update servers to replicate from while serving (`update-server mirror` runs
+    /// the same replication once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<MirrorConfig>,
+}
+
+/// A source this server replicates from, verifying each release as an upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Base URL of the source (https://host:port).
+    pub from: String,
+    /// CA certificate (PEM) to trust for the source instead of the web PKI.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token for the source, if it needs one.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Seconds between replication rounds.
+    #[serde(default = "default_mirror_interval")]
+    pub interval_secs: u64,
+}
+
+fn default_mirror_interval() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+    /// CA certificate clients should trust (informational; written by `init`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where blobs and envelopes live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// A local directory.
+    Local { path: PathBuf },
+    /// Any S3-compatible store. Credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
+    /// from the environment, or `access_key_id` + `secret_access_key_file`.
+    S3 {
+        bucket: String,
+        #[serde(default)]
+        endpoint: Option<String>,
+        #[serde(default = "default_region")]
+        region: String,
+        /// Allow `http://` endpoints (test peers on loopback only).
+        #[serde(default)]
+        allow_http: bool,
+        #[serde(default)]
+        access_key_id: Option<String>,
+        #[serde(default)]
+        secret_access_key_file: Option<PathBuf>,
+        /// Key prefix inside the bucket.
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// Who may upload and download.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `public`: anyone may list and download; `token`: a token with a download scope.
+    pub download: DownloadAccess,
+    /// Any one of these scopes allows uploads.
+    pub upload_scopes: Vec<String>,
+    /// Any one of these scopes allows downloads when `download = "token"`.
+    pub download_scopes: Vec<String>,
+    pub leeway_secs: u64,
+    pub max_lifetime_secs: u64,
+    /// Issuers whose ES256 JWT access tokens (RFC 9068) are accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            download: DownloadAccess::Public,
+            upload_scopes: vec!["releases:write".into()],
+            download_scopes: vec!["releases:read".into()],
+            leeway_secs: 30,
+            max_lifetime_secs: 3600,
+            issuers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadAccess {
+    Public,
+    Token,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` of its tokens.
+    pub issuer: String,
+    /// `aud` its tokens must carry.
+    pub audience: String,
+    /// JWKS URL (https, or http on loopback only).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) for `jwks_url`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Claim listing the `VENDOR/CLASS` products the client may publish; `""` disables the
+    /// product check for this issuer.
+    #[serde(default = "default_products_claim")]
+    pub products_claim: String,
+}
+
+fn default_products_claim() -> String {
+    "products".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest envelope accepted.
+    pub max_envelope_bytes: usize,
+    /// Largest payload (ciphertext) accepted.
+    pub max_blob_bytes: u64,
+    /// Time allowed for any request except uploads (to produce response headers).
+    pub request_timeout_secs: u64,
+    /// Time allowed for one upload, body included.
+    pub upload_timeout_secs: u64,
+    /// Simultaneous TLS connections; further connections wait in the accept queue.
+    pub max_connections: usize,
+    /// Requests processed at once (beyond: 503 busy).
+    pub max_in_flight: usize,
+    /// Uploads processed at once (beyond: 503 busy).
+    pub max_concurrent_uploads: usize,
+    /// Largest page of `GET /v1/releases`.
+    pub list_page_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_envelope_bytes: 1 << 20,
+            max_blob_bytes: 4 << 30,
+            request_timeout_secs: 30,
+            upload_timeout_secs: 3600,
+            max_connections: 1024,
+            max_in_flight: 512,
+            max_concurrent_uploads: 8,
+            list_page_max: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Refuse a release whose sequence number is not greater than the newest one already
+    /// published for the same vendor and class (a replayed older release).
+    pub reject_older: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { reject_older: true }
+    }
+}
+
+impl Config {
+    /// Reads the file; resolves relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.data_dir);
+        abs(&mut cfg.publishers_file);
+        abs(&mut cfg.tls.cert_file);
+        abs(&mut cfg.tls.key_file);
+        if let Some(p) = cfg.tls.ca_file.as_mut() {
+            abs(p);
+        }
+        match &mut cfg.storage {
+            StorageConfig::Local { path } => abs(path),
+            StorageConfig::S3 {
+                secret_access_key_file: Some(p),
+                ..
+            } => abs(p),
+            StorageConfig::S3 { .. } => {}
+        }
+        for m in &mut cfg.mirrors {
+            if let Some(p) = m.ca_file.as_mut() {
+                abs(p);
+            }
+        }
+        for i in &mut cfg.auth.issuers {
+            if let Some(p) = i.jwks_file.as_mut() {
+                abs(p);
+            }
+            if let Some(p) = i.ca_file.as_mut() {
+                abs(p);
+            }
+            if i.jwks_url.is_none() && i.jwks_file.is_none() {
+                return Err(Error::Config {
+                    path: path.display().to_string(),
+                    reason: format!("issuer {}: needs jwks_url or jwks_file", i.issuer),
+                });
+            }
+        }
+        if cfg.auth.upload_scopes.is_empty() {
+            return Err(Error::Config {
+                path: path.display().to_string(),
+                reason: "auth.upload_scopes is empty".into(),
+            });
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,305 @@
+//! Errors: [`Error`] for the library and CLI, [`ApiError`] for HTTP responses.
+//!
+//! [`ApiError`] is the one type every handler returns. It renders an RFC 9457 problem
+//! details body whose `type` ends in, and whose `check` member is, the stable name of the
+//! failed check (for envelope checks, [`suit::Error::code`]). Token failures say only that
+//! the token was refused; the reason is logged.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Library and CLI errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("object store: {0}")]
+    Store(String),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Remote(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Db(e.to_string())
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+/// Why a request was refused. Each variant maps to one status and one check name.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// Missing or invalid access token; the reason is logged only.
+    #[error("invalid token: {0}")]
+    Unauthenticated(String),
+    #[error("insufficient scope: needs one of {0}")]
+    InsufficientScope(String),
+    #[error("the token is not granted product {0}")]
+    ProductNotGranted(String),
+    /// An envelope or payload check of the `suit` crate failed.
+    #[error("{0}")]
+    Envelope(#[from] suit::Error),
+    /// The manifest is verified but does not follow the profile (e.g. vendor-id not a UUID).
+    #[error("{0}")]
+    Profile(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    BadUpload(String),
+    #[error("upload incomplete: {0}")]
+    Incomplete(String),
+    #[error(
+        "release {existing} already has sequence number {sequence} for {product} with different content"
+    )]
+    SequenceConflict {
+        product: String,
+        sequence: u64,
+        existing: String,
+    },
+    #[error(
+        "sequence number {offered} is not newer than {newest}, already published for {product}"
+    )]
+    Rollback {
+        product: String,
+        newest: u64,
+        offered: u64,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("server busy")]
+    Busy,
+    #[error("request timed out")]
+    Timeout,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<object_store::Error> for ApiError {
+    fn from(e: object_store::Error) -> Self {
+        ApiError::Internal(format!("object store: {e}"))
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    /// Extension member: the stable name of the failed check.
+    check: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+/// Base of the problem type URIs.
+pub const PROBLEM_BASE: &str = "https://ics-suit.invalid/problems/";
+
+impl ApiError {
+    /// Status, check name and short title.
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::Unauthenticated(_) => (
+                S::UNAUTHORIZED,
+                "invalid-token",
+                "Missing or invalid access token",
+            ),
+            ApiError::InsufficientScope(_) => (
+                S::FORBIDDEN,
+                "insufficient-scope",
+                "The access token does not allow this operation",
+            ),
+            ApiError::ProductNotGranted(_) => (
+                S::FORBIDDEN,
+                "product-not-granted",
+                "The access token is not granted this vendor and class",
+            ),
+            ApiError::Envelope(e) => {
+                let status = match e {
+                    suit::Error::Decode(_) => S::BAD_REQUEST,
+                    _ => S::UNPROCESSABLE_ENTITY,
+                };
+                (status, e.code(), "The release failed a verification check")
+            }
+            ApiError::Profile(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "profile-violation",
+                "The release does not follow the envelope profile",
+            ),
+            ApiError::TooLarge(_) => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The upload is larger than this server accepts",
+            ),
+            ApiError::BadUpload(_) => (
+                S::BAD_REQUEST,
+                "bad-upload",
+                "The upload is not a multipart envelope + payload",
+            ),
+            ApiError::Incomplete(_) => (
+                S::BAD_REQUEST,
+                "incomplete-upload",
+                "The upload ended early; nothing was stored",
+            ),
+            ApiError::SequenceConflict { .. } => (
+                S::CONFLICT,
+                "sequence-conflict",
+                "Another release has this sequence number",
+            ),
+            ApiError::Rollback { .. } => (
+                S::CONFLICT,
+                "rollback",
+                "A newer release of this product is already published",
+            ),
+            ApiError::NotFound => (S::NOT_FOUND, "not-found", "No such release"),
+            ApiError::RangeNotSatisfiable { .. } => (
+                S::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "The range is outside the payload",
+            ),
+            ApiError::Busy => (
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "Too many requests in progress; retry later",
+            ),
+            ApiError::Timeout => (
+                S::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long",
+            ),
+            ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad-request", "Invalid request"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    /// The detail sent to the client: the check's own message for upload checks (it
+    /// describes the uploader's own data), nothing for authentication and internal errors.
+    fn public_detail(&self) -> Option<String> {
+        match self {
+            ApiError::Unauthenticated(_) | ApiError::Internal(_) => None,
+            ApiError::NotFound | ApiError::Busy | ApiError::Timeout => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, check, title) = self.parts();
+        if status.is_server_error() && !matches!(self, ApiError::Busy | ApiError::Timeout) {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::info!(error = %self, check, status = status.as_u16(), "request refused");
+        }
+        let body = serde_json::to_vec(&Problem {
+            kind: format!("{PROBLEM_BASE}{check}"),
+            title,
+            status: status.as_u16(),
+            check,
+            detail: self.public_detail(),
+        })
+        .unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            ApiError::Unauthenticated(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="update-server", error="invalid_token""#,
+                    ),
+                );
+            }
+            ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="update-server", error="insufficient_scope""#,
+                    ),
+                );
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            ApiError::Busy => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn problem_names_the_check_and_hides_token_detail() {
+        let resp = ApiError::Envelope(suit::Error::CiphertextDigestMismatch).into_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(v["check"], "ciphertext-digest-mismatch");
+        assert_eq!(
+            v["type"],
+            format!("{PROBLEM_BASE}ciphertext-digest-mismatch")
+        );
+
+        let resp = ApiError::Unauthenticated("kid abc123 unknown".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&body).contains("abc123"));
+    }
+}
