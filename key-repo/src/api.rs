@@ -316,7 +316,8 @@ async fn as_metadata(State(st): State<AppState>) -> Response {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
             "response_types_supported": [],
             "scopes_supported": [model::SCOPE_WRITE, model::SCOPE_READ, model::SCOPE_REVOKE,
-                                 model::SCOPE_ADMIN, model::SCOPE_AUDIT],
+                                 model::SCOPE_ADMIN, model::SCOPE_AUDIT,
+                                 model::SCOPE_RELEASES_WRITE, model::SCOPE_RELEASES_READ],
             "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
         }),
     )

@@ -12,6 +12,11 @@ pub const SCOPE_REVOKE: &str = "keys:revoke";
 pub const SCOPE_ADMIN: &str = "keys:admin";
 /// Scope to read the audit trail.
 pub const SCOPE_AUDIT: &str = "audit:read";
+/// Scope to upload releases to an update server (issued here for the update servers that
+/// trust this authorization server).
+pub const SCOPE_RELEASES_WRITE: &str = "releases:write";
+/// Scope to download releases from an update server that requires authentication.
+pub const SCOPE_RELEASES_READ: &str = "releases:read";
 
 /// `PUT /v1/keys/{kid}` body and `GET /v1/keys/{kid}` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +61,8 @@ impl Role {
     /// Scopes a client of this role may be granted.
     pub fn scopes(self) -> &'static [&'static str] {
         match self {
-            Role::Publisher => &[SCOPE_WRITE, SCOPE_REVOKE],
-            Role::Dispatcher => &[SCOPE_READ],
+            Role::Publisher => &[SCOPE_WRITE, SCOPE_REVOKE, SCOPE_RELEASES_WRITE],
+            Role::Dispatcher => &[SCOPE_READ, SCOPE_RELEASES_READ],
             Role::Auditor => &[SCOPE_AUDIT],
             Role::Admin => &[SCOPE_REVOKE, SCOPE_ADMIN, SCOPE_AUDIT],
         }

@@ -230,7 +230,7 @@ async fn token_endpoint_metadata_and_limits() {
     let payload = key_repo::util::b64url_decode(tok.split('.').nth(1).unwrap()).unwrap();
     let c: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(c["client_id"], d.id.as_str());
-    assert_eq!(c["scope"], "keys:read");
+    assert_eq!(c["scope"], "keys:read releases:read");
     assert_eq!(c["products"][0], PRODUCT_A);
     assert!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap() <= 300);
     assert!(c["jti"].is_string());
@@ -456,7 +456,7 @@ async fn private_key_jwt_client_authentication() {
     let (s, _, b) = send(post(a1.clone())).await;
     assert_eq!(s, 200, "{b}");
     let tok: serde_json::Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(tok["scope"], "keys:read");
+    assert_eq!(tok["scope"], "keys:read releases:read");
     // Replay of the same assertion.
     let (s, _, b) = send(post(a1)).await;
     assert_eq!(s, 401, "{b}");
