@@ -235,3 +235,73 @@ async fn push_install_power_loss_and_restart() {
     // The release key never stays on the device.
     assert!(!dir.join("incoming/release-key.cbor").exists());
 }
+
+/// An attacker who captured a protected request re-sends it in a new CoAP message (new
+/// message id and token: both are outside OSCORE's protection). The device must refuse it
+/// (RFC 8613 §7.4 replay protection) and must not act on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_oscore_request_is_refused() {
+    use coap_lite::MessageType;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plc-9");
+    let keys = Keys {
+        maker: SigningKey::generate(&mut rng()).with_kid(b"maker".to_vec()),
+        dispatcher: SigningKey::generate(&mut rng()).with_kid(b"dispatcher".to_vec()),
+    };
+    provision(&dir, &keys);
+    let device = run(&dir);
+
+    let mut ctx = SecurityContext::new(
+        &ContextParams {
+            master_secret: zeroize::Zeroizing::new(SECRET.to_vec()),
+            master_salt: vec![],
+            id_context: None,
+            sender_id: vec![0x00],
+            recipient_id: vec![0x09],
+        },
+        Box::new(MemorySeqStore::new()),
+    )
+    .unwrap();
+    // A protected PUT of a (small, valid-looking) envelope into the device's staging area.
+    let mut req = oscore::message::packet(MessageType::Confirmable, code::PUT, 0x1000, b"t1");
+    oscore::message::set_path(&mut req, "suit/envelope");
+    req.payload = b"captured envelope".to_vec();
+    let (mut outer, binding) = oscore::protect::protect_request(&mut ctx, &req).unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(device.addr).await.unwrap();
+    let exchange = |bytes: Vec<u8>| {
+        let sock = &sock;
+        async move {
+            sock.send(&bytes).await.unwrap();
+            let mut buf = vec![0u8; 2048];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
+                .await
+                .expect("the device answers")
+                .unwrap();
+            oscore::message::decode(&buf[..n], 2048).unwrap()
+        }
+    };
+
+    // The original request is accepted (2.04 inside the protected response).
+    let first = exchange(oscore::message::encode(&outer, 1500).unwrap()).await;
+    let inner = oscore::protect::unprotect_response(&mut ctx, &binding, &first).unwrap();
+    assert_eq!(
+        inner.header.code,
+        coap_lite::MessageClass::from(code::CHANGED)
+    );
+    std::fs::remove_file(dir.join("incoming/envelope.suit")).unwrap();
+
+    // The replay: same OSCORE payload, new message id and token.
+    outer.header.message_id = 0x2000;
+    outer.set_token(b"t2".to_vec());
+    let second = exchange(oscore::message::encode(&outer, 1500).unwrap()).await;
+    assert_eq!(
+        second.header.code,
+        coap_lite::MessageClass::from(code::UNAUTHORIZED),
+        "{second:?}"
+    );
+    assert!(
+        !dir.join("incoming/envelope.suit").exists(),
+        "the replayed request must not be acted on"
+    );
+}
