@@ -346,7 +346,15 @@ mod tests {
             }
         }
         // Wrong master key: the record is there, the key cannot be opened.
-        let db = sled::open(dir.path()).unwrap();
+        // sled's flusher thread (flush_every_ms) can hold the file lock for up to one
+        // interval after the store is dropped: wait for it instead of racing it.
+        let db = (0..100)
+            .find_map(|_| {
+                sled::open(dir.path())
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                    .ok()
+            })
+            .expect("the database lock is released after the store is dropped");
         let raw = db.open_tree("keys").unwrap().get(b"k1").unwrap().unwrap();
         let rec = decode_record("k1", &raw).unwrap();
         let sealed = crate::util::b64_decode(&rec.sealed).unwrap();
