@@ -15,12 +15,8 @@ use device_sim::{Identity, KeyEntry, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
 use oscore::{ContextParams, MemorySeqStore, SecurityContext};
-use suit::consts::alg;
-use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
-use suit::{
-    IcsMetadata, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, TrustAnchor,
-    TrustStore, UpdateType,
-};
+use suit::release::{ReleaseParams, build_release};
+use suit::{IcsMetadata, Role, SigningKey, TrustAnchor, TrustStore, UpdateType};
 use uuid::Uuid;
 
 const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
@@ -137,12 +133,6 @@ async fn main() {
 
     // One release for the class, approved by the dispatcher.
     let image: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-    let kek = ReleaseKey::generate(alg::A128KW, b"rk-bench".to_vec(), &mut rng).unwrap();
-    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
-    let mut blob = image.clone();
-    enc.update(&mut blob);
-    let done = enc.finish(info);
-    blob.extend_from_slice(&done.tag);
     let p = ReleaseParams {
         vendor_id: VENDOR,
         class_id: CLASS,
@@ -153,11 +143,8 @@ async fn main() {
         uri: None,
         ics: IcsMetadata::new(UpdateType::T2),
     };
-    let plain = ImageInfo {
-        digest: SuitDigest::sha256(&image),
-        size: size as u64,
-    };
-    let env = build_release_envelope(&p, &plain, &done, &maker).unwrap();
+    let built = build_release(&p, &image, b"rk-bench", &maker, &mut rng).unwrap();
+    let (env, blob, kek) = (built.envelope, built.blob, built.release_key);
     let mut t = TrustStore::new();
     t.add(TrustAnchor::new(maker.public_key(), Role::Manufacturer));
     let env = suit::approve(

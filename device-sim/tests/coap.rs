@@ -11,12 +11,8 @@ use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
 use oscore::{ContextParams, MemorySeqStore, SecurityContext};
-use suit::consts::alg;
-use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
-use suit::{
-    IcsMetadata, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, TrustAnchor,
-    TrustStore, UpdateType,
-};
+use suit::release::{ReleaseParams, build_release};
+use suit::{IcsMetadata, Role, SigningKey, TrustAnchor, TrustStore, UpdateType};
 use uuid::Uuid;
 
 const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
@@ -67,13 +63,6 @@ fn provision(dir: &std::path::Path, k: &Keys) {
 
 /// A release approved by the dispatcher key: (envelope, key, blob).
 fn release(k: &Keys, seq: u64, image: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let mut r = rng();
-    let kek = ReleaseKey::generate(alg::A128KW, b"rk".to_vec(), &mut r).unwrap();
-    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut r).unwrap();
-    let mut blob = image.to_vec();
-    enc.update(&mut blob);
-    let done = enc.finish(info);
-    blob.extend_from_slice(&done.tag);
     let p = ReleaseParams {
         vendor_id: VENDOR,
         class_id: CLASS,
@@ -84,18 +73,14 @@ fn release(k: &Keys, seq: u64, image: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         uri: None,
         ics: IcsMetadata::new(UpdateType::T2),
     };
-    let plain = ImageInfo {
-        digest: SuitDigest::sha256(image),
-        size: image.len() as u64,
-    };
-    let env = build_release_envelope(&p, &plain, &done, &k.maker).unwrap();
+    let r = build_release(&p, image, b"rk", &k.maker, &mut rng()).unwrap();
     let mut t = TrustStore::new();
     t.add(TrustAnchor::new(k.maker.public_key(), Role::Manufacturer));
-    let v = suit::verify(&env, &t, &Default::default()).unwrap();
+    let v = suit::verify(&r.envelope, &t, &Default::default()).unwrap();
     (
         suit::approve(&v, &k.dispatcher),
-        kek.to_cose_key().to_vec(),
-        blob,
+        r.release_key.to_cose_key().to_vec(),
+        r.blob,
     )
 }
 

@@ -9,11 +9,8 @@ use device_sim::{
 };
 use sha2::{Digest, Sha256};
 use suit::consts::alg;
-use suit::release::{ImageInfo, ReleaseParams, author_sign, build_release_envelope};
-use suit::{
-    IcsMetadata, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, TrustAnchor,
-    TrustStore, UpdateType,
-};
+use suit::release::{ReleaseParams, author_sign, build_release};
+use suit::{IcsMetadata, ReleaseKey, Role, SigningKey, TrustAnchor, TrustStore, UpdateType};
 use uuid::Uuid;
 
 const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
@@ -93,18 +90,8 @@ impl World {
         approver: Option<&SigningKey>,
         image: &[u8],
     ) -> Rel {
-        let mut r = rng();
-        let kek = ReleaseKey::generate(alg::A128KW, b"rk-1".to_vec(), &mut r).unwrap();
-        let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut r).unwrap();
-        let mut blob = image.to_vec();
-        enc.update(&mut blob);
-        let done = enc.finish(info);
-        blob.extend_from_slice(&done.tag);
-        let plain = ImageInfo {
-            digest: SuitDigest::sha256(image),
-            size: image.len() as u64,
-        };
-        let mut envelope = build_release_envelope(p, &plain, &done, signer).unwrap();
+        let built = build_release(p, image, b"rk-1", signer, &mut rng()).unwrap();
+        let mut envelope = built.envelope;
         if let Some(a) = approver {
             // Approval needs a Verified; here the approver trusts whoever signed, so that
             // the tests can also model an approval of something the device must refuse.
@@ -115,8 +102,8 @@ impl World {
         }
         Rel {
             envelope,
-            blob,
-            key: kek.to_cose_key().to_vec(),
+            blob: built.blob,
+            key: built.release_key.to_cose_key().to_vec(),
             image: image.to_vec(),
         }
     }

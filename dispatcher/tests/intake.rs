@@ -3,11 +3,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use dispatcher::intake::{KeyConfig, TrustConfig, accept};
-use suit::consts::alg;
-use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
-use suit::{
-    Category, IcsMetadata, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, UpdateType,
-};
+use suit::release::{ReleaseParams, build_release};
+use suit::{Category, IcsMetadata, Role, SigningKey, UpdateType};
 use uuid::Uuid;
 
 const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
@@ -23,12 +20,6 @@ fn key(kid: &str) -> SigningKey {
 }
 
 fn release(signer: &SigningKey, t: UpdateType) -> Vec<u8> {
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let kek = ReleaseKey::generate(alg::A128KW, b"rk".to_vec(), &mut rng).unwrap();
-    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
-    let mut blob = b"image".to_vec();
-    enc.update(&mut blob);
-    let done = enc.finish(info);
     let mut ics = IcsMetadata::new(t);
     ics.categories = vec![Category::Security];
     ics.cves = vec!["CVE-2026-4242".into()];
@@ -42,11 +33,10 @@ fn release(signer: &SigningKey, t: UpdateType) -> Vec<u8> {
         uri: None,
         ics,
     };
-    let plain = ImageInfo {
-        digest: SuitDigest::sha256(b"image"),
-        size: 5,
-    };
-    build_release_envelope(&p, &plain, &done, signer).unwrap()
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    build_release(&p, b"image", b"rk", signer, &mut rng)
+        .unwrap()
+        .envelope
 }
 
 fn entry(k: &SigningKey, role: &str) -> KeyConfig {

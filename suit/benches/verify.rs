@@ -3,22 +3,14 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use suit::consts::alg;
-use suit::release::{ImageInfo, ReleaseParams, build_release_envelope, decrypt_payload};
+use suit::release::{ReleaseParams, build_release, decrypt_payload};
 use suit::{
-    IcsMetadata, Limits, PayloadEncryptor, ReleaseKey, Role, SigningKey, SuitDigest, TrustAnchor,
-    TrustStore, UpdateType,
+    IcsMetadata, Limits, ReleaseKey, Role, SigningKey, TrustAnchor, TrustStore, UpdateType,
 };
 
 fn release(image: &[u8]) -> (Vec<u8>, Vec<u8>, ReleaseKey, SigningKey) {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let signer = SigningKey::generate(&mut rng).with_kid(b"maker".to_vec());
-    let kek = ReleaseKey::generate(alg::A128KW, b"rk".to_vec(), &mut rng).unwrap();
-    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
-    let mut payload = image.to_vec();
-    enc.update(&mut payload);
-    let done = enc.finish(info);
-    payload.extend_from_slice(&done.tag);
     let p = ReleaseParams {
         vendor_id: uuid::Uuid::from_u128(1),
         class_id: uuid::Uuid::from_u128(2),
@@ -29,12 +21,8 @@ fn release(image: &[u8]) -> (Vec<u8>, Vec<u8>, ReleaseKey, SigningKey) {
         uri: None,
         ics: IcsMetadata::new(UpdateType::T2),
     };
-    let plain = ImageInfo {
-        digest: SuitDigest::sha256(image),
-        size: image.len() as u64,
-    };
-    let env = build_release_envelope(&p, &plain, &done, &signer).unwrap();
-    (env, payload, kek, signer)
+    let r = build_release(&p, image, b"rk", &signer, &mut rng).unwrap();
+    (r.envelope, r.blob, r.release_key, signer)
 }
 
 fn bench(c: &mut Criterion) {

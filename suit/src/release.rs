@@ -193,6 +193,45 @@ pub fn build_release_envelope(
     Ok(build_envelope(&content, &[&block], &[]))
 }
 
+/// A release built in memory by [`build_release`].
+#[derive(Debug, Clone)]
+pub struct BuiltRelease {
+    /// The signed envelope.
+    pub envelope: Vec<u8>,
+    /// `ciphertext || tag`.
+    pub blob: Vec<u8>,
+    /// The fresh release key (KEK) the blob's CEK is wrapped with.
+    pub release_key: ReleaseKey,
+}
+
+/// Encrypt-then-sign an image held in memory: a fresh A128KW release key named
+/// `release_kid`, a fresh A128GCM CEK and IV, then the signed envelope. For tools, tests and
+/// benchmarks; the publisher streams large images through [`crate::PayloadEncryptor`].
+pub fn build_release<R: rand_core::CryptoRng + ?Sized>(
+    p: &ReleaseParams,
+    image: &[u8],
+    release_kid: &[u8],
+    signer: &SigningKey,
+    rng: &mut R,
+) -> Result<BuiltRelease, Error> {
+    use crate::consts::alg;
+    let release_key = ReleaseKey::generate(alg::A128KW, release_kid.to_vec(), rng)?;
+    let (mut enc, info) = crate::PayloadEncryptor::new(alg::A128GCM, &release_key, rng)?;
+    let mut blob = image.to_vec();
+    enc.update(&mut blob);
+    let done = enc.finish(info);
+    blob.extend_from_slice(&done.tag);
+    let plain = ImageInfo {
+        digest: SuitDigest::sha256(image),
+        size: image.len() as u64,
+    };
+    Ok(BuiltRelease {
+        envelope: build_release_envelope(p, &plain, &done, signer)?,
+        blob,
+        release_key,
+    })
+}
+
 /// Creates a T3 author signature: COSE_Sign1 over the plaintext image's SUIT_Digest.
 pub fn author_sign(image: &[u8], author: &SigningKey) -> Vec<u8> {
     author.sign1_detached(&SuitDigest::sha256(image).encode())

@@ -2,11 +2,9 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(dead_code, unreachable_pub)]
 
-use suit::consts::alg;
-use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
+use suit::release::ReleaseParams;
 use suit::{
-    IcsMetadata, PayloadEncryptor, PublicKey, ReleaseKey, Role, SigningKey, SuitDigest,
-    TrustAnchor, TrustStore, UpdateType,
+    IcsMetadata, PublicKey, ReleaseKey, Role, SigningKey, TrustAnchor, TrustStore, UpdateType,
 };
 use uuid::Uuid;
 
@@ -43,22 +41,11 @@ pub fn params(sequence: u64, update_type: UpdateType) -> ReleaseParams {
 }
 
 pub fn build_with(p: &ReleaseParams, signer: &SigningKey, image: &[u8]) -> Built {
-    let mut rng = rng();
-    let kek = ReleaseKey::generate(alg::A128KW, b"rk-test".to_vec(), &mut rng).unwrap();
-    let (mut enc, info) = PayloadEncryptor::new(alg::A128GCM, &kek, &mut rng).unwrap();
-    let mut payload = image.to_vec();
-    enc.update(&mut payload);
-    let done = enc.finish(info);
-    payload.extend_from_slice(&done.tag);
-    let plain = ImageInfo {
-        digest: SuitDigest::sha256(image),
-        size: image.len() as u64,
-    };
-    let envelope = build_release_envelope(p, &plain, &done, signer).unwrap();
+    let r = suit::release::build_release(p, image, b"rk-test", signer, &mut rng()).unwrap();
     Built {
-        envelope,
-        payload,
-        kek,
+        envelope: r.envelope,
+        payload: r.blob,
+        kek: r.release_key,
         image: image.to_vec(),
     }
 }
