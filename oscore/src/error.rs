@@ -39,6 +39,12 @@ pub enum Error {
     /// RFC 8613 §8.2: a request without kid or Partial IV.
     #[error("OSCORE request lacks {0}")]
     MissingField(&'static str),
+    /// A server already holds a context for this Recipient ID and ID Context.
+    #[error("a security context for kid {kid_hex} (same ID Context) is already present")]
+    DuplicateContext {
+        /// Hex of the Recipient ID.
+        kid_hex: String,
+    },
     /// RFC 8613 §8.2 step 2: no security context for this kid (and kid context).
     #[error("no security context for kid {kid_hex}")]
     UnknownKid {

@@ -87,6 +87,8 @@ pub mod code {
     pub const UNAUTHORIZED: u8 = 0x81;
     /// 4.02 Bad Option.
     pub const BAD_OPTION: u8 = 0x82;
+    /// 4.03 Forbidden.
+    pub const FORBIDDEN: u8 = 0x83;
     /// 4.04 Not Found.
     pub const NOT_FOUND: u8 = 0x84;
     /// 4.05 Method Not Allowed.

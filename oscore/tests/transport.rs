@@ -452,3 +452,110 @@ async fn unknown_critical_option_gets_4_02() {
     assert_eq!(message::code_of(&r), code::CONTENT);
     server.stop().await.unwrap();
 }
+
+fn context_not_found(r: oscore::Result<Vec<u8>>) {
+    match r {
+        Err(Error::Response { code, diagnostic }) => {
+            assert_eq!(code, "4.01");
+            assert!(diagnostic.contains("context not found"), "{diagnostic}");
+        }
+        r => panic!("expected 4.01, got {r:?}"),
+    }
+}
+
+/// A dispatcher enrols devices while its server runs: a context added after spawn is used for
+/// the next request, a removed one is refused, and both are flushed (on removal, on stop).
+#[tokio::test]
+async fn contexts_added_and_removed_while_running() {
+    use oscore::transport::{ContextSet, FileHandler, Server, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new_protected(
+        sock,
+        ContextSet::new(),
+        std::sync::Arc::new(FileHandler::new(dir.path())),
+        ServerConfig::default(),
+    )
+    .spawn()
+    .unwrap();
+    let set = server.contexts();
+
+    // No context yet: protected requests are unknown, unprotected ones refused all the same.
+    let mut plain = Client::connect(server.addr, None, fast()).await.unwrap();
+    match plain.get("f").await {
+        Err(Error::Response { code, .. }) => assert_eq!(code, "4.01"),
+        r => panic!("unprotected request on an empty protected server: {r:?}"),
+    }
+    let mut c = Client::connect(server.addr, Some(client_ctx()), fast())
+        .await
+        .unwrap();
+    context_not_found(c.get("f").await);
+
+    // Enrolled at run time (its sequence state in a file, to see the flushes).
+    let seq1 = dir.path().join("peer1.seq");
+    let enrolled =
+        SecurityContext::new(&params(5, b"", b"\x01"), Box::new(FileSeqStore::new(&seq1))).unwrap();
+    set.add(enrolled).unwrap();
+    assert!(set.contains(b"\x01"));
+    assert_eq!(c.get("f").await.unwrap(), b"x");
+    // A second context for the same kid (and ID Context) is refused, the first one stays.
+    let dup =
+        SecurityContext::new(&params(9, b"", b"\x01"), Box::new(MemorySeqStore::new())).unwrap();
+    assert!(matches!(set.add(dup), Err(Error::DuplicateContext { .. })));
+    assert_eq!(c.get("f").await.unwrap(), b"x");
+
+    // Removed: refused again; its sequence number was flushed on removal.
+    assert!(!seq1.exists());
+    assert_eq!(set.remove(b"\x01"), 1);
+    assert_eq!(set.remove(b"\x01"), 0);
+    assert!(seq1.exists(), "a removed context is flushed");
+    context_not_found(c.get("f").await);
+
+    // Another peer added later is flushed when the server stops.
+    let seq2 = dir.path().join("peer2.seq");
+    let ctx2 =
+        SecurityContext::new(&params(6, b"", b"\x02"), Box::new(FileSeqStore::new(&seq2))).unwrap();
+    set.add(ctx2).unwrap();
+    let client2 =
+        SecurityContext::new(&params(6, b"\x02", b""), Box::new(MemorySeqStore::new())).unwrap();
+    let mut c2 = Client::connect(server.addr, Some(client2), fast())
+        .await
+        .unwrap();
+    assert_eq!(c2.get("f").await.unwrap(), b"x");
+    assert!(!seq2.exists());
+    server.stop().await.unwrap();
+    assert!(
+        seq2.exists(),
+        "a context added at run time is flushed on stop"
+    );
+}
+
+/// One context moved from client to client keeps its sequence number space: the server sees
+/// fresh sequence numbers (no replay) and the numbers continue where the last client stopped.
+#[tokio::test]
+async fn into_context_continues_the_sequence_in_the_next_client() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    let server = file_server(dir.path(), vec![server_ctx()]).await;
+    let mut ctx = Some(client_ctx());
+    let mut last = 0;
+    for _ in 0..3 {
+        let mut c = Client::connect(server.addr, ctx.take(), fast())
+            .await
+            .unwrap();
+        assert_eq!(c.get("f").await.unwrap(), b"x");
+        ctx = c.into_context();
+        let next = ctx.as_ref().unwrap().next_seq();
+        assert!(next > last, "sequence continues: {next} after {last}");
+        last = next;
+    }
+    assert!(
+        Client::connect(server.addr, None, fast())
+            .await
+            .unwrap()
+            .into_context()
+            .is_none()
+    );
+    server.stop().await.unwrap();
+}

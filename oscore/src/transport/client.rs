@@ -77,6 +77,15 @@ impl Client {
         self.ctx.as_mut()
     }
 
+    /// Ends the client and hands back its security context, with the sequence number where
+    /// this client left it, so that the next client to the same peer continues in the same
+    /// sequence number space. This is how one context is reused across successive clients:
+    /// never derive a second context from the same parameters while the first is alive (it
+    /// would reuse nonces).
+    pub fn into_context(self) -> Option<SecurityContext> {
+        self.ctx
+    }
+
     /// GET with Block2 reassembly.
     pub async fn get(&mut self, path: &str) -> Result<Vec<u8>> {
         let r = self.request(code::GET, path, &[]).await?;

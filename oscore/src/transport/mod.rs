@@ -5,12 +5,14 @@
 //! in the core.
 
 mod client;
+mod contexts;
 mod files;
 mod server;
 
 use std::time::Duration;
 
 pub use client::{Client, Response};
+pub use contexts::ContextSet;
 pub use files::FileHandler;
 pub use server::{Handler, Notification, Reply, Request, Server, ServerConfig, ServerHandle};
 

@@ -3,12 +3,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageType, Packet};
 use tokio::net::UdpSocket;
 
+use super::ContextSet;
 use crate::block::{AssemblerLimits, Block1Assembler, Block1Outcome, BlockValue};
 use crate::context::SecurityContext;
 use crate::error::{Error, Result};
@@ -89,8 +90,9 @@ pub struct Notification {
 
 /// Notifications to send for an observation accepted while handling a request.
 struct Deferred {
-    kid: Vec<u8>,
-    ctx_index: usize,
+    /// The context that verified the registration. Weak: a context removed from the set stops
+    /// its observations (the next notification is not sent).
+    ctx: Weak<Mutex<SecurityContext>>,
     binding: protect::RequestBinding,
     token: Vec<u8>,
     notifications: Vec<Notification>,
@@ -157,9 +159,10 @@ impl Dedup {
 }
 
 struct State {
-    /// Contexts by Recipient ID (the peer's kid); several may share a kid and differ in
-    /// ID Context.
-    contexts: HashMap<Vec<u8>, Vec<Mutex<SecurityContext>>>,
+    contexts: ContextSet,
+    /// Unprotected requests are refused even while the set is empty (a server created with
+    /// contexts, or with [`Server::new_protected`]).
+    protected: bool,
     handler: Arc<dyn Handler>,
     cfg: ServerConfig,
     dedup: Mutex<Dedup>,
@@ -178,20 +181,27 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("contexts", &self.state.contexts.len())
+            .field("protected", &self.state.protected)
             .finish()
     }
 }
 
-/// A running server: its address, and a way to stop it.
+/// A running server: its address, its contexts, and a way to stop it.
 #[derive(Debug)]
 pub struct ServerHandle {
     /// Bound address.
     pub addr: SocketAddr,
+    contexts: ContextSet,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl ServerHandle {
+    /// The server's contexts: add or remove peers while it runs.
+    pub fn contexts(&self) -> ContextSet {
+        self.contexts.clone()
+    }
+
     /// Stops the server and waits for it (contexts are flushed).
     pub async fn stop(mut self) -> Result<()> {
         if let Some(s) = self.stop.take() {
@@ -204,20 +214,46 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// New server on an already bound socket (tests bind 127.0.0.1:0).
+    /// New server on an already bound socket (tests bind 127.0.0.1:0). With contexts, every
+    /// request must be OSCORE-protected; without, it is a plain CoAP server until a context
+    /// is added through [`Server::contexts`] (from then on unprotected requests get 4.01).
+    /// Contexts sharing a Recipient ID must differ in ID Context; of two that do not, the
+    /// first is kept.
     pub fn new(
         sock: UdpSocket,
         contexts: Vec<SecurityContext>,
         handler: Arc<dyn Handler>,
         cfg: ServerConfig,
     ) -> Self {
-        let mut map: HashMap<Vec<u8>, Vec<Mutex<SecurityContext>>> = HashMap::new();
+        let protected = !contexts.is_empty();
+        let set = ContextSet::new();
         for c in contexts {
-            map.entry(c.recipient_id().to_vec())
-                .or_default()
-                .push(Mutex::new(c));
+            if let Err(e) = set.add(c) {
+                tracing::warn!("context ignored: {e}");
+            }
         }
-        let contexts = map;
+        Self::build(sock, set, protected, handler, cfg)
+    }
+
+    /// New server that always requires OSCORE, with a (possibly empty) shared context set to
+    /// which peers are added while it runs (e.g. a dispatcher enrolling devices). Requests
+    /// with a kid not in the set get 4.01.
+    pub fn new_protected(
+        sock: UdpSocket,
+        contexts: ContextSet,
+        handler: Arc<dyn Handler>,
+        cfg: ServerConfig,
+    ) -> Self {
+        Self::build(sock, contexts, true, handler, cfg)
+    }
+
+    fn build(
+        sock: UdpSocket,
+        contexts: ContextSet,
+        protected: bool,
+        handler: Arc<dyn Handler>,
+        cfg: ServerConfig,
+    ) -> Self {
         let uploads = Mutex::new(Block1Assembler::new(AssemblerLimits {
             max_body: cfg.max_body,
             max_uploads: cfg.max_uploads,
@@ -228,6 +264,7 @@ impl Server {
             sock: Arc::new(sock),
             state: Arc::new(State {
                 contexts,
+                protected,
                 handler,
                 cfg,
                 dedup: Mutex::default(),
@@ -240,6 +277,11 @@ impl Server {
     /// Local address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.sock.local_addr()?)
+    }
+
+    /// The server's contexts (shared: changes apply to the running server).
+    pub fn contexts(&self) -> ContextSet {
+        self.state.contexts.clone()
     }
 
     /// Runs until `shutdown` completes, then flushes every context's sequence number.
@@ -257,23 +299,22 @@ impl Server {
         for t in tasks {
             let _ = t.await;
         }
-        for c in self.state.contexts.values().flatten() {
-            if let Ok(mut c) = c.lock() {
-                c.flush()?;
-            }
-        }
-        Ok(())
+        // Every context present at shutdown, including those added while running; removed
+        // ones were flushed when removed.
+        self.state.contexts.flush_all()
     }
 
     /// Spawns the server; the handle stops it.
     pub fn spawn(self) -> Result<ServerHandle> {
         let addr = self.local_addr()?;
+        let contexts = self.contexts();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(self.serve(async move {
             let _ = rx.await;
         }));
         Ok(ServerHandle {
             addr,
+            contexts,
             stop: Some(tx),
             task,
         })
@@ -323,8 +364,8 @@ async fn notify(sock: Arc<UdpSocket>, state: Arc<State>, peer: SocketAddr, d: De
             message::set(&mut inner, opt::OBSERVE, message::uint_bytes(observe_seq));
         }
         inner.payload = n.reply.payload.to_vec();
-        let Some(ctx_lock) = state.contexts.get(&d.kid).and_then(|v| v.get(d.ctx_index)) else {
-            return;
+        let Some(ctx_lock) = d.ctx.upgrade() else {
+            return; // the context was removed: the observation ends
         };
         let outer = {
             let Ok(mut ctx) = ctx_lock.lock() else { return };
@@ -461,7 +502,7 @@ fn process(
     };
     let Some(o) = oscore else {
         let open = message::path_of(p).is_ok_and(|path| state.handler.allow_unprotected(&path));
-        if !state.contexts.is_empty() && !open {
+        if (state.protected || !state.contexts.is_empty()) && !open {
             // Contexts configured: unprotected requests get 4.01 (issue 3).
             return Some(protect::error_response(p, &Error::NotProtected));
         }
@@ -472,25 +513,8 @@ fn process(
         return Some(resp);
     };
     let kid = o.kid.clone().unwrap_or_default();
-    // RFC 8613 §8.2 step 2: select the context by kid.
-    // With a kid context in the message it must match; without, prefer a context without
-    // ID Context (RFC 8613 §8.2 step 2, §5.1).
-    let candidates = state
-        .contexts
-        .get(&kid)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let pick = |want: Option<&[u8]>| {
-        candidates
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.lock().is_ok_and(|c| c.id_context() == want))
-    };
-    let chosen = match &o.kid_context {
-        Some(kc) => pick(Some(kc)),
-        None => pick(None).or(candidates.first().map(|c| (0, c))),
-    };
-    let Some((ctx_index, ctx_lock)) = chosen else {
+    // RFC 8613 §8.2 step 2: select the context by kid (and kid context).
+    let Some(ctx_lock) = state.contexts.select(&kid, o.kid_context.as_deref()) else {
         return Some(protect::error_response(
             p,
             &Error::UnknownKid {
@@ -521,8 +545,7 @@ fn process(
             match notifications {
                 Some(n) => {
                     *deferred = Some(Deferred {
-                        kid: kid.clone(),
-                        ctx_index,
+                        ctx: Arc::downgrade(&ctx_lock),
                         binding: verified.binding.clone(),
                         token: p.get_token().to_vec(),
                         notifications: n,
