@@ -85,6 +85,7 @@ async fn main() {
                     recipient_id_hex: "00".into(),
                     id_context_hex: None,
                 },
+                uplink: None,
                 dispatcher: "coap://127.0.0.1:5683".into(),
                 factory_version: "1.0.0".into(),
             }

@@ -14,13 +14,23 @@
 //!   },
 //!   "oscore": { "master_secret_hex": "…", "master_salt_hex": "…",
 //!               "sender_id_hex": "01", "recipient_id_hex": "00" },
+//!   "uplink": { "master_secret_hex": "…", "sender_id_hex": "0107", "recipient_id_hex": "00" },
 //!   "dispatcher": "coap://127.0.0.1:5683",
 //!   "factory_version": "1.0.0"
 //! }
 //! ```
 //!
 //! `oscore` has the same shape as the `oscore` crate's context files (issue 3), seen from the
-//! device: its sender id is the dispatcher's recipient id and vice versa.
+//! device: its sender id is the dispatcher's recipient id and vice versa. It protects the
+//! push direction (the dispatcher is the client, the device the server).
+//!
+//! `uplink` (optional; bundles without it still read) has the same shape and protects the
+//! device → dispatcher direction (check-in, pull, reports; `docs/transport.md`, "Device
+//! uplink"), with a different master secret, so that the device as client and the device as
+//! server never share a sender sequence number space. Its `sender_id_hex` is the device's
+//! kid on the dispatcher's uplink server: the dispatcher assigns it at enrolment, unique
+//! among its devices, because it looks contexts up by it. The device stores it as
+//! `uplink.json` (mode 0600), with the sequence state in `uplink.json.seq`.
 
 use std::path::Path;
 
@@ -60,6 +70,32 @@ impl std::fmt::Debug for OscoreParams {
     }
 }
 
+impl OscoreParams {
+    /// Checks hex and lengths (RFC 8613 §3.3: ids at most 7 bytes and distinct); `name`
+    /// prefixes the messages. Messages name fields, never values.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        let hexv = |field: &str, v: &str, min: usize, max: usize| match hex::decode(v) {
+            Ok(b) if (min..=max).contains(&b.len()) => Ok(b),
+            _ => Err(format!("{name}.{field} must be hex of {min}..={max} bytes")),
+        };
+        Zeroizing::new(hexv("master_secret_hex", &self.master_secret_hex, 16, 64)?);
+        let s = hexv("sender_id_hex", &self.sender_id_hex, 0, 7)?;
+        let r = hexv("recipient_id_hex", &self.recipient_id_hex, 0, 7)?;
+        if s == r {
+            return Err(format!(
+                "{name}.sender_id_hex and recipient_id_hex must differ"
+            ));
+        }
+        if let Some(v) = &self.master_salt_hex {
+            hexv("master_salt_hex", v, 0, 64)?;
+        }
+        if let Some(v) = &self.id_context_hex {
+            hexv("id_context_hex", v, 0, 64)?;
+        }
+        Ok(())
+    }
+}
+
 /// A provisioning bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bundle {
@@ -69,8 +105,11 @@ pub struct Bundle {
     pub identity: Identity,
     /// Trust anchors.
     pub trust: Trust,
-    /// OSCORE context with the dispatcher.
+    /// OSCORE context of the push direction (device = server).
     pub oscore: OscoreParams,
+    /// OSCORE context of the uplink (device = client), if the device checks in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<OscoreParams>,
     /// The dispatcher's CoAP URI.
     pub dispatcher: String,
     /// Version of the factory image.
@@ -103,18 +142,17 @@ impl Bundle {
         if self.format != FORMAT {
             return Err(format!("format {:?}, expected {FORMAT:?}", self.format));
         }
-        let hexv = |name: &str, v: &str, min: usize, max: usize| match hex::decode(v) {
-            Ok(b) if (min..=max).contains(&b.len()) => Ok(()),
-            _ => Err(format!("oscore.{name} must be hex of {min}..={max} bytes")),
-        };
-        hexv("master_secret_hex", &self.oscore.master_secret_hex, 16, 64)?;
-        hexv("sender_id_hex", &self.oscore.sender_id_hex, 0, 7)?;
-        hexv("recipient_id_hex", &self.oscore.recipient_id_hex, 0, 7)?;
-        if let Some(s) = &self.oscore.master_salt_hex {
-            hexv("master_salt_hex", s, 0, 64)?;
-        }
-        if let Some(s) = &self.oscore.id_context_hex {
-            hexv("id_context_hex", s, 0, 64)?;
+        self.oscore.validate("oscore")?;
+        if let Some(u) = &self.uplink {
+            u.validate("uplink")?;
+            let secret = |p: &OscoreParams| {
+                Zeroizing::new(hex::decode(&p.master_secret_hex).unwrap_or_default())
+            };
+            if *secret(u) == *secret(&self.oscore) {
+                return Err(
+                    "uplink.master_secret_hex must differ from oscore's (separate contexts)".into(),
+                );
+            }
         }
         if self.trust.manufacturer.is_empty() {
             return Err("trust.manufacturer must name at least one key".into());

@@ -1,11 +1,12 @@
 //! `device-sim`: simulated ICS devices. Argument parsing only; the work is in the library.
-#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use crate::uplink::{UplinkConfig, start_device};
+use crate::{Device, DeviceDir, bundle::Bundle};
 use clap::{Parser, Subcommand};
-use device_sim::{Device, DeviceDir, bundle::Bundle};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,7 +34,9 @@ enum Command {
         #[arg(long)]
         factory_image: Option<PathBuf>,
     },
-    /// Run one device: its OSCORE-protected CoAP server, until Ctrl-C or SIGTERM.
+    /// Run one device until Ctrl-C or SIGTERM: its OSCORE-protected CoAP server and, when
+    /// provisioned with an uplink, its check-ins to the dispatcher (at start, then as the
+    /// dispatcher says), pulling and installing the releases it is offered.
     Run {
         /// Device directory (provisioned).
         #[arg(long)]
@@ -41,9 +44,12 @@ enum Command {
         /// Address to listen on (port 0: any free port; the address is printed and written to DIR/address).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
-        /// Largest blob accepted, in bytes.
+        /// Largest blob accepted (pushed or pulled), in bytes.
         #[arg(long, default_value_t = 64 << 20)]
         max_blob: usize,
+        /// Check in every SECONDS (±10 % jitter) instead of the dispatcher's interval.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=604_800))]
+        checkin_interval: Option<u32>,
     },
     /// Run N devices in one process (DIR/dev-0000 ...), each with its own UDP socket and state.
     Fleet {
@@ -59,6 +65,13 @@ enum Command {
         /// Largest blob accepted per device, in bytes.
         #[arg(long, default_value_t = 4 << 20)]
         max_blob: usize,
+        /// Check in every SECONDS (±10 % jitter) instead of the dispatcher's interval. The
+        /// first check-ins are spread over COUNT × 10 ms (at most the interval, at most 10 min).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=604_800))]
+        checkin_interval: Option<u32>,
+        /// Pulls (downloads and installs) allowed at once in the process.
+        #[arg(long, default_value_t = 64)]
+        max_pulls: usize,
     },
     /// Show a device's identity, slots, versions, anti-rollback counter and recent events.
     Status {
@@ -91,7 +104,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     .repeat(64)
                     .into_bytes(),
             };
-            let d = device_sim::provision_from_bundle(DeviceDir::new(&dir), &b, &image)
+            let d = crate::provision_from_bundle(DeviceDir::new(&dir), &b, &image)
                 .map_err(|e| e.to_string())?;
             println!(
                 "provisioned {} ({}) in {}: running {}",
@@ -105,17 +118,20 @@ fn run(cli: Cli) -> Result<(), String> {
             dir,
             listen,
             max_blob,
+            checkin_interval,
         } => {
             let rt = runtime()?;
             rt.block_on(async {
-                let handle = device_sim::coap::start(&dir, listen, max_blob)
+                let mut cfg = UplinkConfig::new(max_blob);
+                cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
+                let device = start_device(&dir, listen, cfg)
                     .await
                     .map_err(|e| e.to_string())?;
-                let addr = format!("coap://{}", handle.addr);
+                let addr = format!("coap://{}", device.server.addr);
                 std::fs::write(dir.join("address"), &addr).map_err(|e| e.to_string())?;
                 println!("listening on {addr}");
                 shutdown_signal().await;
-                handle.stop().await.map_err(|e| e.to_string())
+                device.stop().await.map_err(|e| e.to_string())
             })?;
         }
         Command::Fleet {
@@ -123,23 +139,30 @@ fn run(cli: Cli) -> Result<(), String> {
             dir,
             provision,
             max_blob,
+            checkin_interval,
+            max_pulls,
         } => {
             let dirs = fleet_dirs(&dir, count, provision.as_deref())?;
             let rt = runtime()?;
             rt.block_on(async {
+                let mut cfg = UplinkConfig::new(max_blob);
+                cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
+                cfg.first_spread = fleet_spread(count, cfg.interval);
+                cfg.pulls = std::sync::Arc::new(tokio::sync::Semaphore::new(max_pulls.max(1)));
                 let mut handles = Vec::with_capacity(count);
                 let mut index = Vec::with_capacity(count);
                 for d in &dirs {
-                    let h = device_sim::coap::start(
+                    let h = start_device(
                         d,
                         "127.0.0.1:0".parse().map_err(|_| "address")?,
-                        max_blob,
+                        cfg.clone(),
                     )
                     .await
                     .map_err(|e| format!("{}: {e}", d.display()))?;
-                    index.push(
-                        serde_json::json!({ "dir": d, "address": format!("coap://{}", h.addr) }),
-                    );
+                    index.push(serde_json::json!({
+                        "dir": d,
+                        "address": format!("coap://{}", h.server.addr),
+                    }));
                     handles.push(h);
                 }
                 let fleet = dir.join("fleet.json");
@@ -161,18 +184,28 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Status { dir, json } => {
             let d = Device::open(DeviceDir::new(&dir)).map_err(|e| e.to_string())?;
-            let status = device_sim::status(&d);
+            let status = crate::status(&d);
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&status).unwrap_or_default()
                 );
             } else {
-                print!("{}", device_sim::status_text(&status));
+                print!("{}", crate::status_text(&status));
             }
         }
     }
     Ok(())
+}
+
+/// Over how long a fleet spreads its first check-ins: 10 ms per device (10,000 devices: 100
+/// check-ins per second over 100 s), at most the check-in interval and at most 10 minutes.
+/// Later check-ins stay spread: each device keeps its own phase, with ±10 % jitter.
+fn fleet_spread(count: usize, interval: Option<Duration>) -> Duration {
+    let spread = Duration::from_millis(10).saturating_mul(count.try_into().unwrap_or(u32::MAX));
+    spread
+        .min(interval.unwrap_or(crate::uplink::DEFAULT_CHECKIN))
+        .min(Duration::from_secs(600))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -230,7 +263,7 @@ fn fleet_dirs(
             let image = format!("factory image {} {}\n", b.identity.name, b.factory_version)
                 .repeat(64)
                 .into_bytes();
-            device_sim::provision_from_bundle(DeviceDir::new(d), b, &image)
+            crate::provision_from_bundle(DeviceDir::new(d), b, &image)
                 .map_err(|e| format!("{}: {e}", d.display()))?;
         }
     }
@@ -245,8 +278,26 @@ fn fleet_dirs(
     Ok(dirs)
 }
 
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
+/// Runs the command line from the process arguments.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// As [`main`], with the arguments given (the first is the program name).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    // Diagnostics (refused check-ins, failed pulls) on stderr; RUST_LOG overrides the level.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    match run(Cli::parse_from(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -7,22 +7,30 @@
 //! | PUT | `suit/key` | the release key (COSE_Key) | 2.04 |
 //! | PUT | `suit/blob` | the encrypted blob (Block1) | 2.04 + the install report (JSON), or 5.03 after a simulated power loss (the device rebooted; send again) |
 //! | GET | `status` | | 2.05 + status (JSON) |
+//! | POST | `suit/pull` | `{"release_id": "…"}` | 2.04: the device pulls that release from the dispatcher now, in the background (4.04 when the device has no uplink) |
 //!
 //! Every request must be protected with the device's OSCORE context; unprotected requests
 //! get 4.01. The release key is deleted from the device's staging area after each attempt.
 //! Faults for demos and tests are read once from `DIR/faults.json` (see [`FaultFile`]).
+//!
+//! Pushed and pulled releases (see [`crate::uplink`]) go through the same install path and
+//! the same device lock, so two installs never run at once: a push that arrives during an
+//! install, and `GET status` meanwhile, get 5.03 (try again) instead of blocking the server.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use oscore::message::code;
 use oscore::transport::{Handler, Reply, Request, Server, ServerConfig, ServerHandle};
 use oscore::{FileSeqStore, SecurityContext};
 use serde::Deserialize;
 
-use crate::install::{Fault, FaultPlan, Step};
-use crate::{Device, DeviceDir, DeviceError};
+use crate::install::{Fault, FaultPlan, Report, Step};
+use crate::uplink::PullNotice;
+use crate::{Device, DeviceDir, DeviceError, State};
 
 /// `DIR/faults.json`: faults applied to the next install attempt, then the file is removed.
 ///
@@ -79,12 +87,59 @@ impl FaultFile {
     }
 }
 
-/// The CoAP resource handler of one device.
+/// The CoAP resource handler of one device, and the device's single install path (shared
+/// with the uplink's pulls).
 #[derive(Debug)]
 pub struct DeviceHandler {
     device: Mutex<Option<Device>>,
     dir: DeviceDir,
     staging: PathBuf,
+    pull: PullSignal,
+}
+
+/// `POST suit/pull` → the uplink task: the release last asked for, and a wake-up.
+#[derive(Debug, Default)]
+pub(crate) struct PullSignal {
+    /// Set when an uplink task runs for this device.
+    pub(crate) enabled: AtomicBool,
+    /// The release asked for (a newer request replaces an older one not yet taken).
+    pub(crate) wanted: Mutex<Option<String>>,
+    /// Wakes the uplink task (a permit is kept when it is busy, so no request is lost).
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+/// Why an install attempt produced no report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// Another install holds the device (push and pull never run at once).
+    #[error("an install is in progress; try again")]
+    Busy,
+    /// The device is down (a reboot after a simulated power loss failed).
+    #[error("device is not running")]
+    NotRunning,
+    /// A simulated power loss: the device rebooted (boot recovery ran); send again.
+    #[error("power loss at {0:?}; device rebooted")]
+    PowerLoss(Step),
+    /// `faults.json` does not parse.
+    #[error("{0}")]
+    Faults(String),
+    /// Device I/O failed (or the reboot after a power loss did).
+    #[error("install failed: {0}")]
+    Device(#[source] DeviceError),
+}
+
+/// What a check-in tells the dispatcher about the device.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Running version.
+    pub version: String,
+    /// Anti-rollback counter.
+    pub sequence: u64,
+    /// Release id of the running image (None: factory image).
+    pub release_id: Option<String>,
+    /// The state.
+    pub state: State,
 }
 
 /// Largest envelope accepted (the `suit` decoder's default limit).
@@ -112,11 +167,97 @@ impl DeviceHandler {
             path: staging.clone(),
             source,
         })?;
+        // A pull interrupted by a crash leaves its blob behind.
+        let _ = std::fs::remove_file(staging.join(PULL_BLOB));
         Ok(Self {
             device: Mutex::new(Some(device)),
             dir,
             staging,
+            pull: PullSignal::default(),
         })
+    }
+
+    /// The device's directory.
+    pub fn dir(&self) -> &DeviceDir {
+        &self.dir
+    }
+
+    pub(crate) fn pull_signal(&self) -> &PullSignal {
+        &self.pull
+    }
+
+    /// The staging file a pull streams the blob into.
+    pub(crate) fn pull_blob_path(&self) -> PathBuf {
+        self.staging.join(PULL_BLOB)
+    }
+
+    /// The running version, counter and state, or None while an install holds the device.
+    pub fn summary(&self) -> Option<Summary> {
+        let guard = self.device.try_lock().ok()?;
+        let d = guard.as_ref()?;
+        let state = d.state().clone();
+        Some(Summary {
+            version: d.version(),
+            sequence: state.counter,
+            release_id: state
+                .running()
+                .map(|s| s.release_id.clone())
+                .filter(|id| id != "factory"),
+            state,
+        })
+    }
+
+    /// Installs a release if no other install runs (the push path: never waits, answers
+    /// [`InstallError::Busy`] instead).
+    pub fn try_install(
+        &self,
+        envelope: &[u8],
+        key: &[u8],
+        blob: &mut dyn Read,
+    ) -> Result<Report, InstallError> {
+        let guard = match self.device.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::WouldBlock) => return Err(InstallError::Busy),
+            Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+        };
+        self.install_locked(guard, envelope, key, blob)
+    }
+
+    /// Installs a release, waiting for a running install to finish first (the pull path;
+    /// call it on a blocking thread, e.g. `tokio::task::spawn_blocking`).
+    pub fn install_blocking(
+        &self,
+        envelope: &[u8],
+        key: &[u8],
+        blob: &mut dyn Read,
+    ) -> Result<Report, InstallError> {
+        let guard = self.device.lock().map_err(|_| poisoned())?;
+        self.install_locked(guard, envelope, key, blob)
+    }
+
+    /// The one install path: faults for this attempt, `Device::install`, and the reboot after
+    /// a simulated power loss.
+    fn install_locked(
+        &self,
+        mut slot: MutexGuard<'_, Option<Device>>,
+        envelope: &[u8],
+        key: &[u8],
+        blob: &mut dyn Read,
+    ) -> Result<Report, InstallError> {
+        let faults = self.faults().map_err(InstallError::Faults)?;
+        let device = slot.as_mut().ok_or(InstallError::NotRunning)?;
+        match device.install(envelope, key, blob, &faults) {
+            Ok(report) => Ok(report),
+            Err(DeviceError::PowerLoss(step)) => {
+                // Simulated power loss: the device restarts (boot recovery) and is reachable
+                // again.
+                *slot = None;
+                let d = Device::open(self.dir.clone()).map_err(InstallError::Device)?;
+                *slot = Some(d);
+                Err(InstallError::PowerLoss(step))
+            }
+            Err(e) => Err(InstallError::Device(e)),
+        }
     }
 
     fn store(&self, name: &str, body: &[u8], secret: bool) -> Reply {
@@ -153,7 +294,8 @@ impl DeviceHandler {
             .plan()
     }
 
-    fn install(&self, blob: &[u8]) -> Reply {
+    /// `PUT suit/blob`: install what was staged with the blob just received.
+    fn install_pushed(&self, blob: &[u8]) -> Reply {
         let envelope = std::fs::read(self.staging.join("envelope.suit"));
         let key = std::fs::read(self.staging.join("release-key.cbor"));
         let (Ok(envelope), Ok(key)) = (envelope, key) else {
@@ -165,33 +307,13 @@ impl DeviceHandler {
         let key = zeroize::Zeroizing::new(key);
         // The key is only needed for this attempt.
         let _ = std::fs::remove_file(self.staging.join("release-key.cbor"));
-        let faults = match self.faults() {
-            Ok(f) => f,
-            Err(e) => return text(code::INTERNAL_SERVER_ERROR, &e),
-        };
-        let Ok(mut slot) = self.device.lock() else {
-            return text(code::INTERNAL_SERVER_ERROR, "device state lock poisoned");
-        };
-        let Some(device) = slot.as_mut() else {
-            return text(code::SERVICE_UNAVAILABLE, "device is not running");
-        };
-        match device.install(&envelope, &key, &mut &blob[..], &faults) {
+        match self.try_install(&envelope, &key, &mut &blob[..]) {
             Ok(report) => reply_json(code::CHANGED, &report),
-            Err(DeviceError::PowerLoss(step)) => {
-                // Simulated power loss: the device restarts (boot recovery) and is reachable
-                // again; the dispatcher treats 5.03 as transient and sends again.
-                *slot = None;
-                match Device::open(self.dir.clone()) {
-                    Ok(d) => {
-                        *slot = Some(d);
-                        text(
-                            code::SERVICE_UNAVAILABLE,
-                            &format!("power loss at {step:?}; device rebooted"),
-                        )
-                    }
-                    Err(e) => text(code::INTERNAL_SERVER_ERROR, &format!("reboot failed: {e}")),
-                }
-            }
+            // The dispatcher treats 5.03 as transient and sends again.
+            Err(
+                e @ (InstallError::Busy | InstallError::PowerLoss(_) | InstallError::NotRunning),
+            ) => text(code::SERVICE_UNAVAILABLE, &e.to_string()),
+            Err(InstallError::Faults(e)) => text(code::INTERNAL_SERVER_ERROR, &e),
             Err(e) => {
                 tracing::warn!("install failed: {e}");
                 text(
@@ -201,7 +323,43 @@ impl DeviceHandler {
             }
         }
     }
+
+    /// `POST suit/pull`: hand the release id to the uplink task.
+    fn request_pull(&self, body: &[u8]) -> Reply {
+        if !self.pull.enabled.load(Ordering::Acquire) {
+            return text(code::NOT_FOUND, "this device has no uplink configured");
+        }
+        if body.len() > MAX_PULL_NOTICE {
+            return text(code::REQUEST_ENTITY_TOO_LARGE, "pull notice too large");
+        }
+        let notice: PullNotice = match serde_json::from_slice(body) {
+            Ok(n) => n,
+            Err(_) => return text(code::BAD_REQUEST, "expected {\"release_id\": \"…\"}"),
+        };
+        if !crate::uplink::valid_release_id(&notice.release_id) {
+            return text(
+                code::BAD_REQUEST,
+                "release_id: 64 lowercase hex digits expected",
+            );
+        }
+        match self.pull.wanted.lock() {
+            Ok(mut w) => *w = Some(notice.release_id),
+            Err(_) => return text(code::INTERNAL_SERVER_ERROR, "lock poisoned"),
+        }
+        self.pull.notify.notify_one();
+        Reply::new(code::CHANGED, Vec::new())
+    }
 }
+
+fn poisoned() -> InstallError {
+    InstallError::Device(DeviceError::Corrupt("device state lock poisoned".into()))
+}
+
+/// Largest `suit/pull` body accepted.
+const MAX_PULL_NOTICE: usize = 256;
+
+/// File name (in the staging directory) of a blob being pulled.
+const PULL_BLOB: &str = "pull-blob.bin";
 
 impl Handler for DeviceHandler {
     fn handle(&self, req: &Request) -> Reply {
@@ -216,15 +374,23 @@ impl Handler for DeviceHandler {
                 self.store("release-key.cbor", &req.payload, true)
             }
             (code::PUT, "suit/key") => text(code::REQUEST_ENTITY_TOO_LARGE, "key too large"),
-            (code::PUT, "suit/blob") => self.install(&req.payload),
-            (code::GET, "status") => match self.device.lock() {
+            (code::PUT, "suit/blob") => self.install_pushed(&req.payload),
+            (code::POST, "suit/pull") => self.request_pull(&req.payload),
+            // try_lock: an install holds the lock for seconds; the server must not block.
+            (code::GET, "status") => match self.device.try_lock() {
                 Ok(d) => match d.as_ref() {
                     Some(d) => reply_json(code::CONTENT, &crate::status(d)),
                     None => text(code::SERVICE_UNAVAILABLE, "device is not running"),
                 },
-                Err(_) => text(code::INTERNAL_SERVER_ERROR, "lock poisoned"),
+                Err(TryLockError::WouldBlock) => text(
+                    code::SERVICE_UNAVAILABLE,
+                    "an install is in progress; try again",
+                ),
+                Err(TryLockError::Poisoned(_)) => {
+                    text(code::INTERNAL_SERVER_ERROR, "lock poisoned")
+                }
             },
-            (_, "suit/envelope" | "suit/key" | "suit/blob" | "status") => {
+            (_, "suit/envelope" | "suit/key" | "suit/blob" | "status" | "suit/pull") => {
                 text(code::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => text(code::NOT_FOUND, "no such resource"),
@@ -256,13 +422,24 @@ pub fn device_server_config(max_blob: usize) -> ServerConfig {
     }
 }
 
-/// Starts a device's CoAP server on `listen` (use port 0 for any free port).
+/// Starts a device's CoAP server on `listen` (use port 0 for any free port). Without the
+/// uplink; [`crate::uplink::start_device`] runs both.
 pub async fn start(
     dir: &Path,
     listen: SocketAddr,
     max_blob: usize,
 ) -> Result<ServerHandle, DeviceError> {
     let handler = Arc::new(DeviceHandler::new(DeviceDir::new(dir))?);
+    start_with(handler, dir, listen, max_blob).await
+}
+
+/// Starts the CoAP server of `handler` (the device in `dir`) on `listen`.
+pub async fn start_with(
+    handler: Arc<DeviceHandler>,
+    dir: &Path,
+    listen: SocketAddr,
+    max_blob: usize,
+) -> Result<ServerHandle, DeviceError> {
     let ctx = security_context(dir)?;
     let sock = oscore::transport::bind_udp(listen, 1 << 20).map_err(|source| DeviceError::Io {
         what: "cannot bind",
@@ -272,4 +449,106 @@ pub async fn start(
     Server::new(sock, vec![ctx], handler, device_server_config(max_blob))
         .spawn()
         .map_err(|e| DeviceError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::{Identity, KeyEntry, Trust};
+
+    fn device(dir: &Path) -> DeviceHandler {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let maker = suit::SigningKey::generate(&mut rng);
+        let trust = Trust {
+            manufacturer: vec![KeyEntry {
+                kid: "maker".into(),
+                pem: maker.public_key().to_pem(),
+            }],
+            third_party: vec![],
+            authors: vec![],
+            approver: None,
+            require_approval: false,
+        };
+        let identity = Identity {
+            name: "t".into(),
+            vendor_id: uuid::Uuid::from_u128(1),
+            class_id: uuid::Uuid::from_u128(2),
+            device_id: uuid::Uuid::from_u128(3),
+        };
+        Device::provision(DeviceDir::new(dir), identity, trust, b"factory", "1.0.0").unwrap();
+        DeviceHandler::new(DeviceDir::new(dir)).unwrap()
+    }
+
+    fn req(method: u8, path: &str, payload: &[u8]) -> Request {
+        Request {
+            method,
+            path: path.into(),
+            payload: payload.to_vec(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            kid: Some(vec![0]),
+            message: oscore::coap_lite::Packet::new(),
+        }
+    }
+
+    /// A pull holds the device lock while it installs; a push (and `GET status`) arriving
+    /// meanwhile gets 5.03 instead of installing concurrently or blocking the server.
+    #[test]
+    fn push_during_another_install_gets_5_03() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = device(tmp.path());
+        for (path, body) in [("suit/envelope", &b"env"[..]), ("suit/key", b"key")] {
+            assert_eq!(h.handle(&req(code::PUT, path, body)).code, code::CHANGED);
+        }
+        {
+            let _installing = h.device.lock().unwrap();
+            let r = h.handle(&req(code::PUT, "suit/blob", b"blob"));
+            assert_eq!(r.code, code::SERVICE_UNAVAILABLE);
+            assert!(String::from_utf8_lossy(&r.payload).contains("in progress"));
+            assert_eq!(
+                h.handle(&req(code::GET, "status", b"")).code,
+                code::SERVICE_UNAVAILABLE
+            );
+            assert!(h.summary().is_none());
+        }
+        assert_eq!(h.handle(&req(code::GET, "status", b"")).code, code::CONTENT);
+        assert_eq!(h.summary().unwrap().version, "1.0.0");
+        assert_eq!(h.summary().unwrap().release_id, None, "factory image");
+    }
+
+    #[test]
+    fn suit_pull_needs_an_uplink_and_a_release_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = device(tmp.path());
+        let id = "ab".repeat(32);
+        let body = format!("{{\"release_id\": \"{id}\"}}");
+        assert_eq!(
+            h.handle(&req(code::POST, "suit/pull", body.as_bytes()))
+                .code,
+            code::NOT_FOUND
+        );
+        h.pull.enabled.store(true, Ordering::Release);
+        for bad in [
+            &b"{\"release_id\": \"../x\"}"[..],
+            b"{\"release_id\": 1}",
+            b"not json",
+            format!("{{\"release_id\": \"{id}\", \"device\": 1}}").as_bytes(),
+        ] {
+            assert_eq!(
+                h.handle(&req(code::POST, "suit/pull", bad)).code,
+                code::BAD_REQUEST
+            );
+        }
+        assert_eq!(h.pull.wanted.lock().unwrap().as_deref(), None);
+        assert_eq!(
+            h.handle(&req(code::GET, "suit/pull", b"")).code,
+            code::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            h.handle(&req(code::POST, "suit/pull", body.as_bytes()))
+                .code,
+            code::CHANGED
+        );
+        assert_eq!(h.pull.wanted.lock().unwrap().as_deref(), Some(id.as_str()));
+    }
 }

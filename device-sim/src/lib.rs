@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod cli;
 pub mod coap;
 pub mod install;
 pub mod state;
+pub mod uplink;
 
 use std::path::PathBuf;
 
@@ -44,8 +46,9 @@ pub enum DeviceError {
 }
 
 /// Provisions a device directory from a bundle: identity, trust anchors, the OSCORE context
-/// (`oscore.json`, mode 0600, with its sequence state kept beside it) and the dispatcher's
-/// address (`network.json`), with `factory_image` in slot A.
+/// (`oscore.json`, mode 0600, with its sequence state kept beside it), the uplink context
+/// when the bundle has one (`uplink.json`, mode 0600, sequence state in `uplink.json.seq`),
+/// and the dispatcher's address (`network.json`), with `factory_image` in slot A.
 pub fn provision_from_bundle(
     dir: DeviceDir,
     b: &bundle::Bundle,
@@ -58,6 +61,9 @@ pub fn provision_from_bundle(
         source,
     })?;
     write_secret(&dir.root().join("oscore.json"), &b.oscore)?;
+    if let Some(u) = &b.uplink {
+        write_secret(&dir.root().join(uplink::UPLINK_FILE), u)?;
+    }
     dir.write_json(
         "network.json",
         &serde_json::json!({ "dispatcher": b.dispatcher }),

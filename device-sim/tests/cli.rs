@@ -90,3 +90,74 @@ fn invalid_bundle_is_refused_with_the_reason() {
     assert!(err.contains("master_secret_hex"), "{err}");
     assert!(!dir.exists(), "nothing is created for a bad bundle");
 }
+
+/// The optional `uplink` member is validated like `oscore`, and must not reuse its secret
+/// (the two directions must never share a sequence number space).
+#[test]
+fn uplink_member_is_validated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = bundle(tmp.path(), "0123456789abcdef0123456789abcdef");
+    let mut b: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let cases = [
+        (
+            serde_json::json!({ "master_secret_hex": "0123456789ABCDEF0123456789ABCDEF",
+                                "sender_id_hex": "0103", "recipient_id_hex": "00" }),
+            "must differ from oscore",
+        ),
+        (
+            serde_json::json!({ "master_secret_hex": "ff".repeat(16),
+                                "sender_id_hex": "00", "recipient_id_hex": "00" }),
+            "uplink.sender_id_hex and recipient_id_hex must differ",
+        ),
+        (
+            serde_json::json!({ "master_secret_hex": "ff".repeat(16),
+                                "sender_id_hex": "0102030405060708", "recipient_id_hex": "00" }),
+            "uplink.sender_id_hex",
+        ),
+    ];
+    for (i, (uplink, reason)) in cases.into_iter().enumerate() {
+        b["uplink"] = uplink;
+        std::fs::write(&path, serde_json::to_vec(&b).unwrap()).unwrap();
+        let dir = tmp.path().join(format!("x{i}"));
+        let o = sim(&[
+            "provision",
+            "--bundle",
+            path.to_str().unwrap(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(reason), "{err}");
+        assert!(!err.contains("ffffffff"), "no secret in errors: {err}");
+        assert!(!dir.exists());
+    }
+    b["uplink"] = serde_json::json!({ "master_secret_hex": "ff".repeat(16),
+                                      "sender_id_hex": "0103", "recipient_id_hex": "00" });
+    std::fs::write(&path, serde_json::to_vec(&b).unwrap()).unwrap();
+    let dir = tmp.path().join("ok");
+    let o = sim(&[
+        "provision",
+        "--bundle",
+        path.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("uplink.json")).unwrap()).unwrap();
+    assert_eq!(written["sender_id_hex"], "0103");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("uplink.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the uplink master secret must be owner-only"
+        );
+    }
+}

@@ -55,6 +55,7 @@ fn provision(dir: &std::path::Path, k: &Keys) {
             recipient_id_hex: "00".into(),
             id_context_hex: None,
         },
+        uplink: None,
         dispatcher: "coap://127.0.0.1:5683".into(),
         factory_version: "1.0.0".into(),
     };

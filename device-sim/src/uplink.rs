@@ -1,0 +1,627 @@
+//! The device → dispatcher direction (`docs/transport.md`, "Device uplink"): the device is a
+//! CoAP client of its dispatcher. It checks in at start and then every `next_checkin_s`
+//! seconds (with ±10 % jitter), pulls a release the dispatcher offers (envelope, release key,
+//! encrypted blob, each with Block2 inside OSCORE), installs it through the same path and
+//! lock as a pushed release, and reports the outcome with `POST d/report`.
+//!
+//! The uplink has its own OSCORE context (`DIR/uplink.json`, sequence state in
+//! `uplink.json.seq`), separate from the push context in which the device is the server, so
+//! the two directions never share a sender sequence number space. One context lives per
+//! device and process: it is moved into each short-lived [`Client`] and taken back with
+//! [`Client::into_context`], so no idle socket is kept between check-ins and no second
+//! context is ever derived from the same parameters (that would reuse nonces).
+//!
+//! The wire types below are the device's view; `dispatcher::uplink` holds the dispatcher's.
+//! `device-sim/tests/uplink.rs` round-trips them against each other.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use oscore::message::code;
+use oscore::transport::{Client, ClientConfig, ServerHandle};
+use oscore::{FileSeqStore, SecurityContext};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::coap::{DeviceHandler, InstallError, Summary};
+use crate::{DeviceDir, DeviceError, InstallOutcome, Report};
+
+/// The uplink context file in the device directory.
+pub const UPLINK_FILE: &str = "uplink.json";
+/// Check-in interval before the dispatcher named one (and after failures, if it never did).
+pub const DEFAULT_CHECKIN: Duration = Duration::from_secs(300);
+/// Bounds applied to the dispatcher's `next_checkin_s` (a buggy or hostile value must not
+/// make the device spin, nor go silent for months).
+pub const CHECKIN_BOUNDS_S: (u32, u32) = (1, 7 * 24 * 3600);
+/// Largest envelope pulled (the `suit` decoder's default limit, as for pushes).
+pub const MAX_ENVELOPE: usize = 1 << 20;
+/// Largest release key pulled (as for pushes).
+pub const MAX_KEY: usize = 1024;
+/// Largest check-in reply accepted.
+const MAX_REPLY: usize = 4096;
+/// Delay before the next try when an install holds the device at check-in time.
+const BUSY_RETRY: Duration = Duration::from_secs(5);
+
+/// `POST d/checkin` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckIn {
+    /// UDP port of the device's own CoAP server (the dispatcher combines it with the
+    /// request's source address).
+    pub coap_port: u16,
+    /// Running version.
+    pub version: String,
+    /// Anti-rollback counter (sequence number of the last confirmed install).
+    pub sequence: u64,
+    /// Release id of the running image (None: factory image).
+    pub release_id: Option<String>,
+    /// The `state.json` summary.
+    pub state: serde_json::Value,
+    /// Number of boots.
+    pub boots: u64,
+}
+
+/// The dispatcher's answer to a check-in. Unknown fields are ignored, so that a dispatcher
+/// can add fields without breaking deployed devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInReply {
+    /// Seconds until the next check-in.
+    pub next_checkin_s: u32,
+    /// A release to pull and install now.
+    #[serde(default)]
+    pub pending: Option<Pending>,
+}
+
+/// A release offered to the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Release id (64 lowercase hex digits).
+    pub release_id: String,
+    /// Envelope size in bytes.
+    pub envelope_size: u64,
+    /// Encrypted blob size in bytes.
+    pub blob_size: u64,
+}
+
+/// `POST suit/pull` body (the dispatcher → the device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullNotice {
+    /// The release to pull.
+    pub release_id: String,
+}
+
+/// A release id: 64 lowercase hex digits (SHA-256 of the manifest bstr). Checked before it
+/// goes into a request path.
+pub fn valid_release_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The device's uplink context from `DIR/uplink.json` (None when the device has none), its
+/// sender sequence number persisted in `uplink.json.seq` (RFC 8613 Appendix B.1.1). Load it
+/// once per process: two live contexts from one file would reuse nonces.
+pub fn uplink_context(dir: &Path) -> Result<Option<SecurityContext>, DeviceError> {
+    let file = dir.join(UPLINK_FILE);
+    if !file.exists() {
+        return Ok(None);
+    }
+    let params =
+        oscore::ctxfile::load_params(&file).map_err(|e| DeviceError::Corrupt(e.to_string()))?;
+    SecurityContext::new(
+        &params,
+        Box::new(FileSeqStore::new(oscore::ctxfile::seq_path(&file))),
+    )
+    .map(Some)
+    .map_err(|e| DeviceError::Corrupt(format!("{}: {e}", file.display())))
+}
+
+/// The dispatcher's address from `DIR/network.json` (`{"dispatcher": "coap://host:port"}`;
+/// the port defaults to 5683, a host name is resolved).
+pub async fn dispatcher_addr(dir: &Path) -> Result<SocketAddr, DeviceError> {
+    let path = dir.join("network.json");
+    let bad = |why: &str| DeviceError::Corrupt(format!("{}: {why}", path.display()));
+    let bytes = std::fs::read(&path).map_err(|source| DeviceError::Io {
+        what: "cannot read",
+        path: path.clone(),
+        source,
+    })?;
+    if bytes.len() > 4096 {
+        return Err(bad("larger than 4 KiB"));
+    }
+    #[derive(Deserialize)]
+    struct Network {
+        dispatcher: String,
+    }
+    let n: Network = serde_json::from_slice(&bytes)
+        .map_err(|_| bad("expected {\"dispatcher\": \"coap://…\"}"))?;
+    let rest = n
+        .dispatcher
+        .strip_prefix("coap://")
+        .ok_or_else(|| bad("dispatcher must be a coap:// URI"))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(bad("dispatcher URI must be coap://host[:port]"));
+    }
+    if let Ok(a) = authority.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    // No port (a bracketed IPv6 literal or a host name without one): the CoAP default.
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:5683")
+    } else {
+        authority.to_owned()
+    };
+    let mut addrs = tokio::net::lookup_host(with_port.as_str())
+        .await
+        .map_err(|_| bad("cannot resolve the dispatcher's host"))?;
+    addrs
+        .next()
+        .ok_or_else(|| bad("the dispatcher's host has no address"))
+}
+
+/// Uplink settings.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    /// Fixed check-in interval, overriding the dispatcher's `next_checkin_s`.
+    pub interval: Option<Duration>,
+    /// The first check-in happens after a random delay in `[0, first_spread)` (0: at once).
+    /// A fleet spreads its devices' check-ins this way.
+    pub first_spread: Duration,
+    /// CoAP client parameters.
+    pub client: ClientConfig,
+    /// Largest blob pulled.
+    pub max_blob: usize,
+    /// Pulls allowed at once (shared by the devices of one process).
+    pub pulls: Arc<Semaphore>,
+}
+
+impl UplinkConfig {
+    /// Defaults for one device: no override, check in at once, one pull at a time.
+    pub fn new(max_blob: usize) -> Self {
+        UplinkConfig {
+            interval: None,
+            first_spread: Duration::ZERO,
+            client: ClientConfig::default(),
+            max_blob,
+            pulls: Arc::new(Semaphore::new(1)),
+        }
+    }
+}
+
+/// A running uplink task.
+#[derive(Debug)]
+pub struct Uplink {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Uplink {
+    /// Stops the task; its context's sequence number is flushed when it was idle.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the uplink of `handler`'s device: check-ins to `dispatcher`, naming `coap_port` as
+/// the device's server port, with the device's one uplink context `ctx`.
+pub fn spawn(
+    handler: Arc<DeviceHandler>,
+    dispatcher: SocketAddr,
+    coap_port: u16,
+    ctx: SecurityContext,
+    cfg: UplinkConfig,
+) -> Uplink {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    handler.pull_signal().enabled.store(true, Ordering::Release);
+    let name = handler
+        .dir()
+        .root()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    let agent = Agent {
+        handler,
+        name,
+        dispatcher,
+        coap_port,
+        ctx: Some(ctx),
+        cfg,
+        rng: u64::from_le_bytes(seed) | 1,
+        dispatcher_interval: None,
+        unsettled: None,
+    };
+    Uplink {
+        stop,
+        task: tokio::spawn(Box::new(agent).run(rx)),
+    }
+}
+
+/// A device's CoAP server and, when it has one, its uplink.
+#[derive(Debug)]
+pub struct RunningDevice {
+    /// The CoAP server (push direction).
+    pub server: ServerHandle,
+    /// The uplink task.
+    pub uplink: Option<Uplink>,
+}
+
+impl RunningDevice {
+    /// Stops the uplink, then the server (both flush their contexts).
+    pub async fn stop(self) -> Result<(), DeviceError> {
+        if let Some(u) = self.uplink {
+            u.stop().await;
+        }
+        self.server
+            .stop()
+            .await
+            .map_err(|e| DeviceError::Corrupt(e.to_string()))
+    }
+}
+
+/// Starts a device: its CoAP server on `listen` and, when `DIR/uplink.json` exists, its
+/// uplink to the dispatcher named in `DIR/network.json`.
+pub async fn start_device(
+    dir: &Path,
+    listen: SocketAddr,
+    cfg: UplinkConfig,
+) -> Result<RunningDevice, DeviceError> {
+    let handler = Arc::new(DeviceHandler::new(DeviceDir::new(dir))?);
+    let ctx = uplink_context(dir)?;
+    let dispatcher = match ctx {
+        Some(_) => Some(dispatcher_addr(dir).await?),
+        None => None,
+    };
+    let server = crate::coap::start_with(handler.clone(), dir, listen, cfg.max_blob).await?;
+    let uplink = match (ctx, dispatcher) {
+        (Some(ctx), Some(addr)) => Some(spawn(handler, addr, server.addr.port(), ctx, cfg)),
+        _ => None,
+    };
+    Ok(RunningDevice { server, uplink })
+}
+
+/// Why a pull produced no install report.
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    #[error("{0}")]
+    Coap(#[from] oscore::Error),
+    #[error("cannot stage the blob: {0}")]
+    Staging(std::io::Error),
+    #[error("{0}")]
+    Install(#[from] InstallError),
+    #[error("install task failed")]
+    Join,
+}
+
+struct Agent {
+    handler: Arc<DeviceHandler>,
+    name: String,
+    dispatcher: SocketAddr,
+    coap_port: u16,
+    /// The one uplink context; None only while a client holds it (or after it was lost with
+    /// a client that failed to start, in which case it is loaded again from its file).
+    ctx: Option<SecurityContext>,
+    cfg: UplinkConfig,
+    rng: u64,
+    /// The dispatcher's last `next_checkin_s`.
+    dispatcher_interval: Option<Duration>,
+    /// The report of the last pulled release that did not install: re-sent, not pulled
+    /// again, while the dispatcher still offers it (it may have missed the report).
+    unsettled: Option<Report>,
+}
+
+impl Agent {
+    /// Boxed: an async fn keeps its arguments beside its locals, so a by-value agent would
+    /// be stored twice in every device's task.
+    async fn run(mut self: Box<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let first = self.cfg.first_spread.mul_f64(self.unit());
+        let mut deadline = Instant::now() + first;
+        let signal = self.handler.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    // Boxed: the exchange's state (clients, buffers) exists only while it
+                    // runs, so an idle device's task stays small (a fleet has thousands).
+                    let next = tokio::select! {
+                        d = Box::pin(self.checkin()) => d,
+                        _ = stop.changed() => return,
+                    };
+                    deadline = Instant::now() + next;
+                }
+                () = signal.pull_signal().notify.notified() => {
+                    let wanted = signal.pull_signal().wanted.lock().ok().and_then(|mut w| w.take());
+                    if let Some(id) = wanted {
+                        tokio::select! {
+                            () = Box::pin(self.offered(&id, None)) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        if let Some(ctx) = self.ctx.as_mut()
+            && let Err(e) = ctx.flush()
+        {
+            tracing::warn!(device = %self.name, "cannot flush the uplink context: {e}");
+        }
+    }
+
+    /// Uniform in [0, 1) (xorshift64*; jitter only, not security).
+    fn unit(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The next check-in delay: the override, else the dispatcher's value, else the
+    /// default; ±10 % jitter so that devices drift apart rather than together.
+    fn next_delay(&mut self) -> Duration {
+        let base = self
+            .cfg
+            .interval
+            .or(self.dispatcher_interval)
+            .unwrap_or(DEFAULT_CHECKIN);
+        base.mul_f64(0.9 + 0.2 * self.unit())
+    }
+
+    /// A client with the uplink context (loaded again from its file if it was lost).
+    async fn client(&mut self, max_body: usize) -> Result<Client, oscore::Error> {
+        let ctx = match self.ctx.take() {
+            Some(c) => c,
+            None => uplink_context(self.handler.dir().root())
+                .map_err(|e| oscore::Error::ContextFile {
+                    path: UPLINK_FILE.into(),
+                    reason: e.to_string(),
+                })?
+                .ok_or_else(|| oscore::Error::ContextFile {
+                    path: UPLINK_FILE.into(),
+                    reason: "missing".into(),
+                })?,
+        };
+        let cfg = ClientConfig {
+            max_body,
+            ..self.cfg.client.clone()
+        };
+        Client::connect(self.dispatcher, Some(ctx), cfg).await
+    }
+
+    /// One request with a fresh client; the context comes back whatever the outcome.
+    async fn request(
+        &mut self,
+        method: u8,
+        path: &str,
+        body: &[u8],
+        max_body: usize,
+    ) -> Result<Vec<u8>, oscore::Error> {
+        let mut c = self.client(max_body).await?;
+        let r = c.request(method, path, body).await;
+        self.ctx = c.into_context();
+        r.map(|r| r.payload)
+    }
+
+    /// Check in; act on a pending release; return the delay to the next check-in.
+    async fn checkin(&mut self) -> Duration {
+        let Some(summary) = self.handler.summary() else {
+            // An install holds the device (a push): try again shortly.
+            return BUSY_RETRY.mul_f64(0.9 + 0.2 * self.unit());
+        };
+        let body = CheckIn {
+            coap_port: self.coap_port,
+            version: summary.version.clone(),
+            sequence: summary.sequence,
+            release_id: summary.release_id.clone(),
+            state: serde_json::to_value(&summary.state).unwrap_or_default(),
+            boots: summary.state.boots,
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let reply = match self
+            .request(code::POST, "d/checkin", &body, MAX_REPLY)
+            .await
+        {
+            Ok(bytes) => serde_json::from_slice::<CheckInReply>(&bytes).map_err(|e| {
+                oscore::Error::MalformedMessage(if e.is_data() {
+                    "check-in reply: missing field or wrong type"
+                } else {
+                    "check-in reply is not JSON"
+                })
+            }),
+            Err(e) => Err(e),
+        };
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(device = %self.name, "check-in failed: {e}");
+                return self.next_delay();
+            }
+        };
+        let (lo, hi) = CHECKIN_BOUNDS_S;
+        self.dispatcher_interval = Some(Duration::from_secs(
+            reply.next_checkin_s.clamp(lo, hi).into(),
+        ));
+        if let Some(p) = reply.pending {
+            self.offered(&p.release_id, Some((&p, &summary))).await;
+        }
+        self.next_delay()
+    }
+
+    /// A release offered at check-in (with its sizes) or named by `POST suit/pull`.
+    async fn offered(&mut self, release_id: &str, checkin: Option<(&Pending, &Summary)>) {
+        if !valid_release_id(release_id) {
+            tracing::warn!(device = %self.name, "dispatcher offered a malformed release id");
+            return;
+        }
+        let running = match checkin {
+            Some((_, s)) => s.release_id.clone(),
+            None => self.handler.summary().and_then(|s| s.release_id),
+        };
+        if running.as_deref() == Some(release_id) {
+            return;
+        }
+        if let Some(r) = &self.unsettled
+            && r.release_id.as_deref() == Some(release_id)
+        {
+            let r = r.clone();
+            self.report(&r).await;
+            return;
+        }
+        if let Some((p, s)) = checkin
+            && (p.envelope_size > MAX_ENVELOPE as u64 || p.blob_size > self.cfg.max_blob as u64)
+        {
+            // Off-spec device-level check (not a SUIT error code): this device cannot take a
+            // release this large; reported so the rollout does not wait for it.
+            let r = Report {
+                release_id: Some(release_id.to_owned()),
+                outcome: InstallOutcome::Rejected,
+                check: Some("too-large".into()),
+                message: format!(
+                    "envelope of {} bytes or blob of {} bytes exceeds this device's limits ({} / {})",
+                    p.envelope_size, p.blob_size, MAX_ENVELOPE, self.cfg.max_blob
+                ),
+                version_before: s.version.clone(),
+                version_after: s.version.clone(),
+            };
+            self.unsettled = Some(r.clone());
+            self.report(&r).await;
+            return;
+        }
+        let pulls = self.cfg.pulls.clone();
+        let Ok(_permit) = pulls.acquire().await else {
+            return;
+        };
+        let result = self.pull_and_install(release_id).await;
+        let _ = std::fs::remove_file(self.handler.pull_blob_path());
+        match result {
+            Ok(report) => {
+                self.unsettled =
+                    (report.outcome != InstallOutcome::Installed).then(|| report.clone());
+                self.report(&report).await;
+            }
+            Err(e) => {
+                tracing::warn!(device = %self.name, release = %release_id, "pull failed: {e}");
+            }
+        }
+    }
+
+    async fn pull_and_install(&mut self, id: &str) -> Result<Report, PullError> {
+        let envelope = self
+            .request(
+                code::GET,
+                &format!("d/releases/{id}/envelope"),
+                b"",
+                MAX_ENVELOPE,
+            )
+            .await?;
+        let key = Zeroizing::new(
+            self.request(code::GET, &format!("d/releases/{id}/key"), b"", MAX_KEY)
+                .await?,
+        );
+        let blob_path = self.handler.pull_blob_path();
+        self.pull_blob(id, &blob_path).await?;
+        let handler = self.handler.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut blob = std::fs::File::open(&blob_path).map_err(PullError::Staging)?;
+            handler
+                .install_blocking(&envelope, &key, &mut blob)
+                .map_err(PullError::from)
+        })
+        .await
+        .map_err(|_| PullError::Join)?
+    }
+
+    /// Streams the blob into the staging file block by block (bounded by `max_blob`), so a
+    /// pull holds one block in memory, not the blob.
+    async fn pull_blob(&mut self, id: &str, path: &PathBuf) -> Result<(), PullError> {
+        use std::io::Write;
+        let file = std::fs::File::create(path).map_err(PullError::Staging)?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut failed: Option<std::io::Error> = None;
+        let mut c = self.client(self.cfg.max_blob).await?;
+        let r = c
+            .get_with(&format!("d/releases/{id}/blob"), &mut |block| {
+                if failed.is_none()
+                    && let Err(e) = out.write_all(block)
+                {
+                    failed = Some(e);
+                }
+            })
+            .await;
+        self.ctx = c.into_context();
+        r?;
+        if let Some(e) = failed {
+            return Err(PullError::Staging(e));
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| PullError::Staging(e.into_error()))?;
+        file.sync_all().map_err(PullError::Staging)
+    }
+
+    async fn report(&mut self, r: &Report) {
+        let body = match serde_json::to_vec(r) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        if let Err(e) = self.request(code::POST, "d/report", &body, MAX_REPLY).await {
+            tracing::warn!(device = %self.name, "report failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    async fn addr_of(uri: &str) -> Result<SocketAddr, DeviceError> {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("network.json"),
+            serde_json::to_vec(&serde_json::json!({ "dispatcher": uri })).unwrap(),
+        )
+        .unwrap();
+        dispatcher_addr(tmp.path()).await
+    }
+
+    #[tokio::test]
+    async fn dispatcher_uri_forms() {
+        for (uri, want) in [
+            ("coap://127.0.0.1:6000", "127.0.0.1:6000"),
+            ("coap://127.0.0.1:6000/", "127.0.0.1:6000"),
+            ("coap://127.0.0.1", "127.0.0.1:5683"),
+            ("coap://[::1]:6000", "[::1]:6000"),
+            ("coap://[::1]", "[::1]:5683"),
+            ("coap://localhost:6000", ""),
+        ] {
+            let got = addr_of(uri).await.unwrap();
+            if want.is_empty() {
+                assert!(got.ip().is_loopback() && got.port() == 6000, "{uri}: {got}");
+            } else {
+                assert_eq!(got, want.parse().unwrap(), "{uri}");
+            }
+        }
+        for bad in [
+            "http://127.0.0.1:6000",
+            "coap://",
+            "coap://127.0.0.1:6000/d/checkin",
+            "coap://user@127.0.0.1",
+            "coaps://127.0.0.1",
+        ] {
+            assert!(addr_of(bad).await.is_err(), "{bad}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(
+            dispatcher_addr(tmp.path()).await.is_err(),
+            "no network.json"
+        );
+    }
+}
