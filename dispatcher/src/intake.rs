@@ -51,9 +51,14 @@ impl TrustConfig {
         for k in &self.keys {
             let role = match Role::parse(&k.role) {
                 Some(r @ (Role::Manufacturer | Role::ThirdParty | Role::Internal)) => r,
+                // T3 author keys go to devices in their bundles; they sign no envelopes.
+                Some(Role::Author) => {
+                    PublicKey::from_pem(&k.pem).map_err(|e| format!("key {}: {e}", k.kid))?;
+                    continue;
+                }
                 _ => {
                     return Err(format!(
-                        "key {}: role {:?} must be manufacturer, third-party or internal",
+                        "key {}: role {:?} must be manufacturer, third-party, internal or author",
                         k.kid, k.role
                     ));
                 }

@@ -35,6 +35,12 @@ pub struct AuditEvent {
     pub kid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
+    /// What the action was on, when not a key (the dispatcher: a release, rollout, device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why (operator decisions carry their reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub result: String,
 }
 

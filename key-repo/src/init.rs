@@ -27,7 +27,7 @@ pub struct InitReport {
 /// Creates a self-signed CA and a server certificate for `hostname` (plus localhost and
 /// 127.0.0.1). The CA key is discarded: re-run init (or configure a real certificate) to
 /// renew.
-fn make_tls(hostname: &str) -> Result<(String, String, String), Error> {
+pub fn make_tls(hostname: &str) -> Result<(String, String, String), Error> {
     let e = |e: rcgen::Error| Error::Tls(e.to_string());
     let ca_key = KeyPair::generate().map_err(e)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;

@@ -119,7 +119,16 @@ fn init_logging(format: &str) {
 
 /// Runs the command line; returns the exit code.
 pub fn main() -> u8 {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// As [`main`], with the arguments given (the first is the program name).
+pub fn main_from<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     init_logging(&cli.log_format);
     match run(cli.command) {
         Ok(code) => code,

@@ -333,4 +333,22 @@ impl UpdateServerClient {
         }
         Ok(resp)
     }
+
+    /// The notification stream (`GET /v1/events`, server-sent events) as a byte stream.
+    pub async fn events(&self) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}/v1/events", self.base);
+        let resp = self
+            .req(reqwest::Method::GET, &url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| ClientError::Http {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        if !resp.status().is_success() {
+            return Err(Self::problem(&url, resp).await);
+        }
+        Ok(resp)
+    }
 }

@@ -1,0 +1,379 @@
+//! The operator API (`/v1`, JSON over HTTPS, RFC 9457 problem details; described by
+//! `/v1/openapi.json`). Every route needs a bearer token; the role it needs is named at the
+//! route. Every decision is written to the hash-chained audit log with who and why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::enrol::EnrolRequest;
+use crate::operators::{Operator, OperatorRole};
+use crate::service::{DecisionRequest, Dispatcher};
+
+type St = State<Arc<Dispatcher>>;
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    h.get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn auth(d: &Dispatcher, h: &HeaderMap, need: OperatorRole) -> Result<Operator, Error> {
+    let r = d.authorize(bearer(h), need);
+    if let Err(e) = &r {
+        d.metrics
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(error = %e, "operator request refused");
+    }
+    r
+}
+
+/// The routes, with body limit and timeout.
+pub fn router(d: Arc<Dispatcher>) -> Router {
+    let max_body = d.cfg().limits.max_body_bytes;
+    let upload_max = usize::try_from(d.cfg().limits.max_blob_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4)
+        / 3
+        + (2 << 20);
+    Router::new()
+        .route(
+            "/v1/releases",
+            get(releases)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(upload_max)),
+        )
+        .route("/v1/releases/{id}", get(release))
+        .route("/v1/releases/{id}/approve", post(approve))
+        .route("/v1/releases/{id}/reject", post(reject))
+        .route("/v1/queue", get(queue))
+        .route("/v1/rollouts", get(rollouts))
+        .route("/v1/rollouts/{id}", get(rollout))
+        .route("/v1/rollouts/{id}/{action}", post(control))
+        .route("/v1/devices", get(devices).post(enrol))
+        .route("/v1/devices/{id}", get(device))
+        .route("/v1/audit", get(audit))
+        .route("/v1/policy/reload", post(reload_policy))
+        .route("/v1/trust/reload", post(reload_trust))
+        .route("/v1/sync", post(sync))
+        .route("/v1/clock", put(set_clock))
+        .route("/v1/status", get(status))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { Error::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { Error::BadRequest("method not allowed".into()) })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(d)
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn status(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    let op = auth(&d, &h, OperatorRole::Viewer)?;
+    Ok(Json(serde_json::json!({
+        "operator": op.name,
+        "role": op.role,
+        "now": d.clock.now(),
+        "releases": d.store().releases()?.len(),
+        "pending": d.store().releases()?.iter().filter(|r| r.pending()).count(),
+        "devices": d.store().devices()?.len(),
+        "rollouts": d.rollouts().len(),
+    })))
+}
+
+async fn releases(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    Ok(Json(
+        serde_json::json!({ "releases": d.store().releases()? }),
+    ))
+}
+
+async fn release(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let r = d
+        .store()
+        .release(&id)?
+        .ok_or_else(|| Error::NotFound(format!("release {id}")))?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(|e| Error::Other(e.to_string()))?,
+    ))
+}
+
+async fn queue(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let q: Vec<_> = d
+        .store()
+        .releases()?
+        .into_iter()
+        .filter(|r| r.pending())
+        .collect();
+    Ok(Json(serde_json::json!({ "queue": q })))
+}
+
+/// A direct upload by an internal publisher (A1): only T1 releases signed by an internal key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upload {
+    envelope_b64: String,
+    blob_b64: String,
+    /// The release key (COSE_Key), since internal publishers have no key repository.
+    key_b64: String,
+}
+
+async fn upload(State(d): St, h: HeaderMap, body: axum::body::Bytes) -> Result<Response, Error> {
+    let op = auth(&d, &h, OperatorRole::Operator)?;
+    let u: Upload =
+        serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("body: {e}")))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let envelope = b64
+        .decode(u.envelope_b64.as_bytes())
+        .map_err(|_| Error::BadRequest("envelope_b64 is not base64".into()))?;
+    let blob = b64
+        .decode(u.blob_b64.as_bytes())
+        .map_err(|_| Error::BadRequest("blob_b64 is not base64".into()))?;
+    let key = Zeroizing::new(
+        b64.decode(u.key_b64.as_bytes())
+            .map_err(|_| Error::BadRequest("key_b64 is not base64".into()))?,
+    );
+    if envelope.len() > d.cfg().limits.max_envelope_bytes {
+        return Err(Error::BadRequest("envelope too large".into()));
+    }
+    let source = format!("upload:{}", op.name);
+    let r = d
+        .intake(&envelope, &blob, Some(key), &source, &op.name)
+        .await?;
+    let status = if r.result == "created" {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Json(r)).into_response())
+}
+
+async fn approve(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<DecisionRequest>,
+) -> Result<Json<serde_json::Value>, Error> {
+    let op = auth(&d, &h, OperatorRole::Operator)?;
+    let r = d.approve(&id, &op, &req).await?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(|e| Error::Other(e.to_string()))?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: String,
+}
+
+async fn reject(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<Reason>,
+) -> Result<Json<serde_json::Value>, Error> {
+    let op = auth(&d, &h, OperatorRole::Operator)?;
+    let r = d.reject(&id, &op, &req.reason)?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(|e| Error::Other(e.to_string()))?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct RolloutView {
+    id: String,
+    release_id: String,
+    status: crate::rollout::Status,
+    progress: crate::rollout::Progress,
+    window: Option<String>,
+    decision: crate::store::Decision,
+    alert: Option<String>,
+    not_before: chrono::DateTime<chrono::Utc>,
+    devices: std::collections::BTreeMap<String, crate::rollout::DeviceProgress>,
+}
+
+fn view(r: crate::store::RolloutRecord, with_devices: bool) -> RolloutView {
+    RolloutView {
+        id: r.rollout.id.clone(),
+        release_id: r.rollout.release_id.clone(),
+        status: r.rollout.status.clone(),
+        progress: r.rollout.progress(),
+        window: r.window,
+        decision: r.decision,
+        alert: r.alert,
+        not_before: r.rollout.not_before,
+        devices: if with_devices {
+            r.rollout.devices
+        } else {
+            Default::default()
+        },
+    }
+}
+
+async fn rollouts(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let v: Vec<RolloutView> = d.rollouts().into_iter().map(|r| view(r, false)).collect();
+    Ok(Json(serde_json::json!({ "rollouts": v })))
+}
+
+async fn rollout(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RolloutView>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    Ok(Json(view(d.rollout(&id)?, true)))
+}
+
+async fn control(
+    State(d): St,
+    h: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Json(req): Json<Reason>,
+) -> Result<Json<RolloutView>, Error> {
+    let op = auth(&d, &h, OperatorRole::Operator)?;
+    if !matches!(action.as_str(), "pause" | "resume" | "abort") {
+        return Err(Error::NotFound(format!(
+            "no action {action}: pause, resume or abort"
+        )));
+    }
+    Ok(Json(view(
+        d.control(&id, &op, &action, &req.reason)?,
+        false,
+    )))
+}
+
+async fn devices(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    Ok(Json(serde_json::json!({ "devices": d.store().devices()? })))
+}
+
+async fn device(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let dev = d
+        .store()
+        .device(&id)?
+        .ok_or_else(|| Error::NotFound(format!("device {id}")))?;
+    let reports = d.store().reports(&id)?;
+    Ok(Json(
+        serde_json::json!({ "device": dev, "reports": reports }),
+    ))
+}
+
+async fn enrol(
+    State(d): St,
+    h: HeaderMap,
+    Json(req): Json<EnrolRequest>,
+) -> Result<Response, Error> {
+    let op = auth(&d, &h, OperatorRole::Admin)?;
+    let bundle = d.enrol(&op, &req)?;
+    // The bundle holds the device's OSCORE master secrets: never cache it.
+    Ok((
+        axum::http::StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(bundle),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+async fn audit(
+    State(d): St,
+    h: HeaderMap,
+    Query(p): Query<Page>,
+) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let records = d.audit_log().page(p.from, p.limit.min(1000))?;
+    Ok(Json(serde_json::json!({ "records": records })))
+}
+
+async fn reload_policy(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    let op = auth(&d, &h, OperatorRole::Admin)?;
+    d.reload_policy(&op.name)?;
+    Ok(Json(serde_json::json!({ "result": "reloaded" })))
+}
+
+async fn reload_trust(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    let op = auth(&d, &h, OperatorRole::Admin)?;
+    d.reload_trust(&op.name)?;
+    Ok(Json(serde_json::json!({ "result": "reloaded" })))
+}
+
+async fn sync(State(d): St, h: HeaderMap) -> Result<Json<crate::poll::PollReport>, Error> {
+    auth(&d, &h, OperatorRole::Operator)?;
+    Ok(Json(crate::poll::poll_once(&d).await))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockReq {
+    now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn set_clock(
+    State(d): St,
+    h: HeaderMap,
+    Json(c): Json<ClockReq>,
+) -> Result<Json<serde_json::Value>, Error> {
+    let op = auth(&d, &h, OperatorRole::Admin)?;
+    d.clock.set(c.now)?;
+    d.audit(
+        &op.name,
+        "clock.set",
+        None,
+        "ok",
+        c.now.map(|t| t.to_rfc3339()).as_deref(),
+    );
+    d.wake.notify_one();
+    Ok(Json(serde_json::json!({ "now": d.clock.now() })))
+}
+
+async fn metrics(State(d): St, h: HeaderMap) -> Result<Response, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let text = d.metrics.render(&d);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

@@ -1,0 +1,197 @@
+//! `dispatcher.toml`: where the dispatcher listens, where its files are, which update servers
+//! and key repositories it uses. Secrets are never in this file: it names the files that
+//! hold them (mode 0600). Relative paths are resolved against the file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Operator API (HTTPS).
+    pub listen: SocketAddr,
+    /// Device uplink (CoAP over UDP, every request OSCORE-protected).
+    pub coap_listen: SocketAddr,
+    /// The CoAP URI devices are told to use (written into provisioning bundles).
+    pub coap_uri: String,
+    /// sled database and release files.
+    pub data_dir: PathBuf,
+    /// Operator policy (TOML, `policies` crate). Re-read on `POST /v1/policy/reload`; a
+    /// broken file is refused and the last good policy stays in force.
+    pub policy_file: PathBuf,
+    /// Trusted publisher keys (TOML, see [`crate::intake::TrustConfig`]).
+    pub trust_file: PathBuf,
+    /// Operator tokens (SHA-256 hashes and roles), edited by `dispatcher operators`.
+    pub operators_file: PathBuf,
+    /// The dispatcher's P-256 approval key (PKCS#8 PEM, 0600).
+    pub approval_key_file: PathBuf,
+    /// kid of the approval signature.
+    pub approval_kid: String,
+    /// 32-byte key (hex, 0600) that MACs the audit chain.
+    pub audit_key_file: PathBuf,
+    /// TLS of the operator API.
+    pub tls: TlsConfig,
+    /// Update servers to poll, in order of preference; the first that answers is used
+    /// (mirrors fail over).
+    #[serde(default, rename = "update_server")]
+    pub update_servers: Vec<UpdateServerConfig>,
+    /// Key repositories (one per publisher, usually).
+    #[serde(default, rename = "key_repo")]
+    pub key_repos: Vec<KeyRepoConfig>,
+    /// Intake and distribution parameters.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// TLS files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+    /// CA certificate for clients (written by `init`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One update server (and its mirrors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServerConfig {
+    /// `https://host:port`, then its mirrors, tried in order.
+    pub urls: Vec<String>,
+    /// CA to trust for these URLs (else the web PKI).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// File holding a bearer token for downloads, if the server requires one.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// One key repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRepoConfig {
+    /// `https://host:port`.
+    pub url: String,
+    /// CA to trust.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// OAuth client id of this dispatcher.
+    pub client_id: String,
+    /// File holding the client secret.
+    pub client_secret_file: PathBuf,
+    /// kids of the publisher keys whose release keys live here (empty: any).
+    #[serde(default)]
+    pub publishers: Vec<String>,
+}
+
+/// Bounds and intervals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Seconds between polls of the update servers (the notification stream triggers a
+    /// poll at once).
+    pub poll_interval_secs: u64,
+    /// Largest envelope accepted.
+    pub max_envelope_bytes: usize,
+    /// Largest encrypted blob accepted.
+    pub max_blob_bytes: u64,
+    /// Devices updated at once, over all rollouts.
+    pub max_concurrent_pushes: usize,
+    /// Seconds a push to one device may take before it counts as a transient failure.
+    pub push_timeout_secs: u64,
+    /// Largest operator API request body.
+    pub max_body_bytes: usize,
+    /// Seconds devices wait between check-ins.
+    pub checkin_interval_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            poll_interval_secs: 30,
+            max_envelope_bytes: 1 << 20,
+            max_blob_bytes: 256 << 20,
+            max_concurrent_pushes: 64,
+            push_timeout_secs: 120,
+            max_body_bytes: 4 << 20,
+            checkin_interval_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the TOML file, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            reason: e.message().to_string(),
+        })?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.data_dir);
+        abs(&mut cfg.policy_file);
+        abs(&mut cfg.trust_file);
+        abs(&mut cfg.operators_file);
+        abs(&mut cfg.approval_key_file);
+        abs(&mut cfg.audit_key_file);
+        abs(&mut cfg.tls.cert_file);
+        abs(&mut cfg.tls.key_file);
+        if let Some(p) = cfg.tls.ca_file.as_mut() {
+            abs(p);
+        }
+        for u in &mut cfg.update_servers {
+            if let Some(p) = u.ca_file.as_mut() {
+                abs(p);
+            }
+            if let Some(p) = u.token_file.as_mut() {
+                abs(p);
+            }
+            if u.urls.is_empty() {
+                return Err(Error::Config {
+                    path: path.display().to_string(),
+                    reason: "update_server.urls must name at least one URL".into(),
+                });
+            }
+        }
+        for k in &mut cfg.key_repos {
+            if let Some(p) = k.ca_file.as_mut() {
+                abs(p);
+            }
+            abs(&mut k.client_secret_file);
+        }
+        if !cfg.coap_uri.starts_with("coap://") {
+            return Err(Error::Config {
+                path: path.display().to_string(),
+                reason: "coap_uri must be a coap:// URI".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Writes the configuration (used by `init` and the demo).
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let text = toml::to_string_pretty(self).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        key_repo::crypto::write_file_atomic(path, text.as_bytes(), 0o644)
+            .map_err(|e| Error::Other(e.to_string()))
+    }
+}

@@ -1,0 +1,201 @@
+//! Intake from update servers: poll each configured server (failing over to its mirrors in
+//! order) and follow its notification stream, which triggers a poll at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use update_server::client::UpdateServerClient;
+
+use crate::service::Dispatcher;
+
+/// What one poll did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PollReport {
+    /// Newly accepted release ids.
+    pub accepted: Vec<String>,
+    /// (release id, check, detail) of refused releases.
+    pub refused: Vec<(String, String, String)>,
+    /// Update servers (URL) that failed, with why.
+    pub unreachable: Vec<(String, String)>,
+    /// The URL used per configured server.
+    pub used: Vec<String>,
+}
+
+/// Releases refused once are not fetched again until the dispatcher restarts or the trust
+/// store is reloaded (each refusal is in the audit log).
+static REFUSED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+fn refused_before(id: &str) -> bool {
+    REFUSED
+        .lock()
+        .map(|s| s.as_ref().is_some_and(|s| s.contains(id)))
+        .unwrap_or(false)
+}
+
+fn remember_refused(id: &str) {
+    if let Ok(mut s) = REFUSED.lock() {
+        s.get_or_insert_with(HashSet::new).insert(id.to_owned());
+    }
+}
+
+/// Forgets refusals (after a trust reload).
+pub fn forget_refusals() {
+    if let Ok(mut s) = REFUSED.lock() {
+        *s = None;
+    }
+}
+
+fn clients(d: &Dispatcher) -> Vec<Vec<UpdateServerClient>> {
+    d.cfg()
+        .update_servers
+        .iter()
+        .map(|u| {
+            let ca = u.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
+            let token = u
+                .token_file
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .map(|t| t.trim().to_owned());
+            u.urls
+                .iter()
+                .filter_map(|url| {
+                    match UpdateServerClient::new(url, ca.as_deref(), token.clone()) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::error!(%url, error = %e, "bad update server configuration");
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Polls every configured update server once.
+pub async fn poll_once(d: &Dispatcher) -> PollReport {
+    let mut report = PollReport::default();
+    for group in clients(d) {
+        for c in &group {
+            match poll_server(d, c, &mut report).await {
+                Ok(()) => {
+                    report.used.push(c.base_url().to_owned());
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(url = c.base_url(), error = %e, "update server failed; trying the next mirror");
+                    d.metrics
+                        .update_server_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    report.unreachable.push((c.base_url().to_owned(), e));
+                }
+            }
+        }
+    }
+    report
+}
+
+async fn poll_server(
+    d: &Dispatcher,
+    c: &UpdateServerClient,
+    report: &mut PollReport,
+) -> Result<(), String> {
+    let mut list = c.list_all().await.map_err(|e| e.to_string())?;
+    list.sort_by_key(|u| u.release.sequence);
+    let max_env = d.cfg().limits.max_envelope_bytes;
+    let max_blob = d.cfg().limits.max_blob_bytes;
+    for item in list {
+        let id = item.release.release_id.clone();
+        if refused_before(&id) || matches!(d.store().release(&id), Ok(Some(_))) {
+            continue;
+        }
+        if item.release.payload.size > max_blob {
+            report.refused.push((
+                id.clone(),
+                "too-large".into(),
+                format!("blob of {} bytes", item.release.payload.size),
+            ));
+            remember_refused(&id);
+            continue;
+        }
+        let envelope = c.envelope(&id, max_env).await.map_err(|e| e.to_string())?;
+        let resp = c.payload(&id, None).await.map_err(|e| e.to_string())?;
+        let mut blob = Vec::with_capacity(usize::try_from(item.release.payload.size).unwrap_or(0));
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            if (blob.len() + chunk.len()) as u64 > max_blob {
+                return Err(format!("{id}: blob larger than {max_blob} bytes"));
+            }
+            blob.extend_from_slice(&chunk);
+        }
+        match d
+            .intake(&envelope, &blob, None, c.base_url(), "dispatcher")
+            .await
+        {
+            Ok(r) => report.accepted.push(r.release_id),
+            Err(crate::Error::Refused { check, detail }) => {
+                remember_refused(&id);
+                report.refused.push((id, check, detail));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Polls on an interval and whenever a followed notification stream announces a release.
+pub async fn run(d: Arc<Dispatcher>, shutdown: impl std::future::Future<Output = ()>) {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    for group in clients(&d) {
+        tokio::spawn(follow(group, notify.clone()));
+    }
+    let every = Duration::from_secs(d.cfg().limits.poll_interval_secs.max(1));
+    tokio::pin!(shutdown);
+    loop {
+        let r = poll_once(&d).await;
+        if !r.accepted.is_empty() || !r.refused.is_empty() {
+            tracing::info!(
+                accepted = r.accepted.len(),
+                refused = r.refused.len(),
+                "poll"
+            );
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = notify.notified() => {},
+            () = tokio::time::sleep(every) => {},
+        }
+    }
+}
+
+/// Follows `GET /v1/events` of the first server of a group that answers; each `release`
+/// event wakes the poller. Reconnects with back-off.
+async fn follow(group: Vec<UpdateServerClient>, notify: Arc<tokio::sync::Notify>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        for c in &group {
+            if let Ok(mut resp) = c.events().await {
+                backoff = Duration::from_secs(1);
+                let mut line = Vec::new();
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    for &b in chunk.iter() {
+                        if b == b'\n' {
+                            if line.starts_with(b"event: release")
+                                || line.starts_with(b"event:release")
+                            {
+                                notify.notify_one();
+                            }
+                            line.clear();
+                        } else if line.len() < 4096 {
+                            line.push(b);
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

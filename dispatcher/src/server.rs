@@ -1,0 +1,220 @@
+//! `dispatcher serve`: the operator API over HTTPS, the device uplink over CoAP + OSCORE, the
+//! push driver and the update-server poller, until shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::service::Dispatcher;
+use crate::store::DeviceRecord;
+use crate::uplink::{self, Artifact, CheckIn, CheckInReply, DeviceBackend, Pending, UplinkError};
+use crate::{Error, rollout};
+
+/// Addresses the running dispatcher is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// Operator API.
+    pub https: SocketAddr,
+    /// Device uplink.
+    pub coap: SocketAddr,
+}
+
+/// Runs the dispatcher from its configuration file until `shutdown` resolves. Prints one
+/// line `dispatcher listening https://ADDR coap://ADDR` on stdout when ready.
+pub async fn run(
+    config_path: &Path,
+    injectable_clock: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let cfg = Config::load(config_path)?;
+    let (tx, _) = tokio::sync::oneshot::channel::<Bound>();
+    run_with(cfg, injectable_clock, shutdown, tx).await
+}
+
+/// As [`run`], with the configuration given and the bound addresses reported on `ready`.
+pub async fn run_with(
+    mut cfg: Config,
+    injectable_clock: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: tokio::sync::oneshot::Sender<Bound>,
+) -> Result<(), Error> {
+    let tls = key_repo::server::load_tls(&cfg.tls.cert_file, &cfg.tls.key_file)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::io(cfg.listen.to_string(), e))?;
+    let https = listener
+        .local_addr()
+        .map_err(|e| Error::io(cfg.listen.to_string(), e))?;
+    // Reserve the CoAP port first so bundles can name it when the configuration says port 0.
+    let probe = std::net::UdpSocket::bind(cfg.coap_listen)
+        .map_err(|e| Error::io(cfg.coap_listen.to_string(), e))?;
+    let coap_addr = probe
+        .local_addr()
+        .map_err(|e| Error::io(cfg.coap_listen.to_string(), e))?;
+    drop(probe);
+    if cfg.coap_listen.port() == 0 {
+        cfg.coap_uri = format!("coap://{coap_addr}");
+    }
+    let d = Arc::new(Dispatcher::open(cfg, injectable_clock)?);
+    let mut contexts = Vec::new();
+    for dev in d.store().devices()? {
+        contexts.push(d.uplink_context(&dev)?);
+    }
+    let (uplink_handle, set) =
+        uplink::start_uplink(coap_addr, Arc::new(Backend(d.clone())), contexts)
+            .await
+            .map_err(|e| Error::Other(format!("device uplink on {coap_addr}: {e}")))?;
+    d.set_uplink(set);
+    let bound = Bound {
+        https,
+        coap: uplink_handle.addr,
+    };
+    println!(
+        "dispatcher listening https://{} coap://{}",
+        bound.https, bound.coap
+    );
+    tracing::info!(https = %bound.https, coap = %bound.coap, "dispatcher listening");
+    let _ = ready.send(bound);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let push = tokio::spawn(crate::push::run(d.clone(), wait(stop_rx.clone())));
+    let poll = tokio::spawn(crate::poll::run(d.clone(), wait(stop_rx.clone())));
+    let app = crate::api::router(d.clone());
+    let serve = key_repo::server::serve(listener, tls, app, 256, shutdown);
+    let r = serve.await;
+    let _ = stop_tx.send(true);
+    let _ = push.await;
+    let _ = poll.await;
+    if let Err(e) = uplink_handle.stop().await {
+        tracing::warn!(error = %e, "uplink stop");
+    }
+    d.store().flush()?;
+    r.map_err(Error::from)
+}
+
+/// The uplink backend over the dispatcher.
+#[derive(Debug)]
+pub struct Backend(pub Arc<Dispatcher>);
+
+impl Backend {
+    fn device(&self, kid: &[u8]) -> Result<DeviceRecord, UplinkError> {
+        self.0
+            .store()
+            .device_by_kid(kid)
+            .map_err(|e| UplinkError::Internal(e.to_string()))?
+            .ok_or(UplinkError::UnknownDevice)
+    }
+}
+
+impl DeviceBackend for Backend {
+    fn checkin(
+        &self,
+        kid: &[u8],
+        peer: SocketAddr,
+        c: CheckIn,
+    ) -> Result<CheckInReply, UplinkError> {
+        let d = &self.0;
+        let mut dev = self.device(kid)?;
+        dev.address = Some(SocketAddr::new(peer.ip(), c.coap_port));
+        dev.version = c.version.clone();
+        dev.sequence = c.sequence;
+        dev.release_id = c.release_id.clone();
+        dev.last_seen = Some(d.clock.now());
+        d.store()
+            .put_device(&dev, false)
+            .map_err(|e| UplinkError::Internal(e.to_string()))?;
+        d.metrics
+            .checkins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A device whose push failed (unreachable) is offered the release to pull.
+        let mut pending = None;
+        for r in d.rollouts() {
+            if r.rollout.status != rollout::Status::Running {
+                continue;
+            }
+            if let Some(rollout::DeviceProgress::Retry { .. }) = r.rollout.devices.get(&dev.id)
+                && let Ok(a) = d.artifacts(&r.rollout.release_id)
+                && a.sequence > c.sequence
+            {
+                pending = Some(Pending {
+                    release_id: r.rollout.release_id.clone(),
+                    envelope_size: a.approved.len() as u64,
+                    blob_size: a.blob.len() as u64,
+                });
+                break;
+            }
+        }
+        d.wake.notify_one();
+        Ok(CheckInReply {
+            next_checkin_s: d.cfg().limits.checkin_interval_secs,
+            pending,
+        })
+    }
+
+    fn artifact(
+        &self,
+        kid: &[u8],
+        release_id: &str,
+        which: Artifact,
+    ) -> Result<Arc<Vec<u8>>, UplinkError> {
+        let dev = self.device(kid)?;
+        let d = &self.0;
+        if d.rollout_for(&dev.id, release_id).is_none() {
+            return match d.store().release(release_id) {
+                Ok(Some(_)) => Err(UplinkError::NotOffered),
+                Ok(None) => Err(UplinkError::NotFound),
+                Err(e) => Err(UplinkError::Internal(e.to_string())),
+            };
+        }
+        let a = d
+            .artifacts(release_id)
+            .map_err(|e| UplinkError::Internal(e.to_string()))?;
+        Ok(match which {
+            Artifact::Envelope => a.approved.clone(),
+            Artifact::Key => a.key.clone(),
+            Artifact::Blob => a.blob.clone(),
+        })
+    }
+
+    fn report(&self, kid: &[u8], r: uplink::DeviceReport) -> Result<(), UplinkError> {
+        let dev = self.device(kid)?;
+        let d = &self.0;
+        let outcome = match r.outcome {
+            uplink::ReportOutcome::Installed => "installed",
+            uplink::ReportOutcome::Rejected => "rejected",
+            uplink::ReportOutcome::Reverted => "reverted",
+        };
+        let rep = crate::store::DeviceReport {
+            release_id: r.release_id.clone(),
+            outcome: outcome.into(),
+            check: r.check.clone(),
+            message: r.message.clone(),
+            version_before: r.version_before.clone(),
+            version_after: r.version_after.clone(),
+        };
+        d.device_report(&dev.id, &rep)
+            .map_err(|e| UplinkError::Internal(e.to_string()))?;
+        if let Some(rid) = &r.release_id
+            && let Some(rollout) = d.rollout_for(&dev.id, rid)
+        {
+            let settled = matches!(
+                d.device_progress(&rollout, &dev.id),
+                Some(
+                    rollout::DeviceProgress::Installed
+                        | rollout::DeviceProgress::Rejected { .. }
+                        | rollout::DeviceProgress::Failed { .. }
+                )
+            );
+            if !settled {
+                d.record_outcome(&rollout, &dev.id, crate::push::outcome_of(&rep))
+                    .map_err(|e| UplinkError::Internal(e.to_string()))?;
+            }
+        }
+        d.wake.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,405 @@
+//! Persistent state in sled: releases and the decisions on them, devices, rollouts, device
+//! reports. Every value is JSON; every change that must survive a crash is flushed before
+//! the caller acknowledges it (approvals, enrolments, rollout progress). Release files
+//! (envelope, approved envelope, encrypted blob, release key) live beside the database under
+//! `DATA/releases/ID/`, written atomically before the record that names them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use crate::Error;
+use crate::rollout::Rollout;
+
+/// The policy-relevant facts of a release, stored (the `policies` type is not serialised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// T1/T2/T3.
+    pub update_type: String,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// CVEs.
+    pub cves: Vec<String>,
+    /// Severity.
+    pub severity: Option<String>,
+    /// Publisher role.
+    pub publisher_role: String,
+}
+
+impl Facts {
+    /// From the intake facts.
+    pub fn from_policy(f: &policies::ReleaseFacts) -> Facts {
+        Facts {
+            update_type: f.update_type.name().into(),
+            categories: f.categories.iter().map(|c| c.name().into()).collect(),
+            cves: f.cves.clone(),
+            severity: f.severity.map(|s| s.name().into()),
+            publisher_role: f.publisher_role.name().into(),
+        }
+    }
+
+    /// Back to the policy's type.
+    pub fn to_policy(&self, vendor: Option<Uuid>, class: Option<Uuid>) -> policies::ReleaseFacts {
+        policies::ReleaseFacts {
+            update_type: suit::UpdateType::parse(&self.update_type).unwrap_or(suit::UpdateType::T2),
+            categories: self
+                .categories
+                .iter()
+                .filter_map(|c| suit::Category::parse(c))
+                .collect(),
+            cves: self.cves.clone(),
+            severity: self.severity.as_deref().and_then(suit::Severity::parse),
+            publisher_role: suit::Role::parse(&self.publisher_role)
+                .unwrap_or(suit::Role::Manufacturer),
+            vendor,
+            class,
+        }
+    }
+}
+
+/// Who decided what, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Operator name, or `policy:<rule>`.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Where a part of a release (the devices one policy rule decided for) stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum PartState {
+    /// Held for an operator.
+    Pending,
+    /// Approved (by policy or operator); its rollout.
+    Approved {
+        /// The decision.
+        decision: Decision,
+        /// Rollout id.
+        rollout: String,
+    },
+    /// Rejected (by policy or operator).
+    Rejected {
+        /// The decision.
+        decision: Decision,
+    },
+    /// Operators were notified; nothing is installed.
+    Notified,
+    /// Recorded only.
+    Logged,
+}
+
+/// The devices one rule decided for, and what happens to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The rule (or `defaults`).
+    pub rule: String,
+    /// The rule's action.
+    pub action: policies::Action,
+    /// Device ids.
+    pub devices: Vec<String>,
+    /// Maintenance window name.
+    pub window: Option<String>,
+    /// Rollout name.
+    pub rollout: Option<String>,
+    /// State.
+    pub state: PartState,
+}
+
+/// A release the dispatcher accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// Release id (hex SHA-256 of the manifest bstr).
+    pub id: String,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// Update server URL, or `upload:<operator>`.
+    pub source: String,
+    /// kid of the publisher key that signed it.
+    pub publisher_kid: String,
+    /// kid of the release key (key repository).
+    pub release_kid: String,
+    /// Vendor-id.
+    pub vendor_id: Option<Uuid>,
+    /// Class-id.
+    pub class_id: Option<Uuid>,
+    /// Sequence number.
+    pub sequence: u64,
+    /// Version text, if the manifest has one.
+    pub version: Option<String>,
+    /// Facts.
+    pub facts: Facts,
+    /// Plaintext size.
+    pub image_size: u64,
+    /// Envelope bytes.
+    pub envelope_size: u64,
+    /// Encrypted blob bytes.
+    pub blob_size: u64,
+    /// Parts by policy rule.
+    pub parts: Vec<Part>,
+}
+
+impl ReleaseRecord {
+    /// Whether a part waits for an operator.
+    pub fn pending(&self) -> bool {
+        self.parts.iter().any(|p| p.state == PartState::Pending)
+    }
+}
+
+/// An install report from a device (pushed or reported over the uplink).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    /// Release id.
+    pub release_id: Option<String>,
+    /// `installed`, `rejected`, `reverted`.
+    pub outcome: String,
+    /// The failed check.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Detail.
+    #[serde(default)]
+    pub message: String,
+    /// Version before.
+    #[serde(default)]
+    pub version_before: String,
+    /// Version after.
+    #[serde(default)]
+    pub version_after: String,
+}
+
+/// An enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Name (unique).
+    pub id: String,
+    /// Device-id (UUID).
+    pub device_id: Uuid,
+    /// Vendor-id.
+    pub vendor_id: Uuid,
+    /// Class-id.
+    pub class_id: Uuid,
+    /// Group (policies match on it).
+    pub group: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Its uplink OSCORE sender id (hex): how check-ins find it.
+    pub uplink_kid: String,
+    /// Address of its CoAP server (from enrolment or its last check-in).
+    pub address: Option<SocketAddr>,
+    /// Version it reported.
+    pub version: String,
+    /// Sequence number it runs.
+    pub sequence: u64,
+    /// Release it runs, if known.
+    pub release_id: Option<String>,
+    /// Enrolled at.
+    pub enrolled_at: DateTime<Utc>,
+    /// Last check-in.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Last install report.
+    pub last_report: Option<DeviceReport>,
+}
+
+/// A rollout with what the dispatcher needs beside the engine state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    /// Engine state.
+    pub rollout: Rollout,
+    /// Maintenance window (policy name) that bounds when devices are updated.
+    pub window: Option<String>,
+    /// Who started it.
+    pub decision: Decision,
+    /// Alert raised when it halted.
+    #[serde(default)]
+    pub alert: Option<String>,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    releases: sled::Tree,
+    devices: sled::Tree,
+    kids: sled::Tree,
+    rollouts: sled::Tree,
+    reports: sled::Tree,
+    meta: sled::Tree,
+    root: PathBuf,
+}
+
+fn get<T: DeserializeOwned>(t: &sled::Tree, key: &str) -> Result<Option<T>, Error> {
+    match t.get(key)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| Error::Corrupt(format!("{key}: {e}"))),
+    }
+}
+
+fn all<T: DeserializeOwned>(t: &sled::Tree) -> Result<Vec<T>, Error> {
+    t.iter()
+        .values()
+        .map(|v| {
+            let v = v?;
+            serde_json::from_slice(&v).map_err(|e| Error::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(v).map_err(|e| Error::Other(e.to_string()))
+}
+
+impl Store {
+    /// Opens (creates) the database under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+        let db = sled::Config::new()
+            .path(data_dir.join("db"))
+            .flush_every_ms(Some(200))
+            .open()?;
+        Ok(Store {
+            releases: db.open_tree("releases")?,
+            devices: db.open_tree("devices")?,
+            kids: db.open_tree("device-kids")?,
+            rollouts: db.open_tree("rollouts")?,
+            reports: db.open_tree("reports")?,
+            meta: db.open_tree("meta")?,
+            db,
+            root: data_dir.to_owned(),
+        })
+    }
+
+    /// The sled database (the audit log shares it).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// `DATA/releases/ID`.
+    pub fn release_dir(&self, id: &str) -> PathBuf {
+        self.root.join("releases").join(id)
+    }
+
+    /// `DATA/devices/ID`.
+    pub fn device_dir(&self, id: &str) -> PathBuf {
+        self.root.join("devices").join(id)
+    }
+
+    /// A release.
+    pub fn release(&self, id: &str) -> Result<Option<ReleaseRecord>, Error> {
+        get(&self.releases, id)
+    }
+
+    /// All releases, newest first.
+    pub fn releases(&self) -> Result<Vec<ReleaseRecord>, Error> {
+        let mut v: Vec<ReleaseRecord> = all(&self.releases)?;
+        v.sort_by_key(|r| std::cmp::Reverse(r.received_at));
+        Ok(v)
+    }
+
+    /// Writes a release record (flushed).
+    pub fn put_release(&self, r: &ReleaseRecord) -> Result<(), Error> {
+        self.releases.insert(r.id.as_bytes(), enc(r)?)?;
+        self.flush()
+    }
+
+    /// A device.
+    pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>, Error> {
+        get(&self.devices, id)
+    }
+
+    /// The device whose uplink kid is `kid`.
+    pub fn device_by_kid(&self, kid: &[u8]) -> Result<Option<DeviceRecord>, Error> {
+        match self.kids.get(kid)? {
+            None => Ok(None),
+            Some(id) => self.device(&String::from_utf8_lossy(&id)),
+        }
+    }
+
+    /// All devices, by id.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, Error> {
+        all(&self.devices)
+    }
+
+    /// Writes a device record (and its kid index) in one transaction; `durable` flushes.
+    pub fn put_device(&self, d: &DeviceRecord, durable: bool) -> Result<(), Error> {
+        use sled::Transactional as _;
+        let kid = hex::decode(&d.uplink_kid).map_err(|_| Error::Corrupt("uplink kid".into()))?;
+        let value = enc(d)?;
+        (&self.devices, &self.kids)
+            .transaction(|(devs, kids)| {
+                devs.insert(d.id.as_bytes(), value.clone())?;
+                kids.insert(kid.clone(), d.id.as_bytes())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| Error::Db(format!("{e:?}")))?;
+        if durable {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A rollout.
+    pub fn rollout(&self, id: &str) -> Result<Option<RolloutRecord>, Error> {
+        get(&self.rollouts, id)
+    }
+
+    /// All rollouts.
+    pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, Error> {
+        all(&self.rollouts)
+    }
+
+    /// Writes a rollout (flushed: rollout progress must survive a crash).
+    pub fn put_rollout(&self, r: &RolloutRecord) -> Result<(), Error> {
+        self.rollouts.insert(r.rollout.id.as_bytes(), enc(r)?)?;
+        self.flush()
+    }
+
+    /// Appends a device report.
+    pub fn add_report(&self, device: &str, r: &DeviceReport) -> Result<(), Error> {
+        let n = self.db.generate_id()?;
+        let key = format!("{device}/{n:020}");
+        self.reports.insert(key.as_bytes(), enc(r)?)?;
+        Ok(())
+    }
+
+    /// Reports of a device, oldest first.
+    pub fn reports(&self, device: &str) -> Result<Vec<DeviceReport>, Error> {
+        self.reports
+            .scan_prefix(format!("{device}/").as_bytes())
+            .values()
+            .map(|v| {
+                let v = v?;
+                serde_json::from_slice(&v).map_err(|e| Error::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The next value of a named counter (durable before it is used).
+    pub fn next_counter(&self, name: &str) -> Result<u64, Error> {
+        let v = self.meta.update_and_fetch(name.as_bytes(), |old| {
+            let n = old
+                .and_then(|o| <[u8; 8]>::try_from(o).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        self.flush()?;
+        v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| Error::Corrupt("counter".into()))
+    }
+}

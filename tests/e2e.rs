@@ -1,0 +1,408 @@
+//! End-to-end tests of the whole chain with the real processes (key repository, update
+//! server(s), dispatcher, device fleet), each started from the `ics-suit` executable on
+//! loopback. Each test names the attack or fault it tries and the check that must stop it.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::path::Path;
+use std::time::Duration;
+
+use ics_suit::chain::{CLASS_HMI, CLASS_PLC, Chain, Options, image, params};
+use serde_json::{Value, json};
+use suit::UpdateType;
+
+const EXE: &str = env!("CARGO_BIN_EXE_ics-suit");
+
+fn opts(dir: &Path) -> Options {
+    Options::new(EXE.into(), dir.to_owned())
+}
+
+/// A policy for tests: T1 installs at once in small batches, T2 is held.
+fn policy(batches: &str, pause: &str, threshold: &str, window: Option<&str>) -> String {
+    let (wdef, wref) = match window {
+        Some(sched) => (
+            format!(
+                "[[window]]\nname = \"sunday\"\nschedule = \"{sched}\"\nduration = \"1h\"\ntimezone = \"UTC\"\n\n"
+            ),
+            "window = \"sunday\"\n",
+        ),
+        None => (String::new(), ""),
+    };
+    format!(
+        "[defaults]\naction = \"hold\"\n\n{wdef}[[rollout]]\nname = \"test\"\nbatches = [{batches}]\npause = \"{pause}\"\nfailure_threshold = \"{threshold}\"\n\n\
+         [[rule]]\nname = \"apps\"\nmatch = {{ type = [\"T1\"] }}\naction = \"install\"\nrollout = \"test\"\n{wref}\n\
+         [[rule]]\nname = \"firmware\"\nmatch = {{ type = [\"T2\", \"T3\"] }}\naction = \"hold\"\nrollout = \"test\"\n"
+    )
+}
+
+async fn rollout(c: &Chain, id: &str) -> Value {
+    c.op.get(&format!("/v1/rollouts/{id}")).await.unwrap()
+}
+
+async fn device_versions(c: &Chain) -> Vec<(String, String)> {
+    let v: Value = c.op.get("/v1/devices").await.unwrap();
+    v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn audit_actions(c: &Chain) -> Vec<Value> {
+    let v: Value = c.op.get("/v1/audit?limit=1000").await.unwrap();
+    v["records"].as_array().unwrap().clone()
+}
+
+/// The demo as a new user runs it: every device updated, firmware on PLCs, the application
+/// on HMIs, and the JSON outcome in the documented shape.
+#[test]
+fn demo_flow_updates_every_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(EXE)
+        .args(["--devices", "6", "--json", "--dir"])
+        .arg(dir.path().join("demo"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let devices = v["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 6);
+    for d in devices {
+        assert_eq!(d["result"], "ok", "{d}");
+        assert_eq!(d["version_before"], "1.0.0");
+        let want = if d["id"].as_str().unwrap().starts_with("plc") {
+            "2.0.0"
+        } else {
+            "1.1.0"
+        };
+        assert_eq!(d["version_after"], want, "{d}");
+    }
+}
+
+/// Attack: a release signed by a key the plant does not trust (the update server accepts
+/// it: its publisher is registered there), and manufacturer firmware (T2) signed by a
+/// third party's key. Check: the dispatcher's trust store and role rules at intake; nothing
+/// is recorded and each refusal is in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_key_and_third_party_firmware_are_refused_at_intake() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.poll_interval_secs = 3600;
+    let c = Chain::start_services(o).await.unwrap();
+    let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0]).unwrap();
+    let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0]).unwrap();
+    let rogue = c
+        .publish(&c.untrusted, &app, &image(4096, 1), "rogue-1", 0)
+        .await
+        .unwrap();
+    let tp_fw = c
+        .publish(&c.third_party, &fw, &image(4096, 2), "tp-fw-1", 0)
+        .await
+        .unwrap();
+    // The notification stream or a sync brings them in; each refusal is audited with its
+    // check.
+    let _: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    let refusal = |audit: &[Value], id: &str| {
+        audit
+            .iter()
+            .find(|r| r["action"] == "release.refuse" && r["target"] == id)
+            .map(|r| r["result"].as_str().unwrap().to_owned())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let audit = loop {
+        let audit = audit_actions(&c).await;
+        if refusal(&audit, &rogue).is_some() && refusal(&audit, &tp_fw).is_some() {
+            break audit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not refused: {audit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refusal(&audit, &rogue).unwrap(), "refused:untrusted-signer");
+    assert_eq!(
+        refusal(&audit, &tp_fw).unwrap(),
+        "refused:signer-not-authorized"
+    );
+    let releases: Value = c.op.get("/v1/releases").await.unwrap();
+    assert_eq!(releases["releases"].as_array().unwrap().len(), 0);
+    let metrics = c.op.get_text("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("dispatcher_releases_refused_total{check="),
+        "{metrics}"
+    );
+}
+
+/// Attack: delivering a release whose key the publisher revoked. Check: the key repository
+/// answers 410 and the dispatcher refuses the release at intake; for a release revoked after
+/// intake, the operator's approval is refused and no device is sent anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_release_key_is_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.poll_interval_secs = 3600;
+    let mut c = Chain::start_services(o).await.unwrap();
+    c.start_fleet(2, |_, _| Ok(())).await.unwrap();
+    let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0]).unwrap();
+    // Revoked before the dispatcher saw it.
+    let early = c
+        .publish(&c.manufacturer, &fw, &image(4096, 3), "fw-revoked-early", 0)
+        .await
+        .unwrap();
+    c.revoke_key(&c.manufacturer, "fw-revoked-early")
+        .await
+        .unwrap();
+    let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    let refused = report["refused"].as_array().unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r[0] == early.as_str() && r[1] == "key-revoked"),
+        "{report}"
+    );
+    // Revoked after intake, before approval.
+    let fw3 = params(CLASS_PLC, UpdateType::T2, 3, vec![3, 0, 0]).unwrap();
+    let late = c
+        .publish(&c.manufacturer, &fw3, &image(4096, 4), "fw-revoked-late", 0)
+        .await
+        .unwrap();
+    let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    assert!(
+        report["accepted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == late.as_str()),
+        "{report}"
+    );
+    c.revoke_key(&c.manufacturer, "fw-revoked-late")
+        .await
+        .unwrap();
+    let err =
+        c.op.post::<_, Value>(
+            &format!("/v1/releases/{late}/approve"),
+            &json!({"reason": "test", "ignore_window": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    assert!(err.to_string().contains("key-revoked"), "{err}");
+    let rollouts: Value = c.op.get("/v1/rollouts").await.unwrap();
+    assert_eq!(rollouts["rollouts"].as_array().unwrap().len(), 0);
+    for (_, v) in device_versions(&c).await {
+        assert_eq!(v, "1.0.0");
+    }
+}
+
+/// Fault: devices whose new image fails its self-test (they revert). Check: the rollout's
+/// failure threshold halts it after the first batch, raises an alert, and the devices of
+/// later batches are never sent the release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_halts_at_its_failure_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.policy = Some(policy("\"2\", \"100%\"", "1s", "1", None));
+    let mut c = Chain::start_services(o).await.unwrap();
+    // 10 devices: 5 HMIs (odd indices), every one of them fails its self-test.
+    c.start_fleet(10, |i, d| {
+        if i % 2 == 1 {
+            std::fs::write(d.join("faults.json"), br#"{"self_test_fails": true}"#)?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0]).unwrap();
+    c.publish(&c.third_party, &app, &image(8192, 5), "app-halt", 0)
+        .await
+        .unwrap();
+    let v = c
+        .wait_rollouts_settled(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let r = &v["rollouts"][0];
+    assert_eq!(r["status"]["status"], "halted", "{v}");
+    assert!(r["alert"].as_str().is_some(), "{v}");
+    let p = &r["progress"];
+    assert_eq!(p["installed"], 0);
+    assert!(p["failed"].as_u64().unwrap() >= 1);
+    // The second batch (3 devices) was never sent anything.
+    let full = rollout(&c, r["id"].as_str().unwrap()).await;
+    let waiting = full["devices"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["state"] == "waiting")
+        .count();
+    assert_eq!(waiting, 3, "{full}");
+    for (name, v) in device_versions(&c).await {
+        assert_eq!(v, "1.0.0", "{name} changed version");
+    }
+    let audit = audit_actions(&c).await;
+    assert!(audit.iter().any(|r| r["action"] == "rollout.halt"));
+    let metrics = c.op.get_text("/metrics").await.unwrap();
+    assert!(metrics.contains("dispatcher_alerts_total 1"), "{metrics}");
+}
+
+/// Fault: an update outside the maintenance window. Check: the rollout is scheduled for the
+/// window's next opening and no device is touched until the (injected) clock reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_window_defers_installation_until_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.injectable_clock = true;
+    o.policy = Some(policy("\"100%\"", "0s", "50%", Some("0 3 * * SUN")));
+    let mut c = Chain::start_services(o).await.unwrap();
+    // Monday noon.
+    let _: Value =
+        c.op.put("/v1/clock", &json!({"now": "2026-11-23T12:00:00Z"}))
+            .await
+            .unwrap();
+    c.start_fleet(4, |_, _| Ok(())).await.unwrap();
+    let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0]).unwrap();
+    c.publish(&c.third_party, &app, &image(8192, 6), "app-window", 0)
+        .await
+        .unwrap();
+    c.wait_releases(1, Duration::from_secs(60)).await.unwrap();
+    let v: Value = c.op.get("/v1/rollouts").await.unwrap();
+    let r = &v["rollouts"][0];
+    assert_eq!(r["status"]["status"], "scheduled", "{v}");
+    assert_eq!(r["not_before"], "2026-11-29T03:00:00Z", "{v}");
+    // Time passes inside the process but not on the injected clock: nothing moves.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (_, ver) in device_versions(&c).await {
+        assert_eq!(ver, "1.0.0");
+    }
+    // Sunday 03:10: the window is open.
+    let _: Value =
+        c.op.put("/v1/clock", &json!({"now": "2026-11-29T03:10:00Z"}))
+            .await
+            .unwrap();
+    let v = c
+        .wait_rollouts_settled(Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(v["rollouts"][0]["status"]["status"], "completed", "{v}");
+    for (name, ver) in device_versions(&c).await {
+        let want = if name.starts_with("hmi") {
+            "1.1.0"
+        } else {
+            "1.0.0"
+        };
+        assert_eq!(ver, want, "{name}");
+    }
+}
+
+/// Fault: the dispatcher is killed (SIGKILL) in the middle of a rollout and just after an
+/// approval. Check: state in sled; after a restart the approval is still there, the
+/// rollout continues where it was, and no device installs a release twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_killed_mid_rollout_resumes_without_double_installs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.policy = Some(policy("\"1\", \"50%\", \"100%\"", "3s", "50%", None));
+    let mut c = Chain::start_services(o).await.unwrap();
+    c.start_fleet(12, |_, _| Ok(())).await.unwrap();
+    let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0]).unwrap();
+    c.publish(&c.third_party, &app, &image(64 * 1024, 7), "app-crash", 0)
+        .await
+        .unwrap();
+    // Wait for the canary, then kill the dispatcher during the pause.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = c.op.get("/v1/rollouts").await.unwrap();
+        if v["rollouts"][0]["progress"]["installed"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "canary never installed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.kill_dispatcher();
+    // Firmware approved, then killed at once: the approval must survive.
+    c.start_dispatcher().unwrap();
+    let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0]).unwrap();
+    let fw_id = c
+        .publish(&c.manufacturer, &fw, &image(4096, 8), "fw-crash", 0)
+        .await
+        .unwrap();
+    c.wait_releases(2, Duration::from_secs(60)).await.unwrap();
+    let _: Value =
+        c.op.post(
+            &format!("/v1/releases/{fw_id}/approve"),
+            &json!({"reason": "approved before the crash", "ignore_window": true}),
+        )
+        .await
+        .unwrap();
+    c.kill_dispatcher();
+    c.start_dispatcher().unwrap();
+    let r: Value = c.op.get(&format!("/v1/releases/{fw_id}")).await.unwrap();
+    assert_eq!(r["parts"][0]["state"]["state"], "approved", "{r}");
+    assert_eq!(
+        r["parts"][0]["state"]["decision"]["reason"],
+        "approved before the crash"
+    );
+    let v = c
+        .wait_rollouts_settled(Duration::from_secs(180))
+        .await
+        .unwrap();
+    for r in v["rollouts"].as_array().unwrap() {
+        assert_eq!(r["status"]["status"], "completed", "{v}");
+    }
+    // Every device installed exactly once.
+    for i in 0..12 {
+        let log = std::fs::read_to_string(c.devices_dir().join(format!("dev-{i:04}/install.log")))
+            .unwrap_or_default();
+        let installs = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == "install" && e["report"]["outcome"] == "installed")
+            .count();
+        assert_eq!(installs, 1, "dev-{i:04} installed {installs} times:\n{log}");
+    }
+}
+
+/// Fault: the primary update server is down. Check: the dispatcher fails over to the next
+/// URL of the group (the mirror) and takes in the release from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_server_down_mirror_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.mirror = true;
+    o.poll_interval_secs = 3600;
+    let mut c = Chain::start_services(o).await.unwrap();
+    let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0]).unwrap();
+    c.stop_update_server(0);
+    // Only the mirror has it: the dispatcher can only learn of it by failing over.
+    let id = c
+        .publish_to(&c.third_party, &app, &image(4096, 9), "app-mirror", &[1])
+        .await
+        .unwrap();
+    let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    assert_eq!(report["used"], json!([c.us_urls[1]]), "{report}");
+    assert_eq!(
+        report["unreachable"][0][0],
+        c.us_urls[0].as_str(),
+        "{report}"
+    );
+    let v = c.wait_releases(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(v["releases"][0]["id"], id.as_str());
+    assert_eq!(v["releases"][0]["source"], c.us_urls[1].as_str());
+}
