@@ -131,6 +131,8 @@ pub struct Chain {
     pub third_party: Publisher,
     /// A publisher the dispatcher does not trust (the update server does).
     pub untrusted: Publisher,
+    /// The plant's own engineering (internal role: T1, uploaded straight to the dispatcher).
+    pub internal: SigningKey,
     /// Devices enrolled: (name, class-id).
     pub devices: Vec<(String, Uuid)>,
     /// Held so the process lives as long as the chain.
@@ -244,6 +246,7 @@ impl Chain {
             client_id: rogue.0,
             client_secret: rogue.1,
         };
+        let internal = SigningKey::generate(&mut rng).with_kid(b"plant-eng-2026".to_vec());
         let keys = root.join("publisher-keys");
         std::fs::create_dir_all(&keys)?;
         for p in [&manufacturer, &third_party, &untrusted] {
@@ -330,9 +333,11 @@ impl Chain {
             dd.join("trust.toml"),
             format!(
                 "[[key]]\nkid = \"acme-fw-2026\"\nrole = \"manufacturer\"\nvendors = [\"{VENDOR}\"]\npem = \"\"\"{}\"\"\"\n\n\
-                 [[key]]\nkid = \"hmi-apps-2026\"\nrole = \"third-party\"\npem = \"\"\"{}\"\"\"\n",
+                 [[key]]\nkid = \"hmi-apps-2026\"\nrole = \"third-party\"\npem = \"\"\"{}\"\"\"\n\n\
+                 [[key]]\nkid = \"plant-eng-2026\"\nrole = \"internal\"\npem = \"\"\"{}\"\"\"\n",
                 manufacturer.key.public_key().to_pem(),
-                third_party.key.public_key().to_pem()
+                third_party.key.public_key().to_pem(),
+                internal.public_key().to_pem()
             ),
         )?;
         if let Some(p) = &opts.policy {
@@ -376,6 +381,7 @@ impl Chain {
             manufacturer,
             third_party,
             untrusted,
+            internal,
             devices: Vec::new(),
             _kr: kr_proc,
             us: us_procs,
@@ -415,6 +421,23 @@ impl Chain {
         self.op = DispatcherClient::new(&self.api_url, Some(&ca), token.trim())?;
         self.dispatcher = Some(p);
         Ok(())
+    }
+
+    /// Stops the dispatcher gracefully (SIGTERM) and waits for it.
+    pub fn stop_dispatcher(&mut self) {
+        self.dispatcher = None;
+    }
+
+    /// Environment for the operator CLI (`ics-suit dispatcher ...`) with `token_file`.
+    pub fn cli_env(&self, token_file: &Path) -> Vec<(String, String)> {
+        vec![
+            ("DISPATCHER_URL".into(), self.api_url.clone()),
+            (
+                "DISPATCHER_CA".into(),
+                s(&self.dispatcher_dir().join("tls/ca.pem")).to_owned(),
+            ),
+            ("DISPATCHER_TOKEN_FILE".into(), s(token_file).to_owned()),
+        ]
     }
 
     /// Kills the dispatcher with SIGKILL.

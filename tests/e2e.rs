@@ -406,3 +406,254 @@ async fn update_server_down_mirror_is_used() {
     assert_eq!(v["releases"][0]["id"], id.as_str());
     assert_eq!(v["releases"][0]["source"], c.us_urls[1].as_str());
 }
+
+fn cli(c: &Chain, token: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(EXE);
+    cmd.arg("dispatcher").args(args);
+    for (k, v) in c.cli_env(token) {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Attacks: acting without a token, a viewer approving, approving without a reason, editing
+/// the audit log. Checks: bearer tokens with roles on every route; a reason on every
+/// decision; the approval signature exists only after an approval; the HMAC chain of the
+/// audit log (`dispatcher audit-verify`) finds an edited record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_roles_are_enforced_and_decisions_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::start_services(opts(dir.path())).await.unwrap();
+    let cfg = c.dispatcher_dir().join("dispatcher.toml");
+    let cfg_s = cfg.to_str().unwrap().to_owned();
+    let viewer = dir.path().join("viewer.token");
+    let alice = dir.path().join("alice.token");
+    for (name, role, file) in [("victor", "viewer", &viewer), ("alice", "operator", &alice)] {
+        let o = cli(
+            &c,
+            &viewer,
+            &[
+                "add-operator",
+                "--config",
+                &cfg_s,
+                "--name",
+                name,
+                "--role",
+                role,
+                "--token-out",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Operators are read at start.
+    c.stop_dispatcher();
+    c.start_dispatcher().unwrap();
+    c.start_fleet(2, |_, _| Ok(())).await.unwrap();
+    let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0]).unwrap();
+    let id = c
+        .publish(&c.manufacturer, &fw, &image(4096, 10), "fw-roles", 0)
+        .await
+        .unwrap();
+    c.wait_releases(1, Duration::from_secs(60)).await.unwrap();
+    let approved = c
+        .dispatcher_dir()
+        .join(format!("data/releases/{id}/approved.suit"));
+    assert!(
+        !approved.exists(),
+        "an approval signature exists before any approval"
+    );
+
+    // No token, a wrong token: 401.
+    let anon = dispatcher::client::DispatcherClient::new(
+        &c.api_url,
+        Some(&std::fs::read(c.dispatcher_dir().join("tls/ca.pem")).unwrap()),
+        "dop_not-a-token",
+    )
+    .unwrap();
+    let e = anon.get::<Value>("/v1/releases").await.unwrap_err();
+    assert_eq!(e.status(), Some(401), "{e}");
+    // A viewer reads but cannot approve (exit 1: refused).
+    let o = cli(&c, &viewer, &["queue"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&id[..12]));
+    let o = cli(
+        &c,
+        &viewer,
+        &["approve", &id[..12], "--reason", "looks fine"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // An operator must give a reason.
+    let o = cli(&c, &alice, &["approve", &id[..12], "--reason", " "]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = cli(
+        &c,
+        &alice,
+        &[
+            "approve",
+            &id[..12],
+            "--reason",
+            "CVE fix, change 4711",
+            "--ignore-window",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        approved.exists(),
+        "no approval signature after the approval"
+    );
+    let audit = audit_actions(&c).await;
+    let rec = audit
+        .iter()
+        .find(|r| r["action"] == "release.approve")
+        .unwrap_or_else(|| panic!("no approval in {audit:?}"));
+    assert_eq!(rec["actor"], "alice");
+    assert_eq!(rec["reason"], "CVE fix, change 4711");
+    assert_eq!(rec["target"], id.as_str());
+    c.wait_rollouts_settled(Duration::from_secs(120))
+        .await
+        .unwrap();
+
+    // The chain verifies; an edited record is found.
+    c.stop_dispatcher();
+    let o = cli(&c, &alice, &["audit-verify", "--config", &cfg_s]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    {
+        let db = sled::open(c.dispatcher_dir().join("data/db")).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let (k, v) = tree
+            .iter()
+            .map(|r| r.unwrap())
+            .find(|(_, v)| String::from_utf8_lossy(v).contains("CVE fix, change 4711"))
+            .unwrap();
+        let edited =
+            String::from_utf8_lossy(&v).replace("CVE fix, change 4711", "CVE fix, change 4712");
+        tree.insert(k, edited.into_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let o = cli(&c, &alice, &["audit-verify", "--config", &cfg_s]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("BROKEN"));
+}
+
+/// The internal publisher (A1) uploads a T1 release straight to the dispatcher; it installs
+/// by policy. Attacks: an internal key signing firmware (T2), and a third party trying the
+/// direct upload path. Checks: role rules at intake; direct uploads only for internal T1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_publisher_uploads_t1_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::start_services(opts(dir.path())).await.unwrap();
+    c.start_fleet(4, |_, _| Ok(())).await.unwrap();
+    let token = c.dispatcher_dir().join("admin.token");
+    let write = |name: &str,
+                 signer: &suit::SigningKey,
+                 t: UpdateType,
+                 class: &str,
+                 version: Vec<i64>| {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let p = params(class, t, 2, version).unwrap();
+        let b =
+            suit::release::build_release(&p, &image(8192, 11), name.as_bytes(), signer, &mut rng)
+                .unwrap();
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("envelope.suit"), &b.envelope).unwrap();
+        std::fs::write(d.join("payload.enc"), &b.blob).unwrap();
+        std::fs::write(d.join("release-key.cbor"), &*b.release_key.to_cose_key()).unwrap();
+        d
+    };
+    let upload = |d: &Path| {
+        let s = |n: &str| d.join(n).to_str().unwrap().to_owned();
+        cli(
+            &c,
+            &token,
+            &[
+                "upload",
+                "--envelope",
+                &s("envelope.suit"),
+                "--blob",
+                &s("payload.enc"),
+                "--key",
+                &s("release-key.cbor"),
+            ],
+        )
+    };
+    let app = write(
+        "eng-app-1.2.0",
+        &c.internal,
+        UpdateType::T1,
+        CLASS_HMI,
+        vec![1, 2, 0],
+    );
+    let o = upload(&app);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "created");
+    assert_eq!(v["release"]["source"], "upload:admin");
+    let fw = write(
+        "eng-fw",
+        &c.internal,
+        UpdateType::T2,
+        CLASS_PLC,
+        vec![9, 0, 0],
+    );
+    let o = upload(&fw);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("422"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let tp = write(
+        "tp-direct",
+        &c.third_party.key,
+        UpdateType::T1,
+        CLASS_HMI,
+        vec![1, 3, 0],
+    );
+    let o = upload(&tp);
+    assert_eq!(o.status.code(), Some(1));
+    let v = c
+        .wait_rollouts_settled(Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(v["rollouts"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["rollouts"][0]["status"]["status"], "completed", "{v}");
+    for (name, ver) in device_versions(&c).await {
+        let want = if name.starts_with("hmi") {
+            "1.2.0"
+        } else {
+            "1.0.0"
+        };
+        assert_eq!(ver, want, "{name}");
+    }
+    let audit = audit_actions(&c).await;
+    let refused: Vec<&str> = audit
+        .iter()
+        .filter(|r| r["action"] == "release.refuse")
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        refused.contains(&"refused:signer-not-authorized"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.contains(&"refused:direct-upload-not-allowed"),
+        "{refused:?}"
+    );
+}

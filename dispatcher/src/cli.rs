@@ -16,7 +16,7 @@ use serde_json::{Value, json};
     after_help = "Operator commands talk to a running dispatcher: set DISPATCHER_URL, DISPATCHER_CA \
 (the CA file written by init) and DISPATCHER_TOKEN_FILE (a file holding your operator token; \
 tokens are never passed on the command line).\n\
-Exit codes: 0 success; 1 refused by the dispatcher (4xx); 2 bad input or local error; 3 dispatcher unreachable or 5xx."
+Exit codes: 0 success; 1 refused by the dispatcher (4xx) or a check failed (audit-verify); 2 bad input or local error; 3 dispatcher unreachable or 5xx."
 )]
 struct Cli {
     /// Print JSON instead of tables.
@@ -81,6 +81,13 @@ enum Command {
         #[arg(long)]
         token_out: Option<PathBuf>,
     },
+    /// Verify the audit chain offline (stop the dispatcher first: the database is locked
+    /// while it runs). Exit 0 when every record's MAC and link hold.
+    AuditVerify {
+        /// Configuration file.
+        #[arg(long, env = "DISPATCHER_CONFIG")]
+        config: PathBuf,
+    },
     /// Check a policy file offline (file, line and reason on error).
     CheckPolicy {
         /// The policy file.
@@ -111,7 +118,7 @@ enum Command {
         /// Use this rollout of the policy instead of the rule's.
         #[arg(long)]
         rollout: Option<String>,
-        /// Also send to devices that rejected this release for a security reason.
+        /// Send an approved release again to the devices that rejected it (after looking at why).
         #[arg(long)]
         retry_rejected: bool,
     },
@@ -203,6 +210,8 @@ enum DevicesCmd {
 
 enum Fail {
     Input(String),
+    /// A check failed (reported already).
+    Check,
     Client(ClientError),
 }
 
@@ -240,14 +249,16 @@ where
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Check) => ExitCode::from(1),
         Err(Fail::Input(m)) => {
             eprintln!("error: {m}");
             ExitCode::from(2)
         }
         Err(Fail::Client(e)) => {
             eprintln!("error: {e}");
-            match e.status() {
-                Some(s) if s < 500 => ExitCode::from(1),
+            match (&e, e.status()) {
+                (ClientError::Config(_), _) => ExitCode::from(2),
+                (_, Some(s)) if s < 500 => ExitCode::from(1),
                 _ => ExitCode::from(3),
             }
         }
@@ -433,6 +444,39 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
             println!("(a running dispatcher reads operators at start: restart it)");
             Ok(())
+        }
+        Command::AuditVerify { config } => {
+            let cfg =
+                crate::config::Config::load(config).map_err(|e| Fail::Input(e.to_string()))?;
+            let key = std::fs::read_to_string(&cfg.audit_key_file)
+                .map_err(|e| Fail::Input(format!("{}: {e}", cfg.audit_key_file.display())))?;
+            let key = zeroize::Zeroizing::new(key);
+            let key: [u8; 32] = hex::decode(key.trim())
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| Fail::Input("audit key: 32 bytes of hex expected".into()))?;
+            let store = crate::store::Store::open(&cfg.data_dir).map_err(|e| {
+                Fail::Input(format!(
+                    "{e} (is the dispatcher still running? stop it first)"
+                ))
+            })?;
+            let tree = store
+                .db()
+                .open_tree("audit")
+                .map_err(|e| Fail::Input(e.to_string()))?;
+            match key_repo::audit::verify(&tree, &key) {
+                Ok(r) => {
+                    println!(
+                        "audit chain intact: {} records, head {}",
+                        r.records, r.head_mac
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    println!("audit chain BROKEN: {e}");
+                    Err(Fail::Check)
+                }
+            }
         }
         Command::CheckPolicy { file } => match policies::Policy::load(file) {
             Ok(p) => {

@@ -26,7 +26,7 @@ pub struct Config {
     pub policy_file: PathBuf,
     /// Trusted publisher keys (TOML, see [`crate::intake::TrustConfig`]).
     pub trust_file: PathBuf,
-    /// Operator tokens (SHA-256 hashes and roles), edited by `dispatcher operators`.
+    /// Operator tokens (SHA-256 hashes and roles), edited by `dispatcher add-operator`.
     pub operators_file: PathBuf,
     /// The dispatcher's P-256 approval key (PKCS#8 PEM, 0600).
     pub approval_key_file: PathBuf,

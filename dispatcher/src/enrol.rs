@@ -112,11 +112,13 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
         return Err(Error::Conflict(format!("device {} is enrolled", req.name)));
     }
     let trust = d.trust();
-    let entries = |role: &str| -> Vec<KeyEntry> {
+    let now = Utc::now();
+    let entries = |roles: &[&str]| -> Vec<KeyEntry> {
         trust
             .keys
             .iter()
-            .filter(|k| k.role == role && !k.revoked)
+            .filter(|k| roles.contains(&k.role.as_str()) && !k.revoked)
+            .filter(|k| k.valid_until.is_none_or(|u| now <= u))
             .filter(|k| k.vendors.is_empty() || k.vendors.contains(&req.vendor_id))
             .map(|k| KeyEntry {
                 kid: k.kid.clone(),
@@ -124,7 +126,7 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
             })
             .collect()
     };
-    let manufacturer = entries("manufacturer");
+    let manufacturer = entries(&["manufacturer"]);
     if manufacturer.is_empty() {
         return Err(Error::BadRequest(format!(
             "the trust store has no manufacturer key for vendor {}; add it before enrolling",
@@ -190,8 +192,10 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
         },
         trust: Trust {
             manufacturer,
-            third_party: entries("third-party"),
-            authors: entries("author"),
+            // Internal publishers sign T1 only, like third parties: devices hold them in the
+            // same list (a third-party anchor may vouch for T1 alone).
+            third_party: entries(&["third-party", "internal"]),
+            authors: entries(&["author"]),
             approver: Some(d.approver_entry()),
             require_approval: req.require_approval,
         },

@@ -63,7 +63,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
             .create(dir.join("tls"))
             .map_err(|e| Error::io(dir, e))?;
     }
-    let (ca, chain, key) = key_repo::init::make_tls(&o.hostname)?;
+    let (ca, chain, key) = key_repo::init::make_tls_named(&o.hostname, "dispatcher")?;
     write_file_atomic(&dir.join("tls/ca.pem"), ca.as_bytes(), 0o644)?;
     write_file_atomic(&dir.join("tls/cert.pem"), chain.as_bytes(), 0o644)?;
     write_secret_file(&dir.join("tls/key.pem"), key.as_bytes())?;

@@ -143,6 +143,11 @@ impl Metrics {
             l(&self.audit_failures),
         );
         counter("checkins_total", "Device check-ins.", l(&self.checkins));
+        counter(
+            "devices_enrolled_total",
+            "Devices enrolled since start.",
+            l(&self.devices_enrolled),
+        );
         let _ = writeln!(
             out,
             "# HELP dispatcher_releases_refused_total Releases refused at intake, by check."

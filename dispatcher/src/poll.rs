@@ -24,7 +24,7 @@ pub struct PollReport {
 }
 
 /// Releases refused once are not fetched again until the dispatcher restarts or the trust
-/// store is reloaded (each refusal is in the audit log).
+/// store is reloaded ([`forget_refusals`]; each refusal is in the audit log).
 static REFUSED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 fn refused_before(id: &str) -> bool {
@@ -121,6 +121,11 @@ async fn poll_server(
             continue;
         }
         let envelope = c.envelope(&id, max_env).await.map_err(|e| e.to_string())?;
+        if let Err(crate::Error::Refused { check, detail }) = d.precheck(&envelope, "dispatcher") {
+            remember_refused(&id);
+            report.refused.push((id, check, detail));
+            continue;
+        }
         let resp = c.payload(&id, None).await.map_err(|e| e.to_string())?;
         let mut blob = Vec::with_capacity(usize::try_from(item.release.payload.size).unwrap_or(0));
         let mut resp = resp;

@@ -368,8 +368,13 @@ impl Rollout {
     pub fn resume(&mut self, now: DateTime<Utc>) -> Result<(), String> {
         match self.status {
             Status::Paused | Status::Halted { .. } => {
-                self.status = Status::Running;
-                self.not_before = self.not_before.min(now);
+                // A rollout paused before its scheduled start (or during a batch pause)
+                // keeps its time: resuming is not starting early.
+                self.status = if self.not_before > now {
+                    Status::Scheduled
+                } else {
+                    Status::Running
+                };
                 self.check_completed();
                 Ok(())
             }
@@ -585,5 +590,21 @@ mod tests {
         assert_eq!(plan.batches, vec![1, 4, 5]);
         assert_eq!(plan.max_failure_percent, Some(20));
         assert_eq!(plan.pause, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn resuming_a_paused_scheduled_rollout_keeps_its_start() {
+        let now = t(0);
+        let start = t(5 * 3600);
+        let mut r = Rollout::new("r", "rel", devices(3), Plan::all_at_once(3), start, now);
+        assert_eq!(r.status, Status::Scheduled);
+        r.pause().unwrap();
+        r.resume(now).unwrap();
+        assert_eq!(r.status, Status::Scheduled);
+        assert!(
+            r.due(now, 10).is_empty(),
+            "resumed rollout started before its time"
+        );
+        assert_eq!(r.due(start, 10).len(), 3);
     }
 }

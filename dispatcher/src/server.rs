@@ -132,8 +132,13 @@ impl DeviceBackend for Backend {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A device whose push failed (unreachable) is offered the release to pull.
         let mut pending = None;
+        let policy = d.policy();
+        let now = d.clock.now();
         for r in d.rollouts() {
-            if r.rollout.status != rollout::Status::Running {
+            // Only a running rollout inside its window offers pulls (as it pushes).
+            if r.rollout.status != rollout::Status::Running
+                || !crate::service::window_open(&policy, r.window.as_deref(), now)
+            {
                 continue;
             }
             if let Some(rollout::DeviceProgress::Retry { .. }) = r.rollout.devices.get(&dev.id)
@@ -163,7 +168,23 @@ impl DeviceBackend for Backend {
     ) -> Result<Arc<Vec<u8>>, UplinkError> {
         let dev = self.device(kid)?;
         let d = &self.0;
-        if d.rollout_for(&dev.id, release_id).is_none() {
+        // Artifacts (the release key among them) only for a device of a running rollout
+        // inside its window that has not settled.
+        let offered = d.rollout_for(&dev.id, release_id).is_some_and(|id| {
+            d.rollout(&id).is_ok_and(|r| {
+                r.rollout.status == rollout::Status::Running
+                    && crate::service::window_open(&d.policy(), r.window.as_deref(), d.clock.now())
+                    && !matches!(
+                        r.rollout.devices.get(&dev.id),
+                        Some(
+                            rollout::DeviceProgress::Installed
+                                | rollout::DeviceProgress::Rejected { .. }
+                                | rollout::DeviceProgress::Failed { .. }
+                        )
+                    )
+            })
+        });
+        if !offered {
             return match d.store().release(release_id) {
                 Ok(Some(_)) => Err(UplinkError::NotOffered),
                 Ok(None) => Err(UplinkError::NotFound),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use key_repo::audit::{AuditEvent, AuditLog};
-use suit::{ReleaseKey, SigningKey, Verified};
+use suit::{ReleaseKey, SigningKey};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -92,7 +92,8 @@ pub struct DecisionRequest {
     /// Use this rollout (a name from the policy) instead of the rule's.
     #[serde(default)]
     pub rollout: Option<String>,
-    /// Also send to devices that rejected this release for a security reason.
+    /// After the operator has looked at why: send the release again to exactly the devices
+    /// that rejected it (their rejection is otherwise final).
     #[serde(default)]
     pub retry_rejected: bool,
 }
@@ -145,6 +146,25 @@ impl std::fmt::Debug for Dispatcher {
 fn read_secret(path: &Path) -> Result<Zeroizing<String>, Error> {
     let s = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
     Ok(Zeroizing::new(s.trim().to_owned()))
+}
+
+/// Whether a rollout's maintenance window is open at `now` (no window: always). A window
+/// the policy no longer defines counts as closed, so a policy edit never silently lifts it
+/// (the operator can approve again with `ignore_window`).
+pub fn window_open(policy: &policies::Policy, window: Option<&str>, now: DateTime<Utc>) -> bool {
+    match window {
+        None => true,
+        Some(n) => match policy.windows.iter().find(|x| x.name == n) {
+            Some(w) => w.is_open(now),
+            None => {
+                tracing::warn!(
+                    window = n,
+                    "rollout names a window the policy no longer defines; held"
+                );
+                false
+            }
+        },
+    }
 }
 
 /// Loads the trust file.
@@ -298,7 +318,15 @@ impl Dispatcher {
             result: result.to_owned(),
             ..AuditEvent::default()
         };
-        if let Err(e) = self.audit.append(ev) {
+        // Decisions are rare next to device traffic: each record is durable before the
+        // caller answers (a crash loses no record of a decision it acknowledged).
+        if let Err(e) = self.audit.append(ev).map(|_| ()).and_then(|()| {
+            self.store
+                .db()
+                .flush()
+                .map(|_| ())
+                .map_err(|e| key_repo::Error::Db(e.to_string()))
+        }) {
             tracing::error!(error = %e, "audit append failed");
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -353,10 +381,20 @@ impl Dispatcher {
 
     /// Re-reads the trust file (rotation, revocation).
     pub fn reload_trust(&self, actor: &str) -> Result<(), Error> {
-        let t = load_trust(&self.cfg.trust_file)?;
+        let t = match load_trust(&self.cfg.trust_file) {
+            Ok(t) => t,
+            Err(e) => {
+                self.audit(actor, "trust.reload", None, "refused", Some(&e.to_string()));
+                return Err(Error::BadRequest(format!(
+                    "{e}; the previous trust store stays in force"
+                )));
+            }
+        };
         if let Ok(mut cur) = self.trust.write() {
             *cur = t;
         }
+        // Releases refused under the old trust store are looked at again.
+        crate::poll::forget_refusals();
         self.audit(actor, "trust.reload", None, "ok", None);
         Ok(())
     }
@@ -460,6 +498,25 @@ impl Dispatcher {
         })
     }
 
+    /// Verifies an envelope before its blob is downloaded (a forged or untrusted release
+    /// costs the dispatcher one envelope, not a blob); refusals are audited as at intake.
+    pub fn precheck(&self, envelope: &[u8], actor: &str) -> Result<(), Error> {
+        match intake::accept(envelope, &self.trust(), self.clock.now()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = Error::Refused {
+                    check: e.code().into(),
+                    detail: e.to_string(),
+                };
+                let rid = suit::Envelope::decode(envelope, &suit::Limits::default())
+                    .ok()
+                    .map(|env| env.release_id());
+                self.refused(actor, rid.as_deref(), &err);
+                Err(err)
+            }
+        }
+    }
+
     fn refused(&self, actor: &str, rid: Option<&str>, e: &Error) {
         let check = match e {
             Error::Refused { check, .. } => check.as_str(),
@@ -524,14 +581,12 @@ impl Dispatcher {
         let rk = ReleaseKey::from_cose_key(&key).map_err(refuse)?;
         // Decrypt and check the plaintext digest (the dispatcher inspects what it sends).
         let image = suit::release::decrypt_payload(v, blob, &rk).map_err(refuse)?;
-        let approved = suit::approve(v, &self.approver);
         let dir = self.store.release_dir(&rid);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let w = |name: &str, data: &[u8], mode: u32| {
             key_repo::crypto::write_file_atomic(&dir.join(name), data, mode)
         };
         w("envelope.suit", envelope, 0o644)?;
-        w("approved.suit", &approved, 0o644)?;
         w("blob.enc", blob, 0o644)?;
         w("key.cbor", &key, 0o600)?;
         let m = &v.envelope().manifest;
@@ -554,18 +609,6 @@ impl Dispatcher {
             blob_size: blob.len() as u64,
             parts: Vec::new(),
         };
-        self.artifacts
-            .lock()
-            .map_err(|_| Error::Other("lock".into()))?
-            .insert(
-                rid,
-                Arc::new(Artifacts {
-                    approved: Arc::new(approved),
-                    key: Arc::new(key.to_vec()),
-                    blob: Arc::new(blob.to_vec()),
-                    sequence: m.sequence_number,
-                }),
-            );
         Ok(record)
     }
 
@@ -663,9 +706,11 @@ impl Dispatcher {
             .store
             .release(rid)?
             .ok_or_else(|| Error::NotFound(format!("release {rid}")))?;
-        if !r.pending() {
+        let retrying = !r.pending() && req.retry_rejected;
+        if !r.pending() && !retrying {
             return Err(Error::Conflict(format!(
-                "release {rid} has nothing waiting for approval"
+                "release {rid} has nothing waiting for approval (to send it again to devices \
+                 that rejected it, approve with retry_rejected)"
             )));
         }
         // The key may have been revoked since intake: ask again before sending anything.
@@ -682,10 +727,26 @@ impl Dispatcher {
             return Err(Error::Conflict(format!("cannot approve: {e}")));
         }
         let mut r = r;
+        let mut started = false;
         for i in 0..r.parts.len() {
-            if r.parts[i].state == PartState::Pending {
+            let p = &r.parts[i];
+            let wanted = if retrying {
+                matches!(p.state, PartState::Approved { .. })
+                    && p.devices
+                        .iter()
+                        .any(|d| self.refused_by(d, rid).unwrap_or(false))
+            } else {
+                p.state == PartState::Pending
+            };
+            if wanted {
                 r = self.start_part(rid, i, &who.name, req)?;
+                started = true;
             }
+        }
+        if retrying && !started {
+            return Err(Error::Conflict(format!(
+                "no device rejected release {rid}: nothing to send again"
+            )));
         }
         Ok(r)
     }
@@ -758,18 +819,13 @@ impl Dispatcher {
             ),
             None => None,
         };
-        // Devices that refused this release for a security reason are left out unless the
-        // operator asks for them explicitly.
+        // Devices that refused this release (a security or applicability check) are left
+        // out; a re-approval with `retry_rejected` sends to exactly those devices.
+        let retry = matches!(part.state, PartState::Approved { .. });
         let mut devices = Vec::new();
         for d in &part.devices {
-            let refused = self
-                .store
-                .device(d)?
-                .and_then(|d| d.last_report)
-                .is_some_and(|rep| {
-                    rep.outcome == "rejected" && rep.release_id.as_deref() == Some(rid)
-                });
-            if !refused || req.retry_rejected {
+            let refused = self.refused_by(d, rid)?;
+            if refused == retry {
                 devices.push(d.clone());
             }
         }
@@ -790,6 +846,7 @@ impl Dispatcher {
         {
             start = w.next_open(start).unwrap_or(start);
         }
+        self.sign_approval(rid)?;
         let id = format!("r{}", self.store.next_counter("rollout")?);
         let decision = Decision {
             by: actor.to_owned(),
@@ -826,6 +883,15 @@ impl Dispatcher {
             .insert(id, rec);
         self.wake.notify_one();
         Ok(r)
+    }
+
+    /// Whether `device`'s last report rejected release `rid`.
+    fn refused_by(&self, device: &str, rid: &str) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .device(device)?
+            .and_then(|d| d.last_report)
+            .is_some_and(|rep| rep.outcome == "rejected" && rep.release_id.as_deref() == Some(rid)))
     }
 
     /// The shared files of a release (loaded from disk once).
@@ -1032,12 +1098,7 @@ impl Dispatcher {
             if out.len() >= limit {
                 break;
             }
-            if let Some(w) = rec
-                .window
-                .as_ref()
-                .and_then(|n| policy.windows.iter().find(|x| &x.name == n))
-                && !w.is_open(now)
-            {
+            if !window_open(&policy, rec.window.as_deref(), now) {
                 continue;
             }
             let before = rec.clone();
@@ -1064,20 +1125,26 @@ impl Dispatcher {
             .unwrap_or(0)
     }
 
-    /// Whether an envelope verifies for release pages (approved envelope, for inspection).
-    pub fn verify_stored(&self, rid: &str) -> Result<Verified, Error> {
-        let a = self.artifacts(rid)?;
-        let mut store = self.trust().store(self.clock.now()).map_err(Error::Other)?;
-        store.add(suit::TrustAnchor::new(
-            self.approver
-                .public_key()
-                .with_kid(self.cfg.approval_kid.as_bytes().to_vec()),
-            suit::Role::Approver,
-        ));
-        suit::verify(&a.approved, &store, &suit::Limits::default()).map_err(|e| Error::Refused {
-            check: e.code().into(),
-            detail: e.to_string(),
-        })
+    /// The approval signature (DESIGN.md §2 flow 3): made when a person or the policy
+    /// approves, never at intake, so no approved envelope exists for a held or rejected
+    /// release. The stored envelope is verified again against the trust store in force (a
+    /// publisher key revoked since intake stops the approval).
+    fn sign_approval(&self, rid: &str) -> Result<(), Error> {
+        let dir = self.store.release_dir(rid);
+        if dir.join("approved.suit").exists() {
+            return Ok(());
+        }
+        let envelope = std::fs::read(dir.join("envelope.suit"))
+            .map_err(|e| Error::io(dir.join("envelope.suit"), e))?;
+        let accepted = intake::accept(&envelope, &self.trust(), self.clock.now()).map_err(|e| {
+            Error::Conflict(format!(
+                "cannot approve: the envelope no longer verifies ({}): {e}",
+                e.code()
+            ))
+        })?;
+        let approved = suit::approve(&accepted.verified, &self.approver);
+        key_repo::crypto::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
+        Ok(())
     }
 
     /// Enrols a device: assigns its uplink id, writes the dispatcher's side of both OSCORE

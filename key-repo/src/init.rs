@@ -28,13 +28,18 @@ pub struct InitReport {
 /// 127.0.0.1). The CA key is discarded: re-run init (or configure a real certificate) to
 /// renew.
 pub fn make_tls(hostname: &str) -> Result<(String, String, String), Error> {
+    make_tls_named(hostname, "key-repo")
+}
+
+/// As [`make_tls`], naming the CA after `service`.
+pub fn make_tls_named(hostname: &str, service: &str) -> Result<(String, String, String), Error> {
     let e = |e: rcgen::Error| Error::Tls(e.to_string());
     let ca_key = KeyPair::generate().map_err(e)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.distinguished_name.push(
         DnType::CommonName,
-        format!("key-repo local CA ({hostname})"),
+        format!("{service} local CA ({hostname})"),
     );
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
