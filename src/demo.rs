@@ -295,6 +295,11 @@ async fn follow_rollouts(
     }
 }
 
+/// The version each class is updated to in the demo.
+fn expected(class: &str) -> &'static str {
+    if class == "plc" { "2.0.0" } else { "1.1.0" }
+}
+
 async fn outcome(op: &DispatcherClient, classes: &[(String, &str)]) -> anyhow::Result<Vec<Value>> {
     let mut state: std::collections::HashMap<String, Value> = Default::default();
     let list: Value = op.get("/v1/rollouts").await?;
@@ -320,7 +325,13 @@ async fn outcome(op: &DispatcherClient, classes: &[(String, &str)]) -> anyhow::R
         let result = match state.get(name) {
             None => "failed: not in any rollout".to_owned(),
             Some(st) => match st["state"].as_str().unwrap_or_default() {
-                "installed" => "ok".to_owned(),
+                // Installed by the rollout's account, and the device says it runs the new
+                // version (from its report or check-in).
+                "installed" if d["version"] == expected(class) => "ok".to_owned(),
+                "installed" => format!(
+                    "failed: rollout says installed, device reports version {}",
+                    d["version"].as_str().unwrap_or("?")
+                ),
                 "rejected" => format!("failed: rejected ({})", st["check"].as_str().unwrap_or("?")),
                 "failed" => format!("failed: {}", st["reason"].as_str().unwrap_or("?")),
                 other => format!("failed: not finished ({other})"),

@@ -158,7 +158,16 @@ async fn exchange(
         && s.state.counter >= art.sequence
     {
         tracing::info!(%device, %rid, version = %s.version, "device already at or past this release");
-        return Ok((Outcome::Installed, None));
+        // Its inventory as the device states it (the report may have been lost in a crash).
+        let rep = DeviceReport {
+            release_id: Some(rid.to_owned()),
+            outcome: "installed".into(),
+            check: None,
+            message: "already at or past this release when the dispatcher asked".into(),
+            version_before: s.version.clone(),
+            version_after: s.version,
+        };
+        return Ok((Outcome::Installed, Some(rep)));
     }
     c.request(code::PUT, "suit/envelope", &art.approved)
         .await

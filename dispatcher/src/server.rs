@@ -118,15 +118,24 @@ impl DeviceBackend for Backend {
         c: CheckIn,
     ) -> Result<CheckInReply, UplinkError> {
         let d = &self.0;
-        let mut dev = self.device(kid)?;
-        dev.address = Some(SocketAddr::new(peer.ip(), c.coap_port));
-        dev.version = c.version.clone();
-        dev.sequence = c.sequence;
-        dev.release_id = c.release_id.clone();
-        dev.last_seen = Some(d.clock.now());
-        d.store()
-            .put_device(&dev, false)
-            .map_err(|e| UplinkError::Internal(e.to_string()))?;
+        let known = self.device(kid)?;
+        let now = d.clock.now();
+        let dev = d
+            .store()
+            .update_device(&known.id, |dev| {
+                dev.address = Some(SocketAddr::new(peer.ip(), c.coap_port));
+                // A device's confirmed sequence number never goes back (anti-rollback), so a
+                // check-in that says less was composed before a report the dispatcher already
+                // has: keep the newer inventory.
+                if c.sequence >= dev.sequence {
+                    dev.version = c.version.clone();
+                    dev.sequence = c.sequence;
+                    dev.release_id = c.release_id.clone();
+                }
+                dev.last_seen = Some(now);
+            })
+            .map_err(|e| UplinkError::Internal(e.to_string()))?
+            .ok_or(UplinkError::UnknownDevice)?;
         d.metrics
             .checkins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1057,19 +1057,24 @@ impl Dispatcher {
     /// Stores a device's install report and updates its inventory.
     pub fn device_report(&self, device: &str, rep: &DeviceReport) -> Result<(), Error> {
         self.store.add_report(device, rep)?;
-        if let Some(mut d) = self.store.device(device)? {
+        let sequence = match (&rep.release_id, rep.outcome.as_str()) {
+            (Some(rid), "installed") => self.artifacts(rid).ok().map(|a| a.sequence),
+            _ => None,
+        };
+        self.store.update_device(device, |d| {
             if rep.outcome == "installed" {
-                d.version = rep.version_after.clone();
-                if let Some(rid) = &rep.release_id
-                    && let Ok(a) = self.artifacts(rid)
-                {
-                    d.sequence = d.sequence.max(a.sequence);
-                    d.release_id = Some(rid.clone());
+                if let Some(seq) = sequence {
+                    if seq >= d.sequence {
+                        d.version = rep.version_after.clone();
+                        d.release_id = rep.release_id.clone();
+                    }
+                    d.sequence = d.sequence.max(seq);
+                } else {
+                    d.version = rep.version_after.clone();
                 }
             }
             d.last_report = Some(rep.clone());
-            self.store.put_device(&d, false)?;
-        }
+        })?;
         Ok(())
     }
 

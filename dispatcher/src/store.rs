@@ -232,6 +232,8 @@ pub struct Store {
     reports: sled::Tree,
     meta: sled::Tree,
     root: PathBuf,
+    /// Serialises read-modify-write of device records (check-ins and reports race).
+    device_updates: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn get<T: DeserializeOwned>(t: &sled::Tree, key: &str) -> Result<Option<T>, Error> {
@@ -274,6 +276,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
             root: data_dir.to_owned(),
+            device_updates: Default::default(),
         })
     }
 
@@ -350,6 +353,24 @@ impl Store {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Read-modify-write of one device record, serialised with every other update.
+    pub fn update_device(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut DeviceRecord),
+    ) -> Result<Option<DeviceRecord>, Error> {
+        let _guard = self
+            .device_updates
+            .lock()
+            .map_err(|_| Error::Other("device lock poisoned".into()))?;
+        let Some(mut d) = self.device(id)? else {
+            return Ok(None);
+        };
+        f(&mut d);
+        self.put_device(&d, false)?;
+        Ok(Some(d))
     }
 
     /// A rollout.
