@@ -92,6 +92,8 @@ pub struct Options {
     pub poll_interval_secs: u64,
     /// Policy text (default: the shipped plant policy).
     pub policy: Option<String>,
+    /// Extra arguments for `device-sim fleet` (e.g. `--loss-percent 10`).
+    pub fleet_args: Vec<String>,
 }
 
 impl Options {
@@ -104,6 +106,7 @@ impl Options {
             mirror: false,
             poll_interval_secs: 2,
             policy: None,
+            fleet_args: Vec::new(),
         }
     }
 }
@@ -499,22 +502,21 @@ impl Chain {
         let count = n.to_string();
         // The fleet provisions DIR/dev-NNNN from bundle NNNN and starts at once; the hook runs
         // before any release exists (faults.json is read at each install attempt).
-        let (p, _) = self.start(
+        let mut args = vec![
             "device-sim",
-            &[
-                "device-sim",
-                "fleet",
-                "--count",
-                &count,
-                "--dir",
-                s(&devs),
-                "--provision",
-                s(&bundle_file),
-                "--max-blob",
-                "4194304",
-            ],
-            &format!("{count} devices listening"),
-        )?;
+            "fleet",
+            "--count",
+            &count,
+            "--dir",
+            s(&devs),
+            "--provision",
+            s(&bundle_file),
+            "--max-blob",
+            "4194304",
+        ];
+        let extra = self.opts.fleet_args.clone();
+        args.extend(extra.iter().map(String::as_str));
+        let (p, _) = self.start("device-sim", &args, &format!("{count} devices listening"))?;
         let _ = std::fs::remove_file(&bundle_file);
         for i in 0..n {
             prepare(i, &devs.join(format!("dev-{i:04}")))?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::link::LinkOverride;
 use crate::uplink::{UplinkConfig, start_device};
 use crate::{Device, DeviceDir, bundle::Bundle};
 use clap::{Parser, Subcommand};
@@ -37,6 +38,10 @@ enum Command {
     /// Run one device until Ctrl-C or SIGTERM: its OSCORE-protected CoAP server and, when
     /// provisioned with an uplink, its check-ins to the dispatcher (at start, then as the
     /// dispatcher says), pulling and installing the releases it is offered.
+    ///
+    /// Fault injection: DIR/faults.json (read at the next install: power loss, corrupt flash,
+    /// failing self-test) and DIR/link.json (read at start: a slow or lossy link,
+    /// {"loss_percent": 0-50, "delay_ms": 0-2000, "seed": N}; see docs/device.md).
     Run {
         /// Device directory (provisioned).
         #[arg(long)]
@@ -50,8 +55,17 @@ enum Command {
         /// Check in every SECONDS (±10 % jitter) instead of the dispatcher's interval.
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=604_800))]
         checkin_interval: Option<u32>,
+        /// Simulated lossy link: drop PERCENT (0-50) of the datagrams in each direction, of
+        /// pushes to the device and of its uplink. Overrides loss_percent of DIR/link.json.
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=50))]
+        loss_percent: Option<u8>,
+        /// Simulated slow link: deliver every datagram MS (0-2000) milliseconds late, in each
+        /// direction. Overrides delay_ms of DIR/link.json.
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(0..=2000))]
+        delay_ms: Option<u32>,
     },
     /// Run N devices in one process (DIR/dev-0000 ...), each with its own UDP socket and state.
+    /// Each device reads its own link.json; --loss-percent and --delay-ms apply to all.
     Fleet {
         /// Number of devices.
         #[arg(long)]
@@ -72,6 +86,14 @@ enum Command {
         /// Pulls (downloads and installs) allowed at once in the process.
         #[arg(long, default_value_t = 64)]
         max_pulls: usize,
+        /// Simulated lossy link: drop PERCENT (0-50) of the datagrams in each direction, of
+        /// pushes to the device and of its uplink. Overrides loss_percent of each device's link.json.
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=50))]
+        loss_percent: Option<u8>,
+        /// Simulated slow link: deliver every datagram MS (0-2000) milliseconds late, in each
+        /// direction. Overrides delay_ms of each device's link.json.
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(0..=2000))]
+        delay_ms: Option<u32>,
     },
     /// Show a device's identity, slots, versions, anti-rollback counter and recent events.
     Status {
@@ -119,16 +141,31 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             max_blob,
             checkin_interval,
+            loss_percent,
+            delay_ms,
         } => {
             let rt = runtime()?;
             rt.block_on(async {
                 let mut cfg = UplinkConfig::new(max_blob);
                 cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
+                cfg.link = LinkOverride {
+                    loss_percent,
+                    delay_ms,
+                };
                 let device = start_device(&dir, listen, cfg)
                     .await
                     .map_err(|e| e.to_string())?;
-                let addr = format!("coap://{}", device.server.addr);
-                std::fs::write(dir.join("address"), &addr).map_err(|e| e.to_string())?;
+                let addr = format!("coap://{}", device.addr);
+                let file = dir.join("address");
+                std::fs::write(&file, &addr).map_err(|e| format!("{}: {e}", file.display()))?;
+                if let Some(f) = &device.link {
+                    // stderr: stdout's first line is the address, which scripts read.
+                    eprintln!(
+                        "simulated link: {} % loss and {} ms delay each way",
+                        f.loss_percent(),
+                        f.delay().as_millis()
+                    );
+                }
                 println!("listening on {addr}");
                 shutdown_signal().await;
                 device.stop().await.map_err(|e| e.to_string())
@@ -141,6 +178,8 @@ fn run(cli: Cli) -> Result<(), String> {
             max_blob,
             checkin_interval,
             max_pulls,
+            loss_percent,
+            delay_ms,
         } => {
             let dirs = fleet_dirs(&dir, count, provision.as_deref())?;
             let rt = runtime()?;
@@ -149,8 +188,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
                 cfg.first_spread = fleet_spread(count, cfg.interval);
                 cfg.pulls = std::sync::Arc::new(tokio::sync::Semaphore::new(max_pulls.max(1)));
+                cfg.link = LinkOverride {
+                    loss_percent,
+                    delay_ms,
+                };
                 let mut handles = Vec::with_capacity(count);
                 let mut index = Vec::with_capacity(count);
+                let mut lossy = 0usize;
                 for d in &dirs {
                     let h = start_device(
                         d,
@@ -161,8 +205,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| format!("{}: {e}", d.display()))?;
                     index.push(serde_json::json!({
                         "dir": d,
-                        "address": format!("coap://{}", h.server.addr),
+                        "address": format!("coap://{}", h.addr),
                     }));
+                    lossy += usize::from(h.link.is_some());
                     handles.push(h);
                 }
                 let fleet = dir.join("fleet.json");
@@ -171,6 +216,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     serde_json::to_vec_pretty(&index).unwrap_or_default(),
                 )
                 .map_err(|e| format!("{}: {e}", fleet.display()))?;
+                if lossy > 0 {
+                    eprintln!("simulated slow or lossy link on {lossy} of {count} devices");
+                }
                 println!(
                     "{count} devices listening; addresses in {}",
                     fleet.display()

@@ -11,7 +11,8 @@
 //!
 //! Every request must be protected with the device's OSCORE context; unprotected requests
 //! get 4.01. The release key is deleted from the device's staging area after each attempt.
-//! Faults for demos and tests are read once from `DIR/faults.json` (see [`FaultFile`]).
+//! Faults for demos and tests are read once from `DIR/faults.json` (see [`FaultFile`]); a
+//! slow or lossy link from `DIR/link.json` at start ([`crate::link`]).
 //!
 //! Pushed and pulled releases (see [`crate::uplink`]) go through the same install path and
 //! the same device lock, so two installs never run at once: a push that arrives during an
@@ -37,6 +38,11 @@ use crate::{Device, DeviceDir, DeviceError, State};
 /// ```json
 /// { "power_loss": { "step": "decrypt", "after_bytes": 4096 }, "self_test_fails": false, "corrupt_flash": false }
 /// ```
+///
+/// The other fault, a slow or lossy link, is not per install: `DIR/link.json`
+/// (`{"loss_percent": 0-50, "delay_ms": 0-2000, "seed": N}`, or `device-sim run --loss-percent
+/// P --delay-ms D`) is read once when the device starts and puts the device behind a relay
+/// that drops and delays datagrams in both directions (see [`crate::link`], [`crate::relay`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultFile {

@@ -12,6 +12,8 @@ pub mod bundle;
 pub mod cli;
 pub mod coap;
 pub mod install;
+pub mod link;
+pub mod relay;
 pub mod state;
 pub mod uplink;
 
@@ -43,6 +45,9 @@ pub enum DeviceError {
     /// Neither slot holds a valid image. Must never happen; tests assert it does not.
     #[error("no bootable image")]
     Bricked,
+    /// The link fault (`DIR/link.json` or the command-line options) is invalid.
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
 }
 
 /// Provisions a device directory from a bundle: identity, trust anchors, the OSCORE context

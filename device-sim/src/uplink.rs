@@ -11,6 +11,10 @@
 //! [`Client::into_context`], so no idle socket is kept between check-ins and no second
 //! context is ever derived from the same parameters (that would reuse nonces).
 //!
+//! With a link fault (`DIR/link.json`, [`crate::link`]) the uplink's clients talk to the
+//! dispatcher through a relay of their own, so check-ins, pulls and reports cross the same
+//! slow or lossy link as pushes; see [`start_device`].
+//!
 //! The wire types below are the device's view; `dispatcher::uplink` holds the dispatcher's.
 //! `device-sim/tests/uplink.rs` round-trips them against each other.
 
@@ -29,6 +33,8 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::coap::{DeviceHandler, InstallError, Summary};
+use crate::link::{LinkFault, LinkOverride};
+use crate::relay::{Relay, RelayLimits};
 use crate::{DeviceDir, DeviceError, InstallOutcome, Report};
 
 /// The uplink context file in the device directory.
@@ -177,6 +183,9 @@ pub struct UplinkConfig {
     pub max_blob: usize,
     /// Pulls allowed at once (shared by the devices of one process).
     pub pulls: Arc<Semaphore>,
+    /// Link faults from the command line; they override `DIR/link.json` field by field
+    /// ([`LinkOverride::apply`]).
+    pub link: LinkOverride,
 }
 
 impl UplinkConfig {
@@ -188,6 +197,7 @@ impl UplinkConfig {
             client: ClientConfig::default(),
             max_blob,
             pulls: Arc::new(Semaphore::new(1)),
+            link: LinkOverride::default(),
         }
     }
 }
@@ -243,47 +253,139 @@ pub fn spawn(
     }
 }
 
-/// A device's CoAP server and, when it has one, its uplink.
+/// A device's CoAP server and, when it has one, its uplink; with a link fault, the relays
+/// that simulate it.
 #[derive(Debug)]
 pub struct RunningDevice {
-    /// The CoAP server (push direction).
+    /// The device's public CoAP address: the push relay's when a link fault is set (the
+    /// address to print, to report in check-ins and to push to), else the server's.
+    pub addr: SocketAddr,
+    /// The CoAP server (push direction). Behind the push relay when a link fault is set:
+    /// then its own address is internal (loopback) and bypasses the fault.
     pub server: ServerHandle,
     /// The uplink task.
     pub uplink: Option<Uplink>,
+    /// The link fault applied, if any.
+    pub link: Option<LinkFault>,
+    /// The push relay (in front of the server) and the uplink relay (between the uplink's
+    /// clients and the dispatcher).
+    relays: Vec<Relay>,
 }
 
 impl RunningDevice {
-    /// Stops the uplink, then the server (both flush their contexts).
+    /// Stops the uplink, then the server (both flush their contexts), then the relays.
     pub async fn stop(self) -> Result<(), DeviceError> {
         if let Some(u) = self.uplink {
             u.stop().await;
         }
-        self.server
+        let r = self
+            .server
             .stop()
             .await
-            .map_err(|e| DeviceError::Corrupt(e.to_string()))
+            .map_err(|e| DeviceError::Corrupt(e.to_string()));
+        for relay in self.relays {
+            relay.stop().await;
+        }
+        r
+    }
+}
+
+/// Mixed into the seed of the uplink relay, so that its drops differ from the push relay's.
+const UPLINK_SEED_SALT: u64 = 0x7570_6c69_6e6b;
+
+/// The loopback address of `addr`'s family, port 0.
+fn loopback_like(addr: SocketAddr) -> SocketAddr {
+    if addr.is_ipv4() {
+        (std::net::Ipv4Addr::LOCALHOST, 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
     }
 }
 
 /// Starts a device: its CoAP server on `listen` and, when `DIR/uplink.json` exists, its
 /// uplink to the dispatcher named in `DIR/network.json`.
+///
+/// With a link fault (`DIR/link.json` and/or `cfg.link`, see [`crate::link`]), both
+/// directions go through the simulated link: the server listens on an internal loopback
+/// port behind a relay bound to `listen` (the device's public address, [`RunningDevice::addr`],
+/// which check-ins report), and the uplink's clients talk to the dispatcher through a second
+/// relay on loopback. An invalid `link.json` refuses the start before anything is bound.
 pub async fn start_device(
     dir: &Path,
     listen: SocketAddr,
     cfg: UplinkConfig,
 ) -> Result<RunningDevice, DeviceError> {
+    let link = cfg.link.resolve(dir)?;
     let handler = Arc::new(DeviceHandler::new(DeviceDir::new(dir))?);
     let ctx = uplink_context(dir)?;
     let dispatcher = match ctx {
         Some(_) => Some(dispatcher_addr(dir).await?),
         None => None,
     };
-    let server = crate::coap::start_with(handler.clone(), dir, listen, cfg.max_blob).await?;
+    let bind_err = |source| DeviceError::Io {
+        what: "cannot bind the link relay for",
+        path: dir.to_owned(),
+        source,
+    };
+    let seed = link.map(|f| {
+        f.seed().unwrap_or_else(|| {
+            let mut b = [0u8; 8];
+            let _ = getrandom::fill(&mut b);
+            u64::from_le_bytes(b)
+        })
+    });
+    let mut relays = Vec::new();
+    let (server, addr) = match (link, seed) {
+        (Some(fault), Some(seed)) => {
+            let server =
+                crate::coap::start_with(handler.clone(), dir, loopback_like(listen), cfg.max_blob)
+                    .await?;
+            let front = oscore::transport::bind_udp(listen, 1 << 20).map_err(bind_err)?;
+            let relay = Relay::spawn(front, server.addr, &fault, seed, RelayLimits::default())
+                .map_err(bind_err)?;
+            let addr = relay.addr();
+            relays.push(relay);
+            (server, addr)
+        }
+        _ => {
+            let server =
+                crate::coap::start_with(handler.clone(), dir, listen, cfg.max_blob).await?;
+            let addr = server.addr;
+            (server, addr)
+        }
+    };
     let uplink = match (ctx, dispatcher) {
-        (Some(ctx), Some(addr)) => Some(spawn(handler, addr, server.addr.port(), ctx, cfg)),
+        (Some(ctx), Some(dispatcher)) => {
+            let target = match (link, seed) {
+                (Some(fault), Some(seed)) => {
+                    let front = tokio::net::UdpSocket::bind(loopback_like(dispatcher))
+                        .await
+                        .map_err(bind_err)?;
+                    // The uplink has one client at a time (a fresh one per exchange).
+                    let limits = RelayLimits {
+                        max_clients: 4,
+                        ..RelayLimits::default()
+                    };
+                    let relay =
+                        Relay::spawn(front, dispatcher, &fault, seed ^ UPLINK_SEED_SALT, limits)
+                            .map_err(bind_err)?;
+                    let target = relay.addr();
+                    relays.push(relay);
+                    target
+                }
+                _ => dispatcher,
+            };
+            Some(spawn(handler, target, addr.port(), ctx, cfg))
+        }
         _ => None,
     };
-    Ok(RunningDevice { server, uplink })
+    Ok(RunningDevice {
+        addr,
+        server,
+        uplink,
+        link,
+        relays,
+    })
 }
 
 /// Why a pull produced no install report.

@@ -530,20 +530,71 @@ async fn suit_pull_makes_the_device_pull_now() {
     );
 }
 
+/// Over a slow and lossy link (`link.json`), the check-in names the relay's port (the
+/// device's public address, printed by `run`), the dispatcher reaches the device there, and
+/// a pull through the uplink's own relay installs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkin_and_pull_over_a_lossy_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rtu-7");
+    let k = keys();
+    // 16 KiB: the uplink uses the default ACK_TIMEOUT (2 s), so every lost datagram costs
+    // seconds; the pull must still be short.
+    let image: Vec<u8> = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
+    let rel = release(&k, 5, &image);
+    let id = rel.id.clone();
+    let mut d = dispatcher(rel, true, 3600, vec![dispatcher_side(UPLINK_SECRET)]).await;
+    provision(&dir, &k, d.server.addr);
+    std::fs::write(
+        dir.join("link.json"),
+        r#"{"loss_percent": 10, "delay_ms": 20, "seed": 5}"#,
+    )
+    .unwrap();
+    let device = run(&dir, &["--checkin-interval", "1"]);
+
+    let Event::CheckIn(_, peer, c) = d.next_event().await else {
+        panic!("first event is the check-in");
+    };
+    assert!(peer.ip().is_loopback());
+    assert_eq!(c.coap_port, device.addr.port(), "the relay's port");
+    let r = d.next_report().await;
+    assert_eq!(
+        (r.outcome, r.release_id.as_deref(), r.version_after.as_str()),
+        (ReportOutcome::Installed, Some(id.as_str()), "2.0.5"),
+        "{r:?}"
+    );
+    let mut push = push_client(SocketAddr::new(peer.ip(), c.coap_port)).await;
+    let status = push.request(code::GET, "status", b"").await.unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.payload).unwrap();
+    assert_eq!(status["state"]["counter"], 5, "{status}");
+}
+
 /// `device-sim fleet`: every device checks in with its own uplink kid, naming its own
 /// server's port (the first check-ins spread over COUNT × 10 ms).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_devices_check_in_with_their_own_kids() {
-    const COUNT: u8 = 12;
+    fleet_check_in(12, &[]).await;
+}
+
+/// As above with `--delay-ms` for every device: fleet.json and the check-ins name each
+/// device's relay, and a push reaches each device there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_behind_a_slow_link_names_the_relays() {
+    fleet_check_in(3, &["--delay-ms", "20", "--loss-percent", "0"]).await;
+}
+
+/// Runs a fleet of `count` devices with `extra` options; checks that each checks in with its
+/// own kid naming the port in fleet.json, and that a push client reaches it there.
+async fn fleet_check_in(count: u8, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let k = keys();
     let kid = |i: u8| vec![0x10, i];
     let uplink_secret = |i: u8| [0xa0 | i; 16];
-    let contexts = (0..COUNT)
+    let contexts = (0..count)
         .map(|i| dispatcher_side_for(uplink_secret(i), &kid(i)))
         .collect();
     let mut d = dispatcher(release(&k, 5, b"tiny"), false, 3600, contexts).await;
-    let bundles: Vec<Bundle> = (0..COUNT)
+    let bundles: Vec<Bundle> = (0..count)
         .map(|i| {
             bundle(
                 &k,
@@ -558,10 +609,11 @@ async fn fleet_devices_check_in_with_their_own_kids() {
     std::fs::write(&file, serde_json::to_vec(&bundles).unwrap()).unwrap();
     let fleet_dir = tmp.path().join("fleet");
     let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
-        .args(["fleet", "--count", &COUNT.to_string(), "--dir"])
+        .args(["fleet", "--count", &count.to_string(), "--dir"])
         .arg(&fleet_dir)
         .arg("--provision")
         .arg(&file)
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -573,12 +625,12 @@ async fn fleet_devices_check_in_with_their_own_kids() {
     let index: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(fleet_dir.join("fleet.json")).unwrap()).unwrap();
     let mut seen = HashMap::new();
-    while seen.len() < usize::from(COUNT) {
+    while seen.len() < usize::from(count) {
         if let Event::CheckIn(kid, _, c) = d.next_event().await {
             seen.insert(kid, c.coap_port);
         }
     }
-    for i in 0..COUNT {
+    for i in 0..count {
         let addr: SocketAddr = index[usize::from(i)]["address"]
             .as_str()
             .unwrap()
@@ -586,6 +638,19 @@ async fn fleet_devices_check_in_with_their_own_kids() {
             .parse()
             .unwrap();
         assert_eq!(seen[&kid(i)], addr.port(), "device {i}");
+        let p = ContextParams {
+            master_secret: zeroize::Zeroizing::new([0x20 | i; 16].to_vec()),
+            master_salt: vec![],
+            id_context: None,
+            sender_id: vec![0x00],
+            recipient_id: vec![i + 1],
+        };
+        let ctx = SecurityContext::new(&p, Box::new(MemorySeqStore::new())).unwrap();
+        let mut c = Client::connect(addr, Some(ctx), ClientConfig::default())
+            .await
+            .unwrap();
+        let r = c.request(code::GET, "status", b"").await.unwrap();
+        assert_eq!(r.code, code::CONTENT, "device {i}");
     }
     let _ = child.kill();
     let _ = child.wait();

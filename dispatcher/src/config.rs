@@ -106,7 +106,9 @@ pub struct Limits {
     pub max_blob_bytes: u64,
     /// Devices updated at once, over all rollouts.
     pub max_concurrent_pushes: usize,
-    /// Seconds a push to one device may take before it counts as a transient failure.
+    /// Seconds a push to one device may take before it counts as a transient failure. A
+    /// safety net: an unreachable device fails sooner, when CoAP gives up retransmitting
+    /// (about 45 s); a slow or lossy link can need minutes for a large blob.
     pub push_timeout_secs: u64,
     /// Largest operator API request body.
     pub max_body_bytes: usize,
@@ -121,7 +123,7 @@ impl Default for Limits {
             max_envelope_bytes: 1 << 20,
             max_blob_bytes: 256 << 20,
             max_concurrent_pushes: 64,
-            push_timeout_secs: 120,
+            push_timeout_secs: 900,
             max_body_bytes: 4 << 20,
             checkin_interval_secs: 60,
         }
