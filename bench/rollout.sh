@@ -58,3 +58,4 @@ echo "ours:    $installed of $DEVICES devices updated in ${ours_total} s: ${ours
 awk -v n="$REF_COUNT" -v t="$ref_s" 'BEGIN { printf "aiocoap: %d fetches in %.2f s: %.1f fetches/s\n", n, t, n / t }'
 awk -v d="$ours_dps" -v n="$REF_COUNT" -v t="$ref_s" 'BEGIN { printf "ratio (ours devices/s / aiocoap fetches/s): %.2f\n", d / (n / t) }'
 grep -E '^dispatcher_(cpu_s|peak_rss_MiB)=' "$work/ours.log" | sed 's/^/dispatcher: /'
+grep -E '^fleet_(cpu_s|peak_rss_MiB|peak_rss_per_device_KiB)=' "$work/ours.log" | sed 's/^/device fleet: /'

@@ -112,4 +112,14 @@ async fn main() {
     println!("dispatcher_cpu_s={:.2}", cpu1 - cpu0);
     println!("dispatcher_peak_rss_MiB={:.1}", hwm as f64 / 1024.0);
     println!("publish_to_done_s={:.2}", t0.elapsed().as_secs_f64());
+    // The fleet process: every device's server, uplink agent and state, in one process.
+    if let Some(fp) = c.fleet_pid() {
+        let (fcpu, fhwm) = proc_stats(fp);
+        println!("fleet_cpu_s={fcpu:.2}");
+        println!("fleet_peak_rss_MiB={:.1}", fhwm as f64 / 1024.0);
+        println!(
+            "fleet_peak_rss_per_device_KiB={:.1}",
+            fhwm as f64 / devices.max(1) as f64
+        );
+    }
 }

@@ -150,6 +150,11 @@ impl Chain {
     pub fn dispatcher_pid(&self) -> Option<u32> {
         self.dispatcher.as_ref().map(Proc::pid)
     }
+
+    /// Process id of the device fleet, if running.
+    pub fn fleet_pid(&self) -> Option<u32> {
+        self.fleet.as_ref().map(Proc::pid)
+    }
 }
 
 impl Chain {
