@@ -215,7 +215,16 @@ async fn chain(
         eprintln!("  key repository   {}", c.kr_url);
         eprintln!("  update server    {}", c.us_urls[0]);
         eprintln!("  dispatcher       {} {}", c.api_url, c.coap_uri);
-        eprintln!("  operator credentials (admin token in a 0600 file):");
+        eprintln!("  web console      {}/", c.api_url);
+        eprintln!(
+            "    sign in with the admin token: paste the contents of {}",
+            dd.join("admin.token").display()
+        );
+        eprintln!(
+            "    (the certificate is from the dispatcher's own CA {}: accept the browser's warning or trust that CA)",
+            dd.join("tls/ca.pem").display()
+        );
+        eprintln!("  operator credentials for the CLI (admin token in a 0600 file):");
         eprintln!(
             "    export DISPATCHER_URL={} DISPATCHER_CA={} DISPATCHER_TOKEN_FILE={}",
             c.api_url,

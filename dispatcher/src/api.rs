@@ -1,6 +1,8 @@
 //! The operator API (`/v1`, JSON over HTTPS, RFC 9457 problem details; described by
-//! `/v1/openapi.json`). Every route needs a bearer token; the role it needs is named at the
-//! route. Every decision is written to the hash-chained audit log with who and why.
+//! `/v1/openapi.json`). Every other `/v1` route needs a bearer token; the role it needs is
+//! named at the route. Every decision is written to the hash-chained audit log with who and
+//! why. The web console's page and assets (`/`, `/console/*`, no token: they hold no data)
+//! are in [`crate::console`]; every response carries its security headers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,10 +62,13 @@ pub fn router(d: Arc<Dispatcher>) -> Router {
         .route("/v1/queue", get(queue))
         .route("/v1/rollouts", get(rollouts))
         .route("/v1/rollouts/{id}", get(rollout))
+        .route("/v1/rollouts/{id}/timeline", get(timeline))
         .route("/v1/rollouts/{id}/{action}", post(control))
         .route("/v1/devices", get(devices).post(enrol))
         .route("/v1/devices/{id}", get(device))
         .route("/v1/audit", get(audit))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/policy", get(policy))
         .route("/v1/policy/reload", post(reload_policy))
         .route("/v1/trust/reload", post(reload_trust))
         .route("/v1/sync", post(sync))
@@ -72,6 +77,7 @@ pub fn router(d: Arc<Dispatcher>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::console::routes())
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { Error::BadRequest("method not allowed".into()) })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -79,6 +85,9 @@ pub fn router(d: Arc<Dispatcher>) -> Router {
             Duration::from_secs(60),
         ))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(
+            crate::console::security_headers,
+        ))
         .with_state(d)
 }
 
@@ -100,14 +109,28 @@ async fn status(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, E
         "pending": d.store().releases()?.iter().filter(|r| r.pending()).count(),
         "devices": d.store().devices()?.len(),
         "rollouts": d.rollouts().len(),
+        "checkin_interval_secs": d.cfg().limits.checkin_interval_secs,
     })))
+}
+
+/// A release with the state of its approval signature.
+fn release_view(d: &Dispatcher, r: crate::store::ReleaseRecord) -> crate::views::ReleaseView {
+    let approval_signature = d.store().release_dir(&r.id).join("approved.suit").exists();
+    crate::views::ReleaseView {
+        record: r,
+        approval_signature,
+    }
 }
 
 async fn releases(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
     auth(&d, &h, OperatorRole::Viewer)?;
-    Ok(Json(
-        serde_json::json!({ "releases": d.store().releases()? }),
-    ))
+    let v: Vec<_> = d
+        .store()
+        .releases()?
+        .into_iter()
+        .map(|r| release_view(&d, r))
+        .collect();
+    Ok(Json(serde_json::json!({ "releases": v })))
 }
 
 async fn release(
@@ -121,7 +144,7 @@ async fn release(
         .release(&id)?
         .ok_or_else(|| Error::NotFound(format!("release {id}")))?;
     Ok(Json(
-        serde_json::to_value(r).map_err(|e| Error::Other(e.to_string()))?,
+        serde_json::to_value(release_view(&d, r)).map_err(|e| Error::Other(e.to_string()))?,
     ))
 }
 
@@ -132,6 +155,7 @@ async fn queue(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Er
         .releases()?
         .into_iter()
         .filter(|r| r.pending())
+        .map(|r| release_view(&d, r))
         .collect();
     Ok(Json(serde_json::json!({ "queue": q })))
 }
@@ -254,6 +278,18 @@ async fn rollout(
     Ok(Json(view(d.rollout(&id)?, true)))
 }
 
+async fn timeline(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<crate::views::Timeline>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let r = d.rollout(&id)?;
+    Ok(Json(crate::views::timeline(&r, |device| {
+        d.store().reports(device)
+    })?))
+}
+
 async fn control(
     State(d): St,
     h: HeaderMap,
@@ -329,6 +365,36 @@ async fn audit(
     auth(&d, &h, OperatorRole::Viewer)?;
     let records = d.audit_log().page(p.from, p.limit.min(1000))?;
     Ok(Json(serde_json::json!({ "records": records })))
+}
+
+/// Verifies the audit chain as it stands (every record up to the head the running log
+/// knows), while the dispatcher goes on writing.
+async fn audit_verify(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    let log = d.audit_log().clone();
+    let r = tokio::task::spawn_blocking(move || log.verify())
+        .await
+        .map_err(|e| Error::Other(format!("audit verification: {e}")))?;
+    Ok(Json(match r {
+        Ok(rep) => serde_json::json!({
+            "intact": true,
+            "records": rep.records,
+            "head_mac": rep.head_mac,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "ALERT: the audit chain does not verify");
+            serde_json::json!({
+                "intact": false,
+                "records": d.audit_log().head()?.next_seq,
+                "error": e.to_string(),
+            })
+        }
+    }))
+}
+
+async fn policy(State(d): St, h: HeaderMap) -> Result<Json<crate::views::PolicyView>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    Ok(Json(crate::views::policy(&d.policy(), d.clock.now())))
 }
 
 async fn reload_policy(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {

@@ -23,6 +23,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod enrol;
 pub mod error;
 pub mod init;
@@ -35,6 +36,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod uplink;
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

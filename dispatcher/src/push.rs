@@ -166,6 +166,7 @@ async fn exchange(
             message: "already at or past this release when the dispatcher asked".into(),
             version_before: s.version.clone(),
             version_after: s.version,
+            received_at: None,
         };
         return Ok((Outcome::Installed, Some(rep)));
     }

@@ -225,6 +225,7 @@ impl DeviceBackend for Backend {
             message: r.message.clone(),
             version_before: r.version_before.clone(),
             version_after: r.version_after.clone(),
+            received_at: None,
         };
         d.device_report(&dev.id, &rep)
             .map_err(|e| UplinkError::Internal(e.to_string()))?;

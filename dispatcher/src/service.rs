@@ -1056,6 +1056,12 @@ impl Dispatcher {
 
     /// Stores a device's install report and updates its inventory.
     pub fn device_report(&self, device: &str, rep: &DeviceReport) -> Result<(), Error> {
+        // The time is the dispatcher's, whatever the device sent (the console's install
+        // timeline is drawn from it).
+        let rep = &DeviceReport {
+            received_at: Some(self.clock.now()),
+            ..rep.clone()
+        };
         self.store.add_report(device, rep)?;
         let sequence = match (&rep.release_id, rep.outcome.as_str()) {
             (Some(rid), "installed") => self.artifacts(rid).ok().map(|a| a.sequence),

@@ -171,6 +171,10 @@ pub struct DeviceReport {
     /// Version after.
     #[serde(default)]
     pub version_after: String,
+    /// When the dispatcher stored the report (its clock; set by the dispatcher, never taken
+    /// from the device). Absent in reports stored before this field existed.
+    #[serde(default)]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// An enrolled device.

@@ -262,6 +262,23 @@ impl AuditLog {
         Ok(*self.lock()?)
     }
 
+    /// Verifies the chain as this process wrote it, while writers go on: every record
+    /// before the head at the time of the call is checked (records appended meanwhile are
+    /// left for the next call), and their number must reach that head, so that records
+    /// deleted at the end are detected too (which [`verify`] alone cannot tell).
+    pub fn verify(&self) -> Result<VerifyReport, ChainError> {
+        let head = self.head().map_err(|e| ChainError::Db(e.to_string()))?;
+        let end = head.next_seq;
+        let report = verify_records(self.tree.range(..end.to_be_bytes()), &self.mac_key)?;
+        if report.records != end {
+            return Err(ChainError::Truncated {
+                head: end,
+                found: report.records,
+            });
+        }
+        Ok(report)
+    }
+
     /// Records with `seq >= from`, at most `limit`.
     pub fn page(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, Error> {
         let mut out = Vec::new();
@@ -298,13 +315,26 @@ pub enum ChainError {
     BrokenLink { seq: u64 },
     #[error("database: {0}")]
     Db(String),
+    /// Fewer records than the running log has written: records at the end were deleted.
+    #[error(
+        "the log holds {found} records but {head} were written: records at the end are missing"
+    )]
+    Truncated { head: u64, found: u64 },
 }
 
 /// Walks the whole chain (see the module documentation).
 pub fn verify(tree: &sled::Tree, mac_key: &[u8; 32]) -> Result<VerifyReport, ChainError> {
+    verify_records(tree.iter(), mac_key)
+}
+
+/// Checks records in key order from sequence number 0.
+fn verify_records(
+    records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    mac_key: &[u8; 32],
+) -> Result<VerifyReport, ChainError> {
     let mut expected = 0u64;
     let mut prev = [0u8; 32];
-    for item in tree.iter() {
+    for item in records {
         let (k, v) = item.map_err(|e| ChainError::Db(e.to_string()))?;
         let key_seq = <[u8; 8]>::try_from(k.as_ref())
             .map(u64::from_be_bytes)
@@ -416,6 +446,26 @@ mod tests {
         }
         t.remove(4u64.to_be_bytes()).unwrap();
         assert!(verify(t, &key).is_err());
+    }
+
+    #[test]
+    fn live_verify_checks_up_to_the_head_and_sees_a_cut_tail() {
+        let (_db, log, _key) = setup();
+        assert_eq!(log.verify().unwrap().records, 5);
+        log.append(ev(5)).unwrap();
+        assert_eq!(log.verify().unwrap().records, 6);
+        // Deleting the newest record leaves a chain that verifies on its own, but not
+        // against the head the running log knows.
+        log.tree().remove(5u64.to_be_bytes()).unwrap();
+        assert_eq!(
+            log.verify().unwrap_err(),
+            ChainError::Truncated { head: 6, found: 5 }
+        );
+        log.tree().remove(2u64.to_be_bytes()).unwrap();
+        assert!(matches!(
+            log.verify().unwrap_err(),
+            ChainError::Gap { expected: 2, .. }
+        ));
     }
 
     #[test]
