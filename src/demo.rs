@@ -233,7 +233,8 @@ async fn chain(
         );
         eprintln!("    cargo run --release -- dispatcher devices");
         eprintln!("  logs             {}", c.logs.display());
-        let _ = tokio::signal::ctrl_c().await;
+        // Until SIGTERM or Ctrl-C (main stops the services then).
+        std::future::pending::<()>().await;
     }
     Ok(all_ok)
 }

@@ -56,7 +56,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(demo::run(a)) {
+    // SIGTERM or Ctrl-C: drop the demo, whose chain stops every service process it started
+    // (they would outlive an abrupt exit).
+    let keep_running = a.keep_running;
+    let run = async {
+        tokio::select! {
+            r = demo::run(a) => r,
+            () = key_repo::server::shutdown_signal() => if keep_running {
+                eprintln!("stopping the services");
+                Ok(true)
+            } else {
+                Err(anyhow::anyhow!("interrupted; services stopped"))
+            },
+        }
+    };
+    match rt.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

@@ -324,8 +324,23 @@ async fn device(
         .device(&id)?
         .ok_or_else(|| Error::NotFound(format!("device {id}")))?;
     let reports = d.store().reports(&id)?;
+    // Where the device stands in every rollout that includes it.
+    let rollouts: Vec<serde_json::Value> = d
+        .rollouts()
+        .into_iter()
+        .filter_map(|r| {
+            r.rollout.devices.get(&id).map(|p| {
+                serde_json::json!({
+                    "rollout": r.rollout.id,
+                    "release_id": r.rollout.release_id,
+                    "rollout_status": r.rollout.status,
+                    "progress": p,
+                })
+            })
+        })
+        .collect();
     Ok(Json(
-        serde_json::json!({ "device": dev, "reports": reports }),
+        serde_json::json!({ "device": dev, "reports": reports, "rollouts": rollouts }),
     ))
 }
 
