@@ -168,6 +168,12 @@ impl Chain {
         start(&self.opts.exe, name, args, ready, &self.logs)
     }
 
+    /// Time allowed for `n` devices to provision, start or check in (2 cores, loopback).
+    fn fleet_allowance(n: usize) -> Duration {
+        Duration::from_secs(120)
+            + Duration::from_millis(30).saturating_mul(n.try_into().unwrap_or(u32::MAX))
+    }
+
     /// The dispatcher's directory.
     pub fn dispatcher_dir(&self) -> PathBuf {
         self.opts.root.join("dispatcher")
@@ -521,7 +527,14 @@ impl Chain {
         ];
         let extra = self.opts.fleet_args.clone();
         args.extend(extra.iter().map(String::as_str));
-        let (p, _) = self.start("device-sim", &args, &format!("{count} devices listening"))?;
+        let (p, _) = start_within(
+            &self.opts.exe,
+            "device-sim",
+            &args,
+            &format!("{count} devices listening"),
+            &self.logs,
+            Self::fleet_allowance(n),
+        )?;
         let _ = std::fs::remove_file(&bundle_file);
         for i in 0..n {
             prepare(i, &devs.join(format!("dev-{i:04}")))?;
@@ -532,7 +545,8 @@ impl Chain {
 
     /// Waits until `n` devices have an address (checked in).
     pub async fn wait_for_checkins(&self, n: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let limit = Self::fleet_allowance(n);
+        let deadline = Instant::now() + limit;
         loop {
             let v: Value = self.op.get("/v1/devices").await?;
             let seen = v["devices"]
@@ -542,7 +556,7 @@ impl Chain {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("only {seen} of {n} devices checked in within 120 s");
+                bail!("only {seen} of {n} devices checked in within {limit:?}");
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -728,13 +742,26 @@ pub fn tool(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// Starts a service and waits for the stdout line starting with `ready`; returns the rest.
+/// Starts a service and waits (up to 120 s) for the stdout line starting with `ready`;
+/// returns the rest of that line.
 pub fn start(
     exe: &Path,
     name: &str,
     args: &[&str],
     ready: &str,
     logs: &Path,
+) -> anyhow::Result<(Proc, String)> {
+    start_within(exe, name, args, ready, logs, Duration::from_secs(120))
+}
+
+/// As [`start`], waiting up to `limit`.
+pub fn start_within(
+    exe: &Path,
+    name: &str,
+    args: &[&str],
+    ready: &str,
+    logs: &Path,
+    limit: Duration,
 ) -> anyhow::Result<(Proc, String)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -766,7 +793,7 @@ pub fn start(
         name: name.to_owned(),
         child,
     };
-    match rx.recv_timeout(Duration::from_secs(120)) {
+    match rx.recv_timeout(limit) {
         Ok(rest) => Ok((p, rest)),
         Err(_) => bail!(
             "{name} did not start; see {}",
