@@ -588,14 +588,7 @@ impl Chain {
         let mut rng = rng();
         let built =
             suit::release::build_release(params, image, release_kid.as_bytes(), &p.key, &mut rng)?;
-        let kr_ca = std::fs::read(self.opts.root.join("key-repo/tls/ca.pem"))?;
-        let krc = key_repo::client::KeyRepoClient::new(key_repo::client::ClientConfig {
-            base_url: self.kr_url.clone(),
-            client_id: p.client_id.clone(),
-            client_secret: p.client_secret.clone(),
-            ca_pem: Some(kr_ca),
-            scopes: vec![],
-        })?;
+        let krc = self.key_repo_client(p)?;
         krc.put_key(
             release_kid,
             &format!("{}/{}", params.vendor_id, params.class_id),
@@ -631,16 +624,23 @@ impl Chain {
         Ok(id)
     }
 
+    /// A key repository client with `p`'s credentials.
+    fn key_repo_client(&self, p: &Publisher) -> anyhow::Result<key_repo::client::KeyRepoClient> {
+        let kr_ca = std::fs::read(self.opts.root.join("key-repo/tls/ca.pem"))?;
+        Ok(key_repo::client::KeyRepoClient::new(
+            key_repo::client::ClientConfig {
+                base_url: self.kr_url.clone(),
+                client_id: p.client_id.clone(),
+                client_secret: p.client_secret.clone(),
+                ca_pem: Some(kr_ca),
+                scopes: vec![],
+            },
+        )?)
+    }
+
     /// Revokes a release key at the key repository (as its publisher).
     pub async fn revoke_key(&self, p: &Publisher, release_kid: &str) -> anyhow::Result<()> {
-        let kr_ca = std::fs::read(self.opts.root.join("key-repo/tls/ca.pem"))?;
-        let krc = key_repo::client::KeyRepoClient::new(key_repo::client::ClientConfig {
-            base_url: self.kr_url.clone(),
-            client_id: p.client_id.clone(),
-            client_secret: p.client_secret.clone(),
-            ca_pem: Some(kr_ca),
-            scopes: vec![],
-        })?;
+        let krc = self.key_repo_client(p)?;
         krc.revoke(release_kid).await?;
         Ok(())
     }

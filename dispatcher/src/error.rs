@@ -73,6 +73,14 @@ impl Error {
         }
     }
 
+    /// A release failing a `suit` check: refused with the check's stable code.
+    pub fn refused(e: suit::Error) -> Error {
+        Error::Refused {
+            check: e.code().into(),
+            detail: e.to_string(),
+        }
+    }
+
     /// Status, problem type slug and title.
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {

@@ -47,7 +47,8 @@ pub enum DeviceProgress {
 }
 
 impl DeviceProgress {
-    fn settled(&self) -> bool {
+    /// Installed, rejected or failed: never sent the release again.
+    pub fn settled(&self) -> bool {
         matches!(
             self,
             DeviceProgress::Installed

@@ -183,14 +183,11 @@ impl DeviceBackend for Backend {
             d.rollout(&id).is_ok_and(|r| {
                 r.rollout.status == rollout::Status::Running
                     && crate::service::window_open(&d.policy(), r.window.as_deref(), d.clock.now())
-                    && !matches!(
-                        r.rollout.devices.get(&dev.id),
-                        Some(
-                            rollout::DeviceProgress::Installed
-                                | rollout::DeviceProgress::Rejected { .. }
-                                | rollout::DeviceProgress::Failed { .. }
-                        )
-                    )
+                    && !r
+                        .rollout
+                        .devices
+                        .get(&dev.id)
+                        .is_some_and(rollout::DeviceProgress::settled)
             })
         });
         if !offered {
@@ -232,14 +229,9 @@ impl DeviceBackend for Backend {
         if let Some(rid) = &r.release_id
             && let Some(rollout) = d.rollout_for(&dev.id, rid)
         {
-            let settled = matches!(
-                d.device_progress(&rollout, &dev.id),
-                Some(
-                    rollout::DeviceProgress::Installed
-                        | rollout::DeviceProgress::Rejected { .. }
-                        | rollout::DeviceProgress::Failed { .. }
-                )
-            );
+            let settled = d
+                .device_progress(&rollout, &dev.id)
+                .is_some_and(|p| p.settled());
             if !settled {
                 d.record_outcome(&rollout, &dev.id, crate::push::outcome_of(&rep))
                     .map_err(|e| UplinkError::Internal(e.to_string()))?;

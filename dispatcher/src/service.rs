@@ -451,22 +451,7 @@ impl Dispatcher {
         actor: &str,
     ) -> Result<IntakeResult, Error> {
         let now = self.clock.now();
-        let refuse = |e: suit::Error| Error::Refused {
-            check: e.code().into(),
-            detail: e.to_string(),
-        };
-        let accepted = intake::accept(envelope, &self.trust(), now).map_err(refuse);
-        let accepted = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Name the release in the audit record when its manifest can be found.
-                let rid = suit::Envelope::decode(envelope, &suit::Limits::default())
-                    .ok()
-                    .map(|env| env.release_id());
-                self.refused(actor, rid.as_deref(), &e);
-                return Err(e);
-            }
-        };
+        let accepted = self.accept_or_refuse(envelope, actor, now)?;
         let rid = accepted.verified.release_id();
         let _guard = self.intake_lock.lock().await;
         if let Some(existing) = self.store.release(&rid)? {
@@ -501,20 +486,26 @@ impl Dispatcher {
     /// Verifies an envelope before its blob is downloaded (a forged or untrusted release
     /// costs the dispatcher one envelope, not a blob); refusals are audited as at intake.
     pub fn precheck(&self, envelope: &[u8], actor: &str) -> Result<(), Error> {
-        match intake::accept(envelope, &self.trust(), self.clock.now()) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let err = Error::Refused {
-                    check: e.code().into(),
-                    detail: e.to_string(),
-                };
-                let rid = suit::Envelope::decode(envelope, &suit::Limits::default())
-                    .ok()
-                    .map(|env| env.release_id());
-                self.refused(actor, rid.as_deref(), &err);
-                Err(err)
-            }
-        }
+        self.accept_or_refuse(envelope, actor, self.clock.now())
+            .map(|_| ())
+    }
+
+    /// `intake::accept` against the trust store in force; a refusal is counted and audited,
+    /// naming the release when its manifest can be found.
+    fn accept_or_refuse(
+        &self,
+        envelope: &[u8],
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<intake::Accepted, Error> {
+        intake::accept(envelope, &self.trust(), now).map_err(|e| {
+            let err = Error::refused(e);
+            let rid = suit::Envelope::decode(envelope, &suit::Limits::default())
+                .ok()
+                .map(|env| env.release_id());
+            self.refused(actor, rid.as_deref(), &err);
+            err
+        })
     }
 
     fn refused(&self, actor: &str, rid: Option<&str>, e: &Error) {
@@ -544,10 +535,7 @@ impl Dispatcher {
     ) -> Result<ReleaseRecord, Error> {
         let v = &accepted.verified;
         let rid = v.release_id();
-        let refuse = |e: suit::Error| Error::Refused {
-            check: e.code().into(),
-            detail: e.to_string(),
-        };
+        let refuse = Error::refused;
         // The blob must be the ciphertext the publisher signed (component #1), before any
         // key is asked for.
         suit::release::check_ciphertext(v, blob).map_err(refuse)?;
