@@ -343,17 +343,23 @@ impl Chain {
                 "127.0.0.1:0",
             ],
         )?;
-        std::fs::write(
-            dd.join("trust.toml"),
-            format!(
-                "[[key]]\nkid = \"acme-fw-2026\"\nrole = \"manufacturer\"\nvendors = [\"{VENDOR}\"]\npem = \"\"\"{}\"\"\"\n\n\
-                 [[key]]\nkid = \"hmi-apps-2026\"\nrole = \"third-party\"\npem = \"\"\"{}\"\"\"\n\n\
-                 [[key]]\nkid = \"plant-eng-2026\"\nrole = \"internal\"\npem = \"\"\"{}\"\"\"\n",
-                manufacturer.key.public_key().to_pem(),
-                third_party.key.public_key().to_pem(),
-                internal.public_key().to_pem()
-            ),
-        )?;
+        // The plant's trust store (docs/trust-store.md): whom this dispatcher trusts.
+        let entry = |k: &SigningKey, role: suit::Role| suit::trust::KeyEntry {
+            vendors: Some(vec![VENDOR.to_owned()]),
+            ..suit::trust::KeyEntry::new(
+                &String::from_utf8_lossy(k.kid()),
+                role,
+                &k.public_key().to_pem(),
+            )
+        };
+        let trust = suit::TrustFile {
+            keys: vec![
+                entry(&manufacturer.key, suit::Role::Manufacturer),
+                entry(&third_party.key, suit::Role::ThirdParty),
+                entry(&internal, suit::Role::Internal),
+            ],
+        };
+        std::fs::write(dd.join("trust.toml"), trust.to_toml())?;
         if let Some(p) = &opts.policy {
             std::fs::write(dd.join("policy.toml"), p)?;
         }

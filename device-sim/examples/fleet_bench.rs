@@ -149,9 +149,10 @@ async fn main() {
     let mut t = TrustStore::new();
     t.add(TrustAnchor::new(maker.public_key(), Role::Manufacturer));
     let env = suit::approve(
-        &suit::verify(&env, &t, &Default::default()).unwrap(),
+        &suit::accept(&env, &t, &suit::Rules::dispatcher_intake(), 0).unwrap(),
         &dispatcher,
-    );
+    )
+    .unwrap();
     let key = kek.to_cose_key().to_vec();
     let release = Arc::new((env, key, blob));
 

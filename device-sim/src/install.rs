@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use suit::release::PayloadVerifier;
-use suit::{DeviceState, Limits, PublicKey, ReleaseKey, Role, TrustAnchor, TrustStore};
+use suit::{DeviceState, Limits, PublicKey, ReleaseKey, Role, Rules, TrustAnchor, TrustStore};
 
 use crate::DeviceError;
 use crate::state::{DeviceDir, Identity, KeyEntry, Pending, Phase, Slot, SlotImage, State, Trust};
@@ -109,6 +109,7 @@ pub struct Device {
     dir: DeviceDir,
     identity: Identity,
     trust: TrustStore,
+    rules: Rules,
     state: State,
     limits: Limits,
 }
@@ -137,8 +138,26 @@ fn trust_store(t: &Trust, identity: &Identity) -> Result<TrustStore, DeviceError
     if let Some(k) = &t.approver {
         store.add(anchor(k, Role::Approver)?);
     }
-    store.require_approval = t.require_approval;
     Ok(store)
+}
+
+/// A device accepts releases under `suit::Rules::device` (publisher signature and its
+/// domain's approval); only a bench device provisioned without `require_approval` accepts a
+/// publisher-signed envelope alone.
+fn rules(t: &Trust) -> Rules {
+    let mut r = Rules::device();
+    if !t.require_approval {
+        r.approval = suit::ApprovalRule::Optional;
+    }
+    r
+}
+
+/// The device's clock, for key validity.
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn sha256_file(path: &std::path::Path) -> Result<(String, u64), DeviceError> {
@@ -204,12 +223,14 @@ impl Device {
     /// Opens a provisioned device and boots it (recovering from any interrupted install).
     pub fn open(dir: DeviceDir) -> Result<Device, DeviceError> {
         let identity = dir.identity()?;
-        let trust = trust_store(&dir.trust()?, &identity)?;
+        let t = dir.trust()?;
+        let trust = trust_store(&t, &identity)?;
         let state = dir.state()?;
         let mut d = Device {
             dir,
             identity,
             trust,
+            rules: rules(&t),
             state,
             limits: Limits::default(),
         };
@@ -342,6 +363,11 @@ impl Device {
         Ok(r)
     }
 
+    /// The one acceptance path, under this device's rules and trust, at the device's time.
+    pub fn accept(&self, envelope: &[u8]) -> Result<suit::Accepted, suit::Error> {
+        suit::accept(envelope, &self.trust, &self.rules, now_unix())
+    }
+
     /// Installs a release: `envelope` (with the dispatcher's approval), the release key
     /// (COSE_Key) and the encrypted blob. Security and applicability failures come back as
     /// an `Ok(Report)` with outcome `Rejected` and the failed check; `Err` is reserved for
@@ -356,7 +382,7 @@ impl Device {
         let before = self.version();
         // draft-ietf-suit-manifest §6.2 / §8.3: authenticate before anything else; both the
         // publisher's signature and (unless on a bench) the dispatcher's approval.
-        let verified = match suit::verify(envelope, &self.trust, &self.limits) {
+        let verified = match self.accept(envelope) {
             Ok(v) => v,
             Err(e) => return self.report(None, InstallOutcome::Rejected, Some(&e), &before),
         };
@@ -511,7 +537,7 @@ impl Device {
 
     fn decrypt_into(
         &self,
-        verified: &suit::Verified,
+        verified: &suit::Accepted,
         key: &ReleaseKey,
         staging: &std::path::Path,
         slot_path: &std::path::Path,

@@ -93,12 +93,12 @@ impl World {
         let built = build_release(p, image, b"rk-1", signer, &mut rng()).unwrap();
         let mut envelope = built.envelope;
         if let Some(a) = approver {
-            // Approval needs a Verified; here the approver trusts whoever signed, so that
+            // Approval needs an Accepted; here the approver trusts whoever signed, so that
             // the tests can also model an approval of something the device must refuse.
             let mut t = TrustStore::new();
             t.add(TrustAnchor::new(signer.public_key(), Role::Manufacturer));
-            let v = suit::verify(&envelope, &t, &Default::default()).unwrap();
-            envelope = suit::approve(&v, a);
+            let v = suit::accept(&envelope, &t, &suit::Rules::dispatcher_intake(), 0).unwrap();
+            envelope = suit::approve(&v, a).unwrap();
         }
         Rel {
             envelope,

@@ -92,9 +92,9 @@ fn release(k: &Keys, seq: u64, image: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let r = build_release(&p, image, b"rk", &k.maker, &mut rng()).unwrap();
     let mut t = TrustStore::new();
     t.add(TrustAnchor::new(k.maker.public_key(), Role::Manufacturer));
-    let v = suit::verify(&r.envelope, &t, &Default::default()).unwrap();
+    let v = suit::accept(&r.envelope, &t, &suit::Rules::dispatcher_intake(), 0).unwrap();
     (
-        suit::approve(&v, &k.dispatcher),
+        suit::approve(&v, &k.dispatcher).unwrap(),
         r.release_key.to_cose_key().to_vec(),
         r.blob,
     )

@@ -127,10 +127,10 @@ fn release(k: &Keys, seq: u64, image: &[u8]) -> Release {
     let r = build_release(&p, image, b"rk", &k.maker, &mut rng()).unwrap();
     let mut t = TrustStore::new();
     t.add(TrustAnchor::new(k.maker.public_key(), Role::Manufacturer));
-    let v = suit::verify(&r.envelope, &t, &Default::default()).unwrap();
+    let v = suit::accept(&r.envelope, &t, &suit::Rules::dispatcher_intake(), 0).unwrap();
     Release {
         id: v.release_id(),
-        envelope: Arc::new(suit::approve(&v, &k.dispatcher)),
+        envelope: Arc::new(suit::approve(&v, &k.dispatcher).unwrap()),
         key: Arc::new(r.release_key.to_cose_key().to_vec()),
         blob: Arc::new(r.blob),
     }

@@ -226,7 +226,7 @@ async fn reject(
     Json(req): Json<Reason>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let op = auth(&d, &h, OperatorRole::Operator)?;
-    let r = d.reject(&id, &op, &req.reason)?;
+    let r = d.reject(&id, &op, &req.reason).await?;
     Ok(Json(
         serde_json::to_value(r).map_err(|e| Error::Other(e.to_string()))?,
     ))

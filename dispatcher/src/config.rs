@@ -24,8 +24,13 @@ pub struct Config {
     /// Operator policy (TOML, `policies` crate). Re-read on `POST /v1/policy/reload`; a
     /// broken file is refused and the last good policy stays in force.
     pub policy_file: PathBuf,
-    /// Trusted publisher keys (TOML, see [`crate::intake::TrustConfig`]).
+    /// Trusted keys: the project's trust-store TOML (`docs/trust-store.md`).
     pub trust_file: PathBuf,
+    /// Refuse T3 releases without an author signature that verifies under an author key of
+    /// the trust file (`author-signature-missing`/`-invalid`). Turning it off records the
+    /// outcome on the release instead (`docs/acceptance.md`).
+    #[serde(default = "yes")]
+    pub require_author_signature: bool,
     /// Operator tokens (SHA-256 hashes and roles), edited by `dispatcher add-operator`.
     pub operators_file: PathBuf,
     /// The dispatcher's P-256 approval key (PKCS#8 PEM, 0600).
@@ -46,6 +51,10 @@ pub struct Config {
     /// Intake and distribution parameters.
     #[serde(default)]
     pub limits: Limits,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// TLS files.

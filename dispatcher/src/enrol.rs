@@ -112,21 +112,18 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
         return Err(Error::Conflict(format!("device {} is enrolled", req.name)));
     }
     let trust = d.trust();
-    let now = Utc::now();
-    let entries = |roles: &[&str]| -> Vec<KeyEntry> {
+    let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+    let entries = |roles: &[suit::Role]| -> Vec<KeyEntry> {
         trust
-            .keys
-            .iter()
-            .filter(|k| roles.contains(&k.role.as_str()) && !k.revoked)
-            .filter(|k| k.valid_until.is_none_or(|u| now <= u))
-            .filter(|k| k.vendors.is_empty() || k.vendors.contains(&req.vendor_id))
+            .entries_for(roles, req.vendor_id, now)
+            .into_iter()
             .map(|k| KeyEntry {
                 kid: k.kid.clone(),
-                pem: k.pem.clone(),
+                pem: k.public_key.clone().unwrap_or_default(),
             })
             .collect()
     };
-    let manufacturer = entries(&["manufacturer"]);
+    let manufacturer = entries(&[suit::Role::Manufacturer]);
     if manufacturer.is_empty() {
         return Err(Error::BadRequest(format!(
             "the trust store has no manufacturer key for vendor {}; add it before enrolling",
@@ -194,8 +191,8 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
             manufacturer,
             // Internal publishers sign T1 only, like third parties: devices hold them in the
             // same list (a third-party anchor may vouch for T1 alone).
-            third_party: entries(&["third-party", "internal"]),
-            authors: entries(&["author"]),
+            third_party: entries(&[suit::Role::ThirdParty, suit::Role::Internal]),
+            authors: entries(&[suit::Role::Author]),
             approver: Some(d.approver_entry()),
             require_approval: req.require_approval,
         },

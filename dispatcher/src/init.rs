@@ -78,10 +78,12 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
     write_secret_file(&dir.join("audit.key"), hex::encode(audit).as_bytes())?;
     write_file_atomic(
         &dir.join("trust.toml"),
-        b"# Trusted publisher keys. One [[key]] per key:\n\
+        b"# Trusted keys (docs/trust-store.md). One [[key]] per key:\n\
           # [[key]]\n# kid = \"acme-2026\"\n# role = \"manufacturer\"   # or third-party, internal, author\n\
-          # vendors = [\"fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe\"]\n# pem = \"\"\"-----BEGIN PUBLIC KEY-----...\"\"\"\n\
-          # valid_until = 2027-01-01T00:00:00Z   # rotation\n# revoked = true                      # revocation\n",
+          # vendors = [\"fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe\"]   # required for publishers; or [\"*\"]\n\
+          # public_key_file = \"keys/acme-2026.pub.pem\"   # or public_key = \"\"\"-----BEGIN PUBLIC KEY-----...\"\"\"\n\
+          # update_types = [\"T2\", \"T3\"]            # optional: narrows what the role allows\n\
+          # valid_until = 2027-01-01T00:00:00Z       # rotation\n# revoked = true                          # revocation\n",
         0o644,
     )?;
     if !dir.join("policy.toml").exists() {
@@ -98,6 +100,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
         data_dir: "data".into(),
         policy_file: "policy.toml".into(),
         trust_file: "trust.toml".into(),
+        require_author_signature: true,
         operators_file: "operators.json".into(),
         approval_key_file: "approval-key.pem".into(),
         approval_kid: format!(

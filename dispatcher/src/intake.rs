@@ -1,148 +1,138 @@
-//! Release intake (DESIGN.md §2 flow 2, §4): verify a release against the dispatcher's
-//! trust store and extract the facts its policy matches on.
+//! Release acceptance at the dispatcher (DESIGN.md §2 flow 2, §4): `suit::accept` against
+//! the dispatcher's trust store, and the facts its policy matches on.
 //!
-//! The trust store names each publisher key with its role (manufacturer, third-party,
-//! internal), the vendor-ids it may sign for, and its validity period; revoked keys and keys
-//! outside their validity are left out, so rotation is adding the new key with a `valid_from`
-//! and giving the old one a `valid_until`.
+//! The trust store is the project's one format (`docs/trust-store.md`): each key with its
+//! role, vendor scope, update types, validity period and revocation. Validity is judged at
+//! the time of each decision, not when the file is read: the dispatcher accepts a release
+//! again at intake, at every approval, at every rollout start and before every push batch
+//! (`docs/acceptance.md`), so a key revoked or expired meanwhile stops everything not yet
+//! installed. The dispatcher's own approval key is added to the store under its
+//! `approval_kid`, so approved envelopes are accepted by the same function.
+
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use suit::{Limits, PublicKey, Role, TrustAnchor, TrustStore, Verified};
-use uuid::Uuid;
+use suit::trust::{KeyEntry, TrustFile};
+use suit::{AuthorRule, Role, Rules, TrustAnchor, TrustStore};
 
-/// One trusted publisher key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyConfig {
-    /// The kid in its signatures.
-    pub kid: String,
-    /// `manufacturer`, `third-party` or `internal`.
-    pub role: String,
-    /// SPKI PEM.
-    pub pem: String,
-    /// Vendor-ids it may sign for (empty: any; manufacturers should always be scoped).
-    #[serde(default)]
-    pub vendors: Vec<Uuid>,
-    /// Not trusted before.
-    #[serde(default)]
-    pub valid_from: Option<DateTime<Utc>>,
-    /// Not trusted after (rotation).
-    #[serde(default)]
-    pub valid_until: Option<DateTime<Utc>>,
-    /// Revoked keys are never trusted again.
-    #[serde(default)]
-    pub revoked: bool,
+use crate::Error;
+
+/// The trust in force: the file as written (key files inlined) and the store built from it
+/// plus the approval key.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The trust file, every `public_key_file` read into `public_key`.
+    pub file: TrustFile,
+    /// The store `suit::accept` uses.
+    pub store: TrustStore,
 }
 
-/// The dispatcher's publisher trust store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrustConfig {
-    /// Keys.
-    #[serde(default, rename = "key")]
-    pub keys: Vec<KeyConfig>,
-}
-
-impl TrustConfig {
-    /// The keys in force at `now` as a `suit` trust store (publisher roles only).
-    pub fn store(&self, now: DateTime<Utc>) -> Result<TrustStore, String> {
-        let mut t = TrustStore::new();
-        for k in &self.keys {
-            let role = match Role::parse(&k.role) {
-                Some(r @ (Role::Manufacturer | Role::ThirdParty | Role::Internal)) => r,
-                // T3 author keys go to devices in their bundles; they sign no envelopes.
-                Some(Role::Author) => {
-                    PublicKey::from_pem(&k.pem).map_err(|e| format!("key {}: {e}", k.kid))?;
-                    continue;
-                }
-                _ => {
-                    return Err(format!(
-                        "key {}: role {:?} must be manufacturer, third-party, internal or author",
-                        k.kid, k.role
-                    ));
-                }
-            };
-            let key = PublicKey::from_pem(&k.pem).map_err(|e| format!("key {}: {e}", k.kid))?;
-            let in_force = !k.revoked
-                && k.valid_from.is_none_or(|f| f <= now)
-                && k.valid_until.is_none_or(|u| now <= u);
-            if in_force {
-                t.add(
-                    TrustAnchor::new(key.with_kid(k.kid.as_bytes().to_vec()), role)
-                        .for_vendors(k.vendors.iter().copied()),
-                );
-            }
-        }
-        Ok(t)
-    }
-
-    fn role_of(&self, kid: &[u8]) -> Option<Role> {
-        self.keys
+impl Trust {
+    /// Keys of `roles` that a device of `vendor` should hold: in force now or later, and
+    /// scoped to that vendor (or to any).
+    pub fn entries_for(&self, roles: &[Role], vendor: uuid::Uuid, now: u64) -> Vec<&KeyEntry> {
+        self.file
+            .keys
             .iter()
-            .find(|k| k.kid.as_bytes() == kid)
-            .and_then(|k| Role::parse(&k.role))
+            .filter(|k| k.role().is_ok_and(|r| roles.contains(&r)))
+            .filter(|k| !k.is_revoked() && k.valid_until.is_none_or(|u| now <= u.0))
+            .filter(|k| match &k.vendors {
+                None => true,
+                Some(v) => v.iter().any(|s| s == "*" || *s == vendor.to_string()),
+            })
+            .collect()
     }
 }
 
-/// A verified release and what the policy needs to know about it.
+/// Reads the trust file; `approver` (the dispatcher's own approval key, with its kid) is
+/// added to the store. A file with any invalid entry is refused whole.
+pub fn load_trust(path: &Path, approver: &suit::PublicKey) -> Result<Trust, Error> {
+    let cfg_err = |reason: String| Error::Config {
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > suit::trust::MAX_TRUST_FILE as u64 {
+        return Err(cfg_err("file too large".into()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut file = TrustFile::parse(&text).map_err(|e| cfg_err(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for k in &mut file.keys {
+        if let Some(name) = k.public_key_file.take() {
+            let p = base.join(&name);
+            let pem = std::fs::read_to_string(&p)
+                .map_err(|e| cfg_err(format!("key {}: {}: {e}", k.kid, p.display())))?;
+            k.public_key = Some(pem);
+        }
+    }
+    let mut store = file
+        .to_store(&mut suit::trust::no_key_files)
+        .map_err(|e| cfg_err(e.to_string()))?;
+    if store.by_kid(approver.kid()).is_some() {
+        return Err(cfg_err(format!(
+            "kid {} is the dispatcher's own approval kid",
+            String::from_utf8_lossy(approver.kid())
+        )));
+    }
+    store.add(TrustAnchor::new(approver.clone(), Role::Approver));
+    Ok(Trust { file, store })
+}
+
+/// The rules at intake: publisher signatures only; the T3 author signature required unless
+/// the configuration leaves it to be checked when the author key is known.
+pub fn intake_rules(require_author: bool) -> Rules {
+    with_author(Rules::dispatcher_intake(), require_author)
+}
+
+/// The rules for the approved envelope, before every rollout start and push batch.
+pub fn approved_rules(require_author: bool) -> Rules {
+    with_author(Rules::dispatcher_approved(), require_author)
+}
+
+fn with_author(r: Rules, require: bool) -> Rules {
+    if require {
+        r.with_author(AuthorRule::Require)
+    } else {
+        r
+    }
+}
+
+/// An accepted release and what the policy needs to know about it.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    /// The verified envelope.
-    pub verified: Verified,
+    /// The accepted envelope.
+    pub accepted: suit::Accepted,
     /// Facts for the policy.
     pub facts: policies::ReleaseFacts,
     /// kid of the publisher key that vouched for it.
     pub publisher_kid: String,
 }
 
-/// Verifies an envelope at intake. Every failure is a `suit::Error` naming the check.
+/// Accepts an envelope under `rules` at `now`. Every failure is a `suit::Error` naming the
+/// check (`docs/acceptance.md`).
 pub fn accept(
     envelope: &[u8],
-    trust: &TrustConfig,
+    trust: &TrustStore,
+    rules: &Rules,
     now: DateTime<Utc>,
 ) -> Result<Accepted, suit::Error> {
-    let store = trust.store(now).map_err(suit::Error::InvalidInput)?;
-    let verified = suit::verify(envelope, &store, &Limits::default())?;
-    let m = &verified.envelope().manifest;
-    // The project profile requires ICS metadata: the policy cannot decide without it.
-    let ics = m.ics.as_ref().ok_or(suit::Error::ProfileViolation(
-        "ICS metadata (manifest key -1000)",
-    ))?;
-    let signer = verified
-        .signers()
-        .iter()
-        .find(|s| {
-            matches!(
-                s.role,
-                Some(Role::Manufacturer | Role::ThirdParty | Role::Internal)
-            )
-        })
-        .ok_or(suit::Error::NoTrustedSignature {
-            kids: "none".into(),
-        })?;
-    let publisher_role = trust.role_of(&signer.kid).unwrap_or(Role::Manufacturer);
-    let params = m.shared_parameters(0);
-    let vendor = match params.get(&suit::consts::param::VENDOR_IDENTIFIER) {
-        Some(suit::manifest::Param::Vendor(suit::manifest::VendorId::Uuid(u))) => Some(*u),
-        _ => None,
-    };
-    let class = match params.get(&suit::consts::param::CLASS_IDENTIFIER) {
-        Some(suit::manifest::Param::Uuid(u)) => Some(*u),
-        _ => None,
-    };
+    let now = u64::try_from(now.timestamp()).unwrap_or(0);
+    let accepted = suit::accept(envelope, trust, rules, now)?;
+    let r = accepted.release()?;
+    let publisher_role = r.publisher.role.unwrap_or(Role::Manufacturer);
     let facts = policies::ReleaseFacts {
-        update_type: ics.update_type,
-        categories: ics.categories.clone(),
-        cves: ics.cves.clone(),
-        severity: ics.severity,
+        update_type: r.ics.update_type,
+        categories: r.ics.categories.clone(),
+        cves: r.ics.cves.clone(),
+        severity: r.ics.severity,
         publisher_role,
-        vendor,
-        class,
+        vendor: Some(r.vendor),
+        class: Some(r.class),
     };
-    let publisher_kid = String::from_utf8_lossy(&signer.kid).into_owned();
+    let publisher_kid = r.publisher.kid_text();
     Ok(Accepted {
-        verified,
+        accepted,
         facts,
         publisher_kid,
     })

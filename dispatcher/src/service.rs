@@ -13,7 +13,7 @@ use suit::{ReleaseKey, SigningKey};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::intake::{self, TrustConfig};
+use crate::intake::{self, Trust};
 use crate::operators::{Operator, OperatorRole, Operators};
 use crate::rollout::{DeviceProgress, Outcome, Plan, Rollout, Status};
 use crate::store::{
@@ -114,7 +114,13 @@ pub struct Dispatcher {
     cfg: Config,
     store: Store,
     audit: Arc<AuditLog>,
-    trust: RwLock<TrustConfig>,
+    trust: RwLock<Arc<Trust>>,
+    /// Bumped at every trust reload: cached acceptances of older generations are redone.
+    trust_generation: AtomicU64,
+    /// When each release's approved envelope was last accepted: (trust generation, time).
+    accepted_at: Mutex<HashMap<String, (u64, DateTime<Utc>)>>,
+    /// Serialises every decision on one release (approve, reject, policy, rollout start).
+    release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     policy: RwLock<Arc<policies::Policy>>,
     operators: RwLock<Operators>,
     approver: SigningKey,
@@ -167,19 +173,9 @@ pub fn window_open(policy: &policies::Policy, window: Option<&str>, now: DateTim
     }
 }
 
-/// Loads the trust file.
-pub fn load_trust(path: &Path) -> Result<TrustConfig, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let t: TrustConfig = toml::from_str(&text).map_err(|e| Error::Config {
-        path: path.display().to_string(),
-        reason: e.message().to_string(),
-    })?;
-    t.store(Utc::now()).map_err(|reason| Error::Config {
-        path: path.display().to_string(),
-        reason,
-    })?;
-    Ok(t)
-}
+/// How long an acceptance of an approved envelope stands before the next push batch
+/// accepts it again (key validity moves with the clock; a trust reload redoes it at once).
+const REACCEPT_AFTER_SECS: i64 = 30;
 
 fn load_policy(path: &Path) -> Result<policies::Policy, Error> {
     policies::Policy::load(path).map_err(|e| Error::Config {
@@ -201,7 +197,6 @@ impl Dispatcher {
                 reason: "must hold 32 bytes as hex".into(),
             })?;
         let audit = Arc::new(AuditLog::open(store.db(), Zeroizing::new(mac))?);
-        let trust = load_trust(&cfg.trust_file)?;
         let policy = load_policy(&cfg.policy_file)?;
         let operators = Operators::load(&cfg.operators_file)?;
         let pem = read_secret(&cfg.approval_key_file)?;
@@ -211,6 +206,7 @@ impl Dispatcher {
                 reason: e.to_string(),
             })?
             .with_kid(cfg.approval_kid.as_bytes().to_vec());
+        let trust = intake::load_trust(&cfg.trust_file, &approver.public_key())?;
         let mut key_repos = Vec::new();
         for k in &cfg.key_repos {
             let ca = match &k.ca_file {
@@ -246,7 +242,10 @@ impl Dispatcher {
             cfg,
             store,
             audit,
-            trust: RwLock::new(trust),
+            trust: RwLock::new(Arc::new(trust)),
+            trust_generation: AtomicU64::new(0),
+            accepted_at: Mutex::new(HashMap::new()),
+            release_locks: Mutex::new(HashMap::new()),
             policy: RwLock::new(Arc::new(policy)),
             operators: RwLock::new(operators),
             approver,
@@ -287,9 +286,18 @@ impl Dispatcher {
         self.approver.public_key()
     }
 
-    /// The trust configuration.
-    pub fn trust(&self) -> TrustConfig {
+    /// The trust in force.
+    pub fn trust(&self) -> Arc<Trust> {
         self.trust.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The lock that serialises decisions on release `rid`.
+    fn release_lock(&self, rid: &str) -> Result<Arc<tokio::sync::Mutex<()>>, Error> {
+        let mut m = self
+            .release_locks
+            .lock()
+            .map_err(|_| Error::Other("lock".into()))?;
+        Ok(m.entry(rid.to_owned()).or_default().clone())
     }
 
     /// The policy in force.
@@ -381,7 +389,7 @@ impl Dispatcher {
 
     /// Re-reads the trust file (rotation, revocation).
     pub fn reload_trust(&self, actor: &str) -> Result<(), Error> {
-        let t = match load_trust(&self.cfg.trust_file) {
+        let t = match intake::load_trust(&self.cfg.trust_file, &self.approver.public_key()) {
             Ok(t) => t,
             Err(e) => {
                 self.audit(actor, "trust.reload", None, "refused", Some(&e.to_string()));
@@ -391,8 +399,10 @@ impl Dispatcher {
             }
         };
         if let Ok(mut cur) = self.trust.write() {
-            *cur = t;
+            *cur = Arc::new(t);
         }
+        // Every approved release is accepted again before its next push batch.
+        self.trust_generation.fetch_add(1, Ordering::SeqCst);
         // Releases refused under the old trust store are looked at again.
         crate::poll::forget_refusals();
         self.audit(actor, "trust.reload", None, "ok", None);
@@ -452,8 +462,10 @@ impl Dispatcher {
     ) -> Result<IntakeResult, Error> {
         let now = self.clock.now();
         let accepted = self.accept_or_refuse(envelope, actor, now)?;
-        let rid = accepted.verified.release_id();
+        let rid = accepted.accepted.release_id();
         let _guard = self.intake_lock.lock().await;
+        let lock = self.release_lock(&rid)?;
+        let _release = lock.lock().await;
         if let Some(existing) = self.store.release(&rid)? {
             return Ok(IntakeResult {
                 release_id: rid,
@@ -462,7 +474,7 @@ impl Dispatcher {
             });
         }
         let result = self
-            .check_and_store(&accepted, envelope, blob, key, source, now)
+            .check_and_store(&accepted, blob, key, source, now)
             .await;
         let record = match result {
             Ok(r) => r,
@@ -498,7 +510,8 @@ impl Dispatcher {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<intake::Accepted, Error> {
-        intake::accept(envelope, &self.trust(), now).map_err(|e| {
+        let rules = intake::intake_rules(self.cfg.require_author_signature);
+        intake::accept(envelope, &self.trust().store, &rules, now).map_err(|e| {
             let err = Error::refused(e);
             let rid = suit::Envelope::decode(envelope, &suit::Limits::default())
                 .ok()
@@ -527,28 +540,19 @@ impl Dispatcher {
     async fn check_and_store(
         &self,
         accepted: &intake::Accepted,
-        envelope: &[u8],
         blob: &[u8],
         key: Option<Zeroizing<Vec<u8>>>,
         source: &str,
         now: DateTime<Utc>,
     ) -> Result<ReleaseRecord, Error> {
-        let v = &accepted.verified;
+        let v = &accepted.accepted;
         let rid = v.release_id();
         let refuse = Error::refused;
+        let facts = v.release().map_err(refuse)?;
         // The blob must be the ciphertext the publisher signed (component #1), before any
         // key is asked for.
         suit::release::check_ciphertext(v, blob).map_err(refuse)?;
-        let info = suit::release::encryption_info(v).map_err(refuse)?;
-        let release_kid = info
-            .recipients
-            .first()
-            .and_then(|r| r.kid.as_ref())
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .ok_or_else(|| Error::Refused {
-                check: "encryption-info".into(),
-                detail: "no recipient".into(),
-            })?;
+        let release_kid = facts.release_kid_text();
         let key = match key {
             Some(k) => {
                 if accepted.facts.publisher_role != suit::Role::Internal
@@ -574,10 +578,11 @@ impl Dispatcher {
         let w = |name: &str, data: &[u8], mode: u32| {
             key_repo::crypto::write_file_atomic(&dir.join(name), data, mode)
         };
-        w("envelope.suit", envelope, 0o644)?;
+        // Only the canonical envelope (authenticated blocks only) is kept and forwarded.
+        w("envelope.suit", v.canonical(), 0o644)?;
         w("blob.enc", blob, 0o644)?;
         w("key.cbor", &key, 0o600)?;
-        let m = &v.envelope().manifest;
+        let m = v.manifest();
         let record = ReleaseRecord {
             id: rid.clone(),
             received_at: now,
@@ -593,7 +598,7 @@ impl Dispatcher {
                 .map(|sv| suit::manifest::format_version(&sv.version)),
             facts: Facts::from_policy(&accepted.facts),
             image_size: image.len() as u64,
-            envelope_size: envelope.len() as u64,
+            envelope_size: v.canonical().len() as u64,
             blob_size: blob.len() as u64,
             parts: Vec::new(),
         };
@@ -690,6 +695,10 @@ impl Dispatcher {
         if req.reason.trim().is_empty() {
             return Err(Error::BadRequest("a reason is required".into()));
         }
+        // One decision at a time per release: a second approval, or a rejection racing
+        // this approval, sees the outcome of this one (409), never a second rollout.
+        let lock = self.release_lock(rid)?;
+        let _decision = lock.lock().await;
         let r = self
             .store
             .release(rid)?
@@ -740,10 +749,17 @@ impl Dispatcher {
     }
 
     /// Operator rejection of every pending part.
-    pub fn reject(&self, rid: &str, who: &Operator, reason: &str) -> Result<ReleaseRecord, Error> {
+    pub async fn reject(
+        &self,
+        rid: &str,
+        who: &Operator,
+        reason: &str,
+    ) -> Result<ReleaseRecord, Error> {
         if reason.trim().is_empty() {
             return Err(Error::BadRequest("a reason is required".into()));
         }
+        let lock = self.release_lock(rid)?;
+        let _decision = lock.lock().await;
         let mut r = self
             .store
             .release(rid)?
@@ -1100,6 +1116,12 @@ impl Dispatcher {
             if !window_open(&policy, rec.window.as_deref(), now) {
                 continue;
             }
+            if matches!(rec.rollout.status, Status::Running | Status::Scheduled)
+                && let Err(e) = self.check_approved(&rec.rollout.release_id)
+            {
+                self.stop_unacceptable(rec, &e);
+                continue;
+            }
             let before = rec.clone();
             let devs = rec.rollout.due(now, limit - out.len());
             if *rec != before
@@ -1116,6 +1138,30 @@ impl Dispatcher {
         out
     }
 
+    /// A rollout whose release is no longer acceptable (its signer revoked or expired, the
+    /// trust store changed) is aborted: nothing more is sent, the operator is alerted.
+    fn stop_unacceptable(&self, rec: &mut RolloutRecord, e: &Error) {
+        let reason = format!("release no longer acceptable: {e}");
+        let before = rec.clone();
+        if rec.rollout.abort(&reason).is_err() {
+            return;
+        }
+        rec.alert = Some(reason.clone());
+        if let Err(err) = self.store.put_rollout(rec) {
+            tracing::error!(error = %err, "cannot persist the abort; not sending");
+            *rec = before;
+            return;
+        }
+        tracing::error!(rollout = %rec.rollout.id, release = %rec.rollout.release_id, error = %e, "rollout aborted");
+        self.audit(
+            "dispatcher",
+            "rollout.abort",
+            Some(&rec.rollout.id),
+            "refused",
+            Some(&reason),
+        );
+    }
+
     /// Devices in flight over all rollouts.
     pub fn in_flight(&self) -> usize {
         self.rollouts
@@ -1126,23 +1172,55 @@ impl Dispatcher {
 
     /// The approval signature (DESIGN.md §2 flow 3): made when a person or the policy
     /// approves, never at intake, so no approved envelope exists for a held or rejected
-    /// release. The stored envelope is verified again against the trust store in force (a
-    /// publisher key revoked since intake stops the approval).
+    /// release. The stored envelope is accepted again, at every approval and rollout start,
+    /// against the trust store in force (a publisher key revoked since intake stops it),
+    /// and the approval is signed over that acceptance.
     fn sign_approval(&self, rid: &str) -> Result<(), Error> {
         let dir = self.store.release_dir(rid);
-        if dir.join("approved.suit").exists() {
-            return Ok(());
-        }
         let envelope = std::fs::read(dir.join("envelope.suit"))
             .map_err(|e| Error::io(dir.join("envelope.suit"), e))?;
-        let accepted = intake::accept(&envelope, &self.trust(), self.clock.now()).map_err(|e| {
-            Error::Conflict(format!(
-                "cannot approve: the envelope no longer verifies ({}): {e}",
-                e.code()
-            ))
-        })?;
-        let approved = suit::approve(&accepted.verified, &self.approver);
+        let rules = intake::intake_rules(self.cfg.require_author_signature);
+        let accepted = intake::accept(&envelope, &self.trust().store, &rules, self.clock.now())
+            .map_err(|e| {
+                Error::Conflict(format!(
+                    "cannot approve: the release is no longer acceptable ({}): {e}",
+                    e.code()
+                ))
+            })?;
+        let approved = suit::approve(&accepted.accepted, &self.approver)
+            .map_err(|e| Error::Conflict(format!("cannot approve: {e}")))?;
         key_repo::crypto::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
+        if let Ok(mut m) = self.artifacts.lock() {
+            m.remove(rid);
+        }
+        if let Ok(mut m) = self.accepted_at.lock() {
+            m.remove(rid);
+        }
+        Ok(())
+    }
+
+    /// Before a push batch: the approved envelope of `rid` is accepted again (the one
+    /// acceptance path, with the approval required) unless it was within the last
+    /// [`REACCEPT_AFTER_SECS`] under the same trust generation.
+    pub fn check_approved(&self, rid: &str) -> Result<(), Error> {
+        let now = self.clock.now();
+        let generation = self.trust_generation.load(Ordering::SeqCst);
+        if let Ok(m) = self.accepted_at.lock()
+            && let Some((g, at)) = m.get(rid)
+            && *g == generation
+            && (now - *at).num_seconds() < REACCEPT_AFTER_SECS
+            && now >= *at
+        {
+            return Ok(());
+        }
+        let dir = self.store.release_dir(rid);
+        let approved = std::fs::read(dir.join("approved.suit"))
+            .map_err(|e| Error::io(dir.join("approved.suit"), e))?;
+        let rules = intake::approved_rules(self.cfg.require_author_signature);
+        intake::accept(&approved, &self.trust().store, &rules, now).map_err(Error::refused)?;
+        if let Ok(mut m) = self.accepted_at.lock() {
+            m.insert(rid.to_owned(), (generation, now));
+        }
         Ok(())
     }
 

@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use chrono::{DateTime, TimeZone, Utc};
-use dispatcher::intake::{KeyConfig, TrustConfig, accept};
+use dispatcher::intake::{accept, intake_rules};
 use suit::release::{ReleaseParams, build_release};
+use suit::trust::{KeyEntry, Timestamp, TrustFile};
 use suit::{Category, IcsMetadata, Role, SigningKey, UpdateType};
 use uuid::Uuid;
 
@@ -39,16 +40,24 @@ fn release(signer: &SigningKey, t: UpdateType) -> Vec<u8> {
         .envelope
 }
 
-fn entry(k: &SigningKey, role: &str) -> KeyConfig {
-    KeyConfig {
-        kid: String::from_utf8(k.kid().to_vec()).unwrap(),
-        role: role.into(),
-        pem: k.public_key().to_pem(),
-        vendors: vec![VENDOR],
-        valid_from: None,
-        valid_until: None,
-        revoked: false,
+fn entry(k: &SigningKey, role: Role) -> KeyEntry {
+    KeyEntry {
+        vendors: Some(vec![VENDOR.to_string()]),
+        ..KeyEntry::new(
+            std::str::from_utf8(k.kid()).unwrap(),
+            role,
+            &k.public_key().to_pem(),
+        )
     }
+}
+
+/// Accepts at intake under the trust file as it stands.
+fn at_intake(
+    envelope: &[u8],
+    trust: &TrustFile,
+) -> Result<dispatcher::intake::Accepted, suit::Error> {
+    let store = trust.to_store(&mut suit::trust::no_key_files).unwrap();
+    accept(envelope, &store, &intake_rules(true), now())
 }
 
 fn code(r: Result<dispatcher::intake::Accepted, suit::Error>) -> String {
@@ -59,10 +68,10 @@ fn code(r: Result<dispatcher::intake::Accepted, suit::Error>) -> String {
 #[test]
 fn manufacturer_release_is_accepted_with_its_facts() {
     let maker = key("acme");
-    let trust = TrustConfig {
-        keys: vec![entry(&maker, "manufacturer")],
+    let trust = TrustFile {
+        keys: vec![entry(&maker, Role::Manufacturer)],
     };
-    let a = accept(&release(&maker, UpdateType::T2), &trust, now()).unwrap();
+    let a = at_intake(&release(&maker, UpdateType::T2), &trust).unwrap();
     assert_eq!(a.publisher_kid, "acme");
     assert_eq!(a.facts.update_type, UpdateType::T2);
     assert_eq!(a.facts.publisher_role, Role::Manufacturer);
@@ -75,48 +84,52 @@ fn roles_vendors_rotation_and_revocation() {
     let maker = key("acme");
     let lib = key("libco");
     let rogue = key("rogue");
-    let mut trust = TrustConfig {
-        keys: vec![entry(&maker, "manufacturer"), entry(&lib, "third-party")],
+    let mut trust = TrustFile {
+        keys: vec![
+            entry(&maker, Role::Manufacturer),
+            entry(&lib, Role::ThirdParty),
+        ],
     };
 
     assert_eq!(
-        code(accept(&release(&rogue, UpdateType::T2), &trust, now())),
+        code(at_intake(&release(&rogue, UpdateType::T2), &trust)),
         "untrusted-signer"
     );
     assert_eq!(
-        code(accept(&release(&lib, UpdateType::T2), &trust, now())),
+        code(at_intake(&release(&lib, UpdateType::T2), &trust)),
         "signer-not-authorized"
     );
-    let t1 = accept(&release(&lib, UpdateType::T1), &trust, now()).unwrap();
+    let t1 = at_intake(&release(&lib, UpdateType::T1), &trust).unwrap();
     assert_eq!(t1.facts.publisher_role, Role::ThirdParty);
 
     // Scoped to another vendor.
-    trust.keys[0].vendors = vec![Uuid::from_u128(1)];
+    trust.keys[0].vendors = Some(vec![Uuid::from_u128(1).to_string()]);
     assert_eq!(
-        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
+        code(at_intake(&release(&maker, UpdateType::T2), &trust)),
         "signer-not-authorized"
     );
-    trust.keys[0].vendors = vec![VENDOR];
+    trust.keys[0].vendors = Some(vec![VENDOR.to_string()]);
 
     // Rotation: outside the validity period the key is not trusted.
-    trust.keys[0].valid_until = Some(now() - chrono::Duration::days(1));
+    let secs = |t: DateTime<Utc>| Timestamp(t.timestamp() as u64);
+    trust.keys[0].valid_until = Some(secs(now() - chrono::Duration::days(1)));
     assert_eq!(
-        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
-        "untrusted-signer"
+        code(at_intake(&release(&maker, UpdateType::T2), &trust)),
+        "signer-expired"
     );
     trust.keys[0].valid_until = None;
-    trust.keys[0].valid_from = Some(now() + chrono::Duration::days(1));
+    trust.keys[0].valid_from = Some(secs(now() + chrono::Duration::days(1)));
     assert_eq!(
-        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
-        "untrusted-signer"
+        code(at_intake(&release(&maker, UpdateType::T2), &trust)),
+        "signer-not-yet-valid"
     );
     trust.keys[0].valid_from = None;
 
     // Revocation.
     trust.keys[0].revoked = true;
     assert_eq!(
-        code(accept(&release(&maker, UpdateType::T2), &trust, now())),
-        "untrusted-signer"
+        code(at_intake(&release(&maker, UpdateType::T2), &trust)),
+        "signer-revoked"
     );
 }
 
@@ -143,9 +156,36 @@ fn release_without_ics_metadata_is_refused() {
     let maker = key("acme");
     let sig = maker.sign1_detached(&suit::envelope::manifest_digest(&manifest));
     let env = suit::envelope::build_envelope(&manifest, &[&sig], &[]);
-    let mut trust = TrustConfig {
-        keys: vec![entry(&maker, "manufacturer")],
+    let mut trust = TrustFile {
+        keys: vec![entry(&maker, Role::Manufacturer)],
     };
-    trust.keys[0].vendors = vec![]; // the example's vendor is not ours; scope is not the point here
-    assert_eq!(code(accept(&env, &trust, now())), "profile-violation");
+    // The example's vendor is not ours; scope is not the point here.
+    trust.keys[0].vendors = Some(vec!["*".into()]);
+    assert_eq!(code(at_intake(&env, &trust)), "profile-violation");
+}
+
+#[test]
+fn trust_file_with_key_files_and_the_approval_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let maker = key("acme");
+    let approver = key("dispatcher-1");
+    std::fs::write(dir.path().join("acme.pem"), maker.public_key().to_pem()).unwrap();
+    let text = format!(
+        "[[key]]\nkid = \"acme\"\nrole = \"manufacturer\"\npublic_key_file = \"acme.pem\"\n\
+         vendors = [\"{VENDOR}\"]\n"
+    );
+    let path = dir.path().join("trust.toml");
+    std::fs::write(&path, &text).unwrap();
+    let t = dispatcher::intake::load_trust(&path, &approver.public_key()).unwrap();
+    // The key file is inlined for bundles; the approval key is in the store.
+    assert!(t.file.keys[0].public_key.is_some());
+    assert_eq!(
+        t.store.by_kid(b"dispatcher-1").map(|a| a.role()),
+        Some(Role::Approver)
+    );
+    // The dispatcher's own kid cannot be claimed by the file.
+    let clash = text.replace("kid = \"acme\"", "kid = \"dispatcher-1\"");
+    std::fs::write(&path, clash).unwrap();
+    let e = dispatcher::intake::load_trust(&path, &approver.public_key()).unwrap_err();
+    assert!(e.to_string().contains("approval kid"), "{e}");
 }

@@ -27,10 +27,16 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     if let Ok(env) = suit::Envelope::decode(data, &limits) {
         let _ = suit::inspect::describe(&env);
-        if let Ok(v) = suit::verify::verify_envelope(env, trust()) {
+    }
+    // Both profiles: the release profile runs the one parameter resolver as well.
+    for rules in [suit::Rules::generic(), suit::Rules::dispatcher_intake()] {
+        if let Ok(v) = suit::accept(data, trust(), &rules, 0) {
             let _ = suit::release::encryption_info(&v);
             let dev = suit::DeviceState::new(Default::default(), Default::default());
             let _ = suit::evaluate(&v, &dev, &limits);
+            // An accepted envelope's canonical form is accepted again, unchanged.
+            let again = suit::accept(v.canonical(), trust(), &rules, 0).map(|a| a.canonical().to_vec());
+            assert_eq!(again.as_deref().ok(), Some(v.canonical()));
         }
     }
     let _ = suit::EncryptionInfo::decode(data);

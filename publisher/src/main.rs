@@ -86,6 +86,23 @@ enum Command {
         /// Trusted T3 author key: requires and checks the author signature.
         #[arg(long)]
         author_trust: Vec<PathBuf>,
+        /// A trust-store file (TOML, docs/trust-store.md): roles, vendor scopes, validity and
+        /// revocation, as the update server, dispatcher and devices read it.
+        #[arg(long)]
+        trust_store: Option<PathBuf>,
+        /// Require the domain's approval signature (implied by --approver).
+        #[arg(long)]
+        require_approval: bool,
+        /// Require a verified author signature on T3 releases (implied by --author-trust).
+        #[arg(long)]
+        require_author: bool,
+        /// Judge key validity at this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Accept any authenticated SUIT envelope (e.g. the IETF examples), not only releases
+        /// of this project's profile (docs/acceptance.md).
+        #[arg(long)]
+        generic: bool,
         /// Write the decrypted image here once every check has passed.
         #[arg(long)]
         extract: Option<PathBuf>,
@@ -322,9 +339,22 @@ fn run(cli: Cli) -> Result<()> {
             payload,
             release_key,
             author_trust,
+            trust_store,
+            require_approval,
+            require_author,
+            at,
+            generic,
             extract,
             json,
         } => {
+            let at = match at {
+                Some(t) => Some(
+                    suit::trust::Timestamp::parse(&t)
+                        .map_err(|e| publisher::CliError::Input(format!("--at: {e}")))?
+                        .0,
+                ),
+                None => None,
+            };
             let args = VerifyArgs {
                 envelope,
                 trust,
@@ -334,6 +364,11 @@ fn run(cli: Cli) -> Result<()> {
                 payload,
                 release_key,
                 author_trust,
+                trust_store,
+                require_approval,
+                require_author,
+                at,
+                generic,
                 extract,
             };
             let report = publisher::verify::verify(&args)?;

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use suit::release::PayloadVerifier;
-use suit::{Limits, ReleaseKey, Role, TrustAnchor, TrustStore};
+use suit::{ApprovalRule, AuthorRule, Limits, ReleaseKey, Role, Rules, TrustAnchor, TrustStore};
 use zeroize::Zeroizing;
 
 use crate::files::read_bounded;
@@ -41,6 +41,16 @@ pub struct VerifyArgs {
     pub release_key: Option<PathBuf>,
     /// T3 author key.
     pub author_trust: Vec<PathBuf>,
+    /// A trust-store file (TOML).
+    pub trust_store: Option<PathBuf>,
+    /// Require the approval signature (also implied by `approver`).
+    pub require_approval: bool,
+    /// Require a verified T3 author signature (also implied by `author_trust`).
+    pub require_author: bool,
+    /// Unix time to judge key validity at (default: now).
+    pub at: Option<u64>,
+    /// Any authenticated SUIT envelope, not only the release profile.
+    pub generic: bool,
     /// Where to write the decrypted image (only after every check passed).
     pub extract: Option<PathBuf>,
 }
@@ -54,17 +64,24 @@ pub struct VerifyReport {
     pub passed: Vec<String>,
 }
 
-/// `publisher verify`: signatures or MAC, then the payload checks that the inputs allow.
-pub fn verify(a: &VerifyArgs) -> Result<VerifyReport> {
-    if a.trust.is_empty() && a.third_party.is_empty() && a.mac_key.is_none() {
-        return Err(CliError::Input(
-            "give at least one --trust PUBPEM (or --mac-key) to verify against".into(),
-        ));
-    }
-    if a.release_key.is_some() && a.payload.is_none() {
-        return Err(CliError::Input("--release-key needs --payload".into()));
-    }
-    let mut trust = TrustStore::new();
+/// Largest trust-store file read.
+const TRUST_FILE_LIMIT: u64 = suit::trust::MAX_TRUST_FILE as u64;
+
+/// Builds the trust store from the trust-store file and the keys given one by one.
+fn trust_store(a: &VerifyArgs) -> Result<TrustStore> {
+    let mut trust = match &a.trust_store {
+        Some(path) => {
+            let text = read_bounded(path, TRUST_FILE_LIMIT, "cannot read trust store")?;
+            let text = String::from_utf8(text)
+                .map_err(|_| CliError::Input(format!("{}: not UTF-8", path.display())))?;
+            let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+            TrustStore::from_toml(&text, &mut |name| {
+                std::fs::read_to_string(base.join(name)).map_err(|e| e.to_string())
+            })
+            .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?
+        }
+        None => TrustStore::new(),
+    };
     // Keys given by a person on the command line are tried against every signature.
     for (paths, role) in [
         (&a.trust, Role::Manufacturer),
@@ -76,13 +93,49 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport> {
             trust.add(TrustAnchor::new(load_public_key(p)?, role).matching_any_kid());
         }
     }
-    trust.require_approval = !a.approver.is_empty();
-    trust.require_author = !a.author_trust.is_empty();
     if let Some(k) = &a.mac_key {
         trust.add_mac_key(k);
     }
+    Ok(trust)
+}
+
+/// The rules `publisher verify` accepts under: the release profile, as the update server,
+/// the dispatcher and devices apply it (`suit::Rules::publisher_check`).
+fn rules(a: &VerifyArgs) -> Rules {
+    let mut rules = if a.generic {
+        Rules::generic()
+    } else {
+        Rules::publisher_check()
+    };
+    if a.require_approval || !a.approver.is_empty() {
+        rules.approval = ApprovalRule::Required;
+    }
+    if a.require_author || !a.author_trust.is_empty() {
+        rules.author = AuthorRule::Require;
+    }
+    rules
+}
+
+/// `publisher verify`: `suit::accept`, then the payload checks that the inputs allow.
+pub fn verify(a: &VerifyArgs) -> Result<VerifyReport> {
+    if a.trust.is_empty()
+        && a.third_party.is_empty()
+        && a.mac_key.is_none()
+        && a.trust_store.is_none()
+    {
+        return Err(CliError::Input(
+            "give --trust-store FILE or at least one --trust PUBPEM (or --mac-key) to verify against"
+                .into(),
+        ));
+    }
+    if a.release_key.is_some() && a.payload.is_none() {
+        return Err(CliError::Input("--release-key needs --payload".into()));
+    }
+    let trust = trust_store(a)?;
+    let rules = rules(a);
     let bytes = read_bounded(&a.envelope, ENVELOPE_FILE_LIMIT, "cannot read envelope")?;
-    let verified = suit::verify(&bytes, &trust, &Limits::default())?;
+    let now = a.at.unwrap_or_else(now_unix);
+    let verified = suit::accept(&bytes, &trust, &rules, now)?;
     let mut passed = vec![
         "manifest digest".to_owned(),
         match verified
@@ -98,8 +151,15 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport> {
     if verified.approved() {
         passed.push("approval signature".into());
     }
-    if verified.author_verified() {
-        passed.push("T3 author signature".into());
+    match verified.author() {
+        suit::AuthorStatus::Verified { .. } => passed.push("T3 author signature".into()),
+        suit::AuthorStatus::Missing => {
+            passed.push("T3 author signature MISSING (not required)".into())
+        }
+        suit::AuthorStatus::UnknownKey { kid } => passed.push(format!(
+            "T3 author signature by unknown key {kid} (not checked)"
+        )),
+        _ => {}
     }
 
     if let Some(payload) = &a.payload {
@@ -156,4 +216,11 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport> {
         release_id: verified.release_id(),
         passed,
     })
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

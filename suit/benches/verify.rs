@@ -32,16 +32,17 @@ fn bench(c: &mut Criterion) {
     trust.add(TrustAnchor::new(signer.public_key(), Role::Manufacturer));
     let limits = Limits::default();
 
-    c.bench_function("verify envelope (decode + digest + ES256)", |b| {
-        b.iter(|| suit::verify(black_box(&env), &trust, &limits).unwrap())
+    let rules = suit::Rules::dispatcher_intake();
+    c.bench_function("accept envelope (decode + digest + ES256 + profile)", |b| {
+        b.iter(|| suit::accept(black_box(&env), &trust, &rules, 0).unwrap())
     });
     c.bench_function("decode envelope only", |b| {
         b.iter(|| suit::Envelope::decode(black_box(&env), &limits).unwrap())
     });
-    let v = suit::verify(&env, &trust, &limits).unwrap();
+    let v = suit::accept(&env, &trust, &rules, 0).unwrap();
     let approver = SigningKey::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
     c.bench_function("approve (add second COSE_Sign1)", |b| {
-        b.iter(|| suit::approve(black_box(&v), &approver))
+        b.iter(|| suit::approve(black_box(&v), &approver).unwrap())
     });
     let mut g = c.benchmark_group("payload");
     g.throughput(Throughput::Bytes(payload.len() as u64));

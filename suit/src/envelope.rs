@@ -23,22 +23,22 @@ pub struct ReceivedAuthBlock {
     pub block: AuthBlock,
 }
 
-/// A decoded, **not yet verified** SUIT envelope. Use [`crate::verify`] to obtain a
-/// [`crate::Verified`] before acting on anything in it.
+/// A decoded, **not yet accepted** SUIT envelope: read-only, for inspection. Use
+/// [`crate::accept`] to obtain a [`crate::Accepted`] before acting on anything in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// The manifest digest claimed by the authentication wrapper.
-    pub digest: SuitDigest,
+    pub(crate) digest: SuitDigest,
     /// Encoded SUIT_Digest as received: the detached payload of every authentication block.
     pub(crate) digest_bytes: Vec<u8>,
     /// Authentication blocks, in order.
-    pub auth_blocks: Vec<ReceivedAuthBlock>,
+    pub(crate) auth_blocks: Vec<ReceivedAuthBlock>,
     /// The manifest bstr as received, including its CBOR head (what the digest covers).
     pub(crate) manifest_bstr: Vec<u8>,
     /// The decoded manifest.
-    pub manifest: Manifest,
+    pub(crate) manifest: Manifest,
     /// Integrated payloads (tstr keys), by key.
-    pub integrated_payloads: Vec<(String, Vec<u8>)>,
+    pub(crate) integrated_payloads: Vec<(String, Vec<u8>)>,
     /// Envelope members other than the authentication wrapper: (raw key, raw value).
     members: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -184,6 +184,38 @@ impl Envelope {
         })
     }
 
+    /// The manifest digest claimed by the authentication wrapper.
+    pub fn digest(&self) -> &SuitDigest {
+        &self.digest
+    }
+
+    /// The authentication blocks as received, in order.
+    pub fn auth_blocks(&self) -> &[ReceivedAuthBlock] {
+        &self.auth_blocks
+    }
+
+    /// The decoded manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Integrated payloads (tstr keys), by key.
+    pub fn integrated_payloads(&self) -> &[(String, Vec<u8>)] {
+        &self.integrated_payloads
+    }
+
+    /// The members other than the wrapper as received: (raw key, raw value).
+    #[cfg(feature = "test-corpus")]
+    pub(crate) fn members_raw(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.members
+    }
+
+    /// Whether the envelope carries the member with this integer key.
+    pub fn has_member(&self, key: i64) -> bool {
+        let raw = cbor::encode(&ciborium::Value::Integer(key.into()));
+        self.members.iter().any(|(k, _)| *k == raw)
+    }
+
     /// Release identity: hex SHA-256 of the manifest bstr (DESIGN.md §3).
     pub fn release_id(&self) -> String {
         hex::encode(Sha256::digest(&self.manifest_bstr))
@@ -201,13 +233,14 @@ impl Envelope {
 
     /// Re-encodes the envelope with `block` appended to the authentication wrapper. Every
     /// other member keeps its received bytes, so the manifest digest is unchanged.
-    pub fn encode_with_extra_block(&self, block: &[u8]) -> Vec<u8> {
+    pub(crate) fn encode_with_extra_block(&self, block: &[u8]) -> Vec<u8> {
         let mut blocks: Vec<&[u8]> = self.auth_blocks.iter().map(|b| &b.bytes[..]).collect();
         blocks.push(block);
         self.encode_with_blocks(&blocks)
     }
 
-    /// Encodes the envelope with the given authentication blocks.
+    /// Encodes the envelope with the given authentication blocks (tests build hostile
+    /// envelopes with it; nothing it makes is accepted without [`crate::accept`]).
     pub fn encode_with_blocks(&self, blocks: &[&[u8]]) -> Vec<u8> {
         encode_envelope(&self.digest_bytes, blocks, &self.members)
     }

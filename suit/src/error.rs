@@ -107,6 +107,16 @@ pub enum Error {
     NoTrustedSignature { kids: String },
     #[error("approval signature by the domain dispatcher is missing")]
     ApprovalMissing,
+    #[error("signer {kid} is revoked")]
+    SignerRevoked { kid: String },
+    #[error("signer {kid} is not valid yet (before its valid_from)")]
+    SignerNotYetValid { kid: String },
+    #[error("signer {kid} has expired (after its valid_until)")]
+    SignerExpired { kid: String },
+    #[error("more than one authentication block by {kid}")]
+    DuplicateSignature { kid: String },
+    #[error("parameter {parameter} of component {component} is given two different values")]
+    ParameterConflict { component: usize, parameter: i64 },
     #[error("signer {kid} is not authorised: {reason}")]
     SignerNotAuthorized { kid: String, reason: String },
     #[error("T3 release carries no author signature")]
@@ -152,9 +162,13 @@ impl Error {
             Error::NoTrustedSignature { .. } => "untrusted-signer",
             Error::ApprovalMissing => "approval-missing",
             Error::SignerNotAuthorized { .. } => "signer-not-authorized",
-            Error::AuthorSignatureMissing | Error::AuthorSignatureInvalid => {
-                "author-signature-invalid"
-            }
+            Error::SignerRevoked { .. } => "signer-revoked",
+            Error::SignerNotYetValid { .. } => "signer-not-yet-valid",
+            Error::SignerExpired { .. } => "signer-expired",
+            Error::DuplicateSignature { .. } => "duplicate-signature",
+            Error::ParameterConflict { .. } => "parameter-conflict",
+            Error::AuthorSignatureMissing => "author-signature-missing",
+            Error::AuthorSignatureInvalid => "author-signature-invalid",
             Error::ProfileViolation(_) => "profile-violation",
             Error::WrongKeyId { .. } | Error::KeyUnwrapFailed => "wrong-release-key",
             Error::DecryptionFailed => "decryption-failed",

@@ -6,7 +6,7 @@
 //! randomness is a parameter.
 //!
 //! ```
-//! use suit::{Limits, TrustStore, TrustAnchor, Role, PublicKey};
+//! use suit::{Rules, TrustStore, TrustAnchor, Role, PublicKey};
 //!
 //! // The IETF example envelope (draft-ietf-suit-manifest, Appendix A, example 0).
 //! let envelope = std::fs::read("../../shared/vectors/suit-manifest/manifest-spec/example0.signed.cbor")
@@ -18,14 +18,18 @@
 //! let mut trust = TrustStore::new();
 //! // The spec examples carry no kid, so this key is tried against any signature.
 //! trust.add(TrustAnchor::new(PublicKey::from_pem(&pem).unwrap(), Role::Manufacturer).matching_any_kid());
-//! let verified = suit::verify(&envelope, &trust, &Limits::default()).unwrap();
-//! assert_eq!(verified.envelope().manifest.sequence_number, 0);
+//! // The vectors are not releases of this project's profile: accept them as generic SUIT.
+//! let accepted = suit::accept(&envelope, &trust, &Rules::generic(), 0).unwrap();
+//! assert_eq!(accepted.manifest().sequence_number, 0);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod cbor;
 pub mod consts;
+#[cfg(feature = "test-corpus")]
+pub mod corpus;
 pub mod cose;
 pub mod encryption;
 pub mod envelope;
@@ -37,8 +41,12 @@ pub mod limits;
 pub mod manifest;
 pub mod process;
 pub mod release;
-pub mod verify;
+pub mod trust;
 
+pub use accept::{
+    Accepted, ApprovalRule, AuthorRule, AuthorStatus, Profile, Release, Rules, Signer, accept,
+    approve,
+};
 pub use cose::{PublicKey, SigningKey};
 pub use encryption::{EncryptionInfo, PayloadDecryptor, PayloadEncryptor, ReleaseKey};
 pub use envelope::Envelope;
@@ -48,4 +56,4 @@ pub use limits::Limits;
 pub use manifest::{Manifest, SuitDigest};
 pub use process::{DeviceState, Plan, evaluate};
 pub use release::{ImageInfo, ReleaseParams};
-pub use verify::{Role, Signer, TrustAnchor, TrustStore, Verified, approve, verify};
+pub use trust::{KeyStanding, Role, TrustAnchor, TrustFile, TrustStore, UnixTime};

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use crate::accept::Accepted;
 use crate::consts::{cmd, manifest as mk, param};
 use crate::error::{ConditionError, Error};
 use crate::limits::Limits;
 use crate::manifest::{
     Command, CommandSequence, ComponentIndex, Param, VendorId, VersionMatch, format_version,
 };
-use crate::verify::Verified;
 
 /// What the device knows about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +89,8 @@ struct Machine<'a> {
 
 /// Evaluates the manifest against the device: anti-rollback first, then the shared
 /// sequence, payload-fetch, install and validate sequences.
-pub fn evaluate(verified: &Verified, device: &DeviceState, limits: &Limits) -> Result<Plan, Error> {
-    let manifest = &verified.envelope().manifest;
+pub fn evaluate(verified: &Accepted, device: &DeviceState, limits: &Limits) -> Result<Plan, Error> {
+    let manifest = verified.manifest();
     // §8.4.2: the sequence number must be strictly greater than the installed one.
     if let Some(installed) = device.installed_sequence
         && manifest.sequence_number <= installed

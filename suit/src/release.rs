@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::accept::Accepted;
 use crate::cbor;
 use crate::consts::{cmd, manifest as mk, param};
 use crate::cose::SigningKey;
@@ -31,7 +32,6 @@ use crate::manifest::{
     Command, CommandSequence, Common, ComponentIndex, Manifest, Param, Parameters, SuitDigest,
     VendorId, VersionMatch, encode_common, encode_set_version,
 };
-use crate::verify::Verified;
 
 /// Component index of the installed (plaintext) image.
 pub const COMPONENT_IMAGE: usize = 0;
@@ -255,22 +255,31 @@ fn image_info(manifest: &Manifest, component: usize) -> Option<ImageInfo> {
 }
 
 /// The ciphertext digest and size signed for the fetched blob (component #1).
-pub fn ciphertext_info(v: &Verified) -> Result<ImageInfo, Error> {
-    image_info(&v.envelope().manifest, COMPONENT_BLOB).ok_or(Error::ProfileViolation(
+pub fn ciphertext_info(v: &Accepted) -> Result<ImageInfo, Error> {
+    if let Ok(r) = v.release() {
+        return Ok(r.blob.clone());
+    }
+    image_info(v.manifest(), COMPONENT_BLOB).ok_or(Error::ProfileViolation(
         "ciphertext digest and size (component 1)",
     ))
 }
 
 /// The plaintext digest and size signed for the installed image (component #0).
-pub fn plaintext_info(v: &Verified) -> Result<ImageInfo, Error> {
-    image_info(&v.envelope().manifest, COMPONENT_IMAGE).ok_or(Error::ProfileViolation(
+pub fn plaintext_info(v: &Accepted) -> Result<ImageInfo, Error> {
+    if let Ok(r) = v.release() {
+        return Ok(r.image.clone());
+    }
+    image_info(v.manifest(), COMPONENT_IMAGE).ok_or(Error::ProfileViolation(
         "plaintext digest and size (component 0)",
     ))
 }
 
 /// The SUIT_Encryption_Info that decrypts into the installed image.
-pub fn encryption_info(v: &Verified) -> Result<EncryptionInfo, Error> {
-    let m = &v.envelope().manifest;
+pub fn encryption_info(v: &Accepted) -> Result<EncryptionInfo, Error> {
+    if let Ok(r) = v.release() {
+        return Ok(r.encryption.clone());
+    }
+    let m = v.manifest();
     (0..m.common.components.len())
         .find_map(
             |i| match component_params(m, i).remove(&param::ENCRYPTION_INFO) {
@@ -283,7 +292,7 @@ pub fn encryption_info(v: &Verified) -> Result<EncryptionInfo, Error> {
 }
 
 /// Checks a received blob against the signed ciphertext size and digest (no key needed).
-pub fn check_ciphertext(v: &Verified, payload: &[u8]) -> Result<(), Error> {
+pub fn check_ciphertext(v: &Accepted, payload: &[u8]) -> Result<(), Error> {
     let info = ciphertext_info(v)?;
     check_size_and_digest(
         &info,
@@ -324,7 +333,7 @@ pub fn check_size_and_digest(
 }
 
 /// Full payload check in one call: see [`PayloadVerifier`]. Returns the image.
-pub fn decrypt_payload(v: &Verified, payload: &[u8], key: &ReleaseKey) -> Result<Vec<u8>, Error> {
+pub fn decrypt_payload(v: &Accepted, payload: &[u8], key: &ReleaseKey) -> Result<Vec<u8>, Error> {
     let mut checker = PayloadVerifier::new(v, Some(key))?;
     let mut buf = payload.to_vec();
     let n = checker.update(&mut buf)?.len();
@@ -347,7 +356,7 @@ pub struct PayloadVerifier {
 
 impl PayloadVerifier {
     /// Starts a check; `key` enables decryption.
-    pub fn new(v: &Verified, key: Option<&ReleaseKey>) -> Result<Self, Error> {
+    pub fn new(v: &Accepted, key: Option<&ReleaseKey>) -> Result<Self, Error> {
         let ct = ciphertext_info(v)?;
         let decrypt = match key {
             Some(k) => Some((

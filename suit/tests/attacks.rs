@@ -10,7 +10,7 @@ use suit::manifest::{VersionMatch, parse_version};
 use suit::release::{author_sign, check_ciphertext, decrypt_payload};
 use suit::{
     ConditionError, DecodeError, DeviceState, Error, Limits, ReleaseKey, Role, TrustAnchor,
-    UpdateType, evaluate, verify,
+    UpdateType, evaluate,
 };
 
 fn lim() -> Limits {
@@ -188,7 +188,7 @@ fn device() -> DeviceState {
     DeviceState::new(VENDOR, CLASS)
 }
 
-fn verified(b: &Built, k: &suit::SigningKey) -> suit::Verified {
+fn verified(b: &Built, k: &suit::SigningKey) -> suit::Accepted {
     verify(&b.envelope, &trust(&[(k, Role::Manufacturer)]), &lim()).unwrap()
 }
 
@@ -365,34 +365,40 @@ fn missing_or_forged_approval() {
     let maker = key("maker");
     let dispatcher = key("dispatcher");
     let b = build(5, &maker);
-    let mut t = trust(&[(&maker, Role::Manufacturer), (&dispatcher, Role::Approver)]);
-    t.require_approval = true;
+    let t = trust(&[(&maker, Role::Manufacturer), (&dispatcher, Role::Approver)]);
+    let device = suit::Rules::device();
     assert_eq!(
-        verify(&b.envelope, &t, &lim()).unwrap_err(),
+        verify_with(&b.envelope, &t, &device).unwrap_err(),
         Error::ApprovalMissing
     );
 
     // The dispatcher approves: a second COSE_Sign1, manifest bytes unchanged.
     let intake = verified(&b, &maker);
-    let approved = suit::approve(&intake, &dispatcher);
-    let v = verify(&approved, &t, &lim()).unwrap();
+    let approved = suit::approve(&intake, &dispatcher).unwrap();
+    let v = verify_with(&approved, &t, &device).unwrap();
     assert!(v.approved());
     assert_eq!(v.release_id(), intake.release_id());
+    // Approving twice with the same key adds nothing.
+    assert!(matches!(
+        suit::approve(&v, &dispatcher),
+        Err(Error::DuplicateSignature { .. })
+    ));
 
-    // Approval by a key the device does not trust counts for nothing.
+    // Approval by a key the device does not trust is an unauthenticated block: refused,
+    // not ignored, so it can never travel on.
     let rogue = key("rogue");
-    assert_eq!(
-        verify(&suit::approve(&intake, &rogue), &t, &lim()).unwrap_err(),
-        Error::ApprovalMissing
-    );
+    assert!(matches!(
+        verify_with(&suit::approve(&intake, &rogue).unwrap(), &t, &device).unwrap_err(),
+        Error::NoTrustedSignature { kids } if kids == "rogue"
+    ));
     // An approval block lifted from another release is a forged signature.
     let other = build(6, &maker);
-    let other_approved = suit::approve(&verified(&other, &maker), &dispatcher);
+    let other_approved = suit::approve(&verified(&other, &maker), &dispatcher).unwrap();
     let (_, other_blocks) = parts(&other_approved);
     let (m, blocks) = parts(&b.envelope);
     let forged = assemble(&m, &[blocks[0].clone(), other_blocks[1].clone()]);
     assert_eq!(
-        verify(&forged, &t, &lim()).unwrap_err(),
+        verify_with(&forged, &t, &device).unwrap_err(),
         Error::SignatureInvalid {
             kid: "dispatcher".into()
         }
@@ -420,22 +426,33 @@ fn t3_author_signature_checked() {
         Error::AuthorSignatureInvalid
     );
 
-    // No author signature on a T3 release when authors are configured.
+    // No author signature on a T3 release: the caller's rule decides, never a silent skip.
+    let require = suit::Rules::publisher_check().with_author(suit::AuthorRule::Require);
     let b3 = build_with(&params(7, UpdateType::T3), &maker, &image);
     assert_eq!(
-        verify(&b3.envelope, &t, &lim()).unwrap_err(),
+        verify_with(&b3.envelope, &t, &require).unwrap_err(),
         Error::AuthorSignatureMissing
     );
+    let v3 = verify(&b3.envelope, &t, &lim()).unwrap();
+    assert_eq!(v3.author(), &suit::AuthorStatus::Missing);
 
-    // A signature by an untrusted author.
+    // A signature by an author nobody trusts.
     let mut p4 = params(8, UpdateType::T3);
     p4.ics.author_signature = Some(author_sign(&image, &key("someone")));
-    t.require_author = true;
     let b4 = build_with(&p4, &maker, &image);
     assert_eq!(
-        verify(&b4.envelope, &t, &lim()).unwrap_err(),
+        verify_with(&b4.envelope, &t, &require).unwrap_err(),
         Error::AuthorSignatureInvalid
     );
+    let v4 = verify(&b4.envelope, &t, &lim()).unwrap();
+    assert_eq!(
+        v4.author(),
+        &suit::AuthorStatus::UnknownKey {
+            kid: "someone".into()
+        }
+    );
+    t = trust(&[(&maker, Role::Manufacturer)]);
+    assert!(!verify(&b.envelope, &t, &lim()).unwrap().author_verified());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use ciborium::Value;
 use common::*;
 use suit::consts::{alg, envelope as ek, manifest as mk};
 use suit::envelope::{build_envelope, manifest_digest};
-use suit::{DecodeError, Error, Limits, Role, verify};
+use suit::{DecodeError, Error, Limits, Role};
 
 fn vectors() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
@@ -107,8 +107,8 @@ fn severed_install_member() {
     let t = trust(&[(&k, Role::Manufacturer)]);
 
     let with = build_envelope(&manifest, &[&sig], &[(ek::INSTALL, install.clone())]);
-    let v = verify(&with, &t, &Limits::default()).unwrap();
-    assert!(v.envelope().manifest.sequence(mk::INSTALL).is_some());
+    let v = verify_generic(&with, &t, &Limits::default()).unwrap();
+    assert!(v.manifest().sequence(mk::INSTALL).is_some());
     let text = suit::inspect::describe(v.envelope()).to_string();
     assert!(
         text.contains("sequence install (severed, supplied)"),
@@ -125,8 +125,8 @@ fn severed_install_member() {
 
     // Severed and absent: still verifies (the signature covers the digest), shown as absent.
     let without = build_envelope(&manifest, &[&sig], &[]);
-    let v = verify(&without, &t, &Limits::default()).unwrap();
-    assert!(v.envelope().manifest.sequence(mk::INSTALL).is_none());
+    let v = verify_generic(&without, &t, &Limits::default()).unwrap();
+    assert!(v.manifest().sequence(mk::INSTALL).is_none());
     assert!(
         suit::inspect::describe(v.envelope())
             .to_string()
@@ -138,7 +138,7 @@ fn severed_install_member() {
     let last = other.len() - 1;
     other[last] ^= 0x01; // condition-image-match policy 15 -> 14
     assert_eq!(
-        verify(
+        verify_generic(
             &build_envelope(&manifest, &[&sig], &[(ek::INSTALL, other)]),
             &t,
             &Limits::default()
@@ -202,13 +202,13 @@ fn unsupported_command_fails_when_reached_not_when_parsed() {
     use suit::manifest::{Command, CommandSequence};
     let k = key("maker");
     let b = build(3, &k);
-    let v = verify(
+    let v = verify_generic(
         &b.envelope,
         &trust(&[(&k, Role::Manufacturer)]),
         &Limits::default(),
     )
     .unwrap();
-    let mut m = v.envelope().manifest.clone();
+    let mut m = v.manifest().clone();
     // directive-wait (29, update-management) with an opaque argument: parses fine...
     let seq = CommandSequence(vec![Command::Other {
         id: suit::consts::cmd::WAIT,
@@ -245,7 +245,7 @@ fn unsupported_command_fails_when_reached_not_when_parsed() {
     };
     let sig = k.sign1_detached(&manifest_digest(&content));
     let env = build_envelope(&content, &[&sig], &[]);
-    let v = verify(
+    let v = verify_generic(
         &env,
         &trust(&[(&k, Role::Manufacturer)]),
         &Limits::default(),

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use suit::{Limits, Role, TrustStore, verify};
+use suit::{Limits, Role, Rules, TrustStore};
 
 #[derive(Debug, Clone)]
 enum Mutation {
@@ -49,6 +49,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 struct Case {
     envelope: Vec<u8>,
     trust: TrustStore,
+    rules: Rules,
 }
 
 fn cases() -> &'static [Case] {
@@ -60,16 +61,17 @@ fn make_cases() -> Vec<Case> {
     let maker = key("maker");
     let dispatcher = key("dispatcher");
     let b = build(9, &maker);
-    let mut t = trust(&[(&maker, Role::Manufacturer), (&dispatcher, Role::Approver)]);
+    let t = trust(&[(&maker, Role::Manufacturer), (&dispatcher, Role::Approver)]);
     let plain = Case {
         envelope: b.envelope.clone(),
         trust: t.clone(),
+        rules: Rules::dispatcher_intake(),
     };
-    let v = verify(&b.envelope, &t, &Limits::default()).unwrap();
-    t.require_approval = true;
+    let v = verify_with(&b.envelope, &t, &Rules::dispatcher_intake()).unwrap();
     let approved = Case {
-        envelope: suit::approve(&v, &dispatcher),
+        envelope: suit::approve(&v, &dispatcher).unwrap(),
         trust: t,
+        rules: Rules::device(),
     };
     vec![plain, approved]
 }
@@ -80,10 +82,10 @@ proptest! {
     #[test]
     fn mutated_envelopes_are_rejected(which in 0usize..2, m in mutation()) {
         let case = &cases()[which];
-        prop_assert!(verify(&case.envelope, &case.trust, &Limits::default()).is_ok());
+        prop_assert!(verify_with(&case.envelope, &case.trust, &case.rules).is_ok());
         let mutated = apply(&case.envelope, &m);
         prop_assume!(mutated != case.envelope);
-        let r = verify(&mutated, &case.trust, &Limits::default());
+        let r = verify_with(&mutated, &case.trust, &case.rules);
         prop_assert!(r.is_err(), "mutation {:?} was accepted", m);
     }
 
@@ -106,7 +108,7 @@ fn every_single_bit_flip_is_rejected() {
                 let mut m = case.envelope.clone();
                 m[i] ^= 1 << bit;
                 assert!(
-                    verify(&m, &case.trust, &Limits::default()).is_err(),
+                    verify_with(&m, &case.trust, &case.rules).is_err(),
                     "flip of bit {bit} in byte {i} (0x{:02x}) was accepted",
                     case.envelope[i]
                 );

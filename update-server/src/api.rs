@@ -14,7 +14,6 @@ use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 
 use crate::auth::Principal;
@@ -208,8 +207,7 @@ async fn upload(
             Err(e) => Some((Err(multipart_error(e)), None)),
         }
     });
-    let (outcome, rec) =
-        ingest::store(&st, Bytes::from(env), checked, exists, Box::pin(stream)).await?;
+    let (outcome, rec) = ingest::store(&st, checked, exists, Box::pin(stream)).await?;
     let status = match outcome {
         Outcome::Created => StatusCode::CREATED,
         Outcome::Unchanged => StatusCode::OK,

@@ -16,7 +16,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// sled database directory (the release index).
     pub data_dir: PathBuf,
-    /// Registered publisher keys (JSON), edited by `update-server publishers`.
+    /// Registered publisher keys (the trust-store TOML of docs/trust-store.md), edited by
+    /// `update-server publishers`.
     pub publishers_file: PathBuf,
     pub tls: TlsConfig,
     pub storage: StorageConfig,
@@ -201,11 +202,17 @@ pub struct Policy {
     /// Refuse a release whose sequence number is not greater than the newest one already
     /// published for the same vendor and class (a replayed older release).
     pub reject_older: bool,
+    /// Refuse T3 releases without an author signature that verifies under an author key
+    /// of the publishers file (default: check it when the author key is known).
+    pub require_author_signature: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { reject_older: true }
+        Policy {
+            reject_older: true,
+            require_author_signature: false,
+        }
     }
 }
 

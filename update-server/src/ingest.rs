@@ -2,25 +2,24 @@
 //! uploads and by mirrors alike.
 //!
 //! Order of checks (each failure is a problem-details response naming the check):
-//! 1. `suit::verify` of the envelope against the registered publisher keys: strict
-//!    decoding, manifest digest, signature by a registered kid, that key's right to the
-//!    manifest's vendor-id and update type (`suit::Error::code`);
-//! 2. the profile: vendor-id and class-id are UUIDs, component #1 carries the ciphertext
-//!    size and digest; the size is within `max_blob_bytes`;
+//! 1. `suit::accept` of the envelope against the registered publisher keys under
+//!    `suit::Rules::update_server` (docs/acceptance.md): strict decoding, manifest digest,
+//!    every authentication block by a registered key in force, that key's right to the
+//!    manifest's vendor-id and update type, the release profile (`suit::Error::code`);
+//! 2. the ciphertext size is within `max_blob_bytes`;
 //! 3. for uploads, the token grants the release's vendor/class;
 //! 4. no other release holds this vendor/class/sequence (`sequence-conflict`) and, by
 //!    policy, none newer is published (`rollback`);
 //! 5. the payload is streamed to a staging object through `suit::release::PayloadVerifier`
 //!    (size and SHA-256 against the signed ciphertext digest), memory bounded;
-//! 6. only then: the blob is renamed into place, the envelope stored, the index committed.
+//! 6. only then: the blob is renamed into place, the **canonical** envelope stored (only
+//!    authenticated blocks: nothing unauthenticated is ever served), the index committed.
 //!
 //! A release already present is verified the same way and then acknowledged unchanged
 //! (idempotent retry); its payload is checked but not written again.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
-use suit::consts::param;
-use suit::manifest::{Param, VendorId};
 
 use crate::error::ApiError;
 use crate::index::{IcsSummary, Inserted, PayloadInfo, ReleaseRecord};
@@ -29,7 +28,7 @@ use crate::state::AppState;
 /// What a verified envelope says about itself.
 #[derive(Debug, Clone)]
 pub struct Checked {
-    pub verified: suit::Verified,
+    pub verified: suit::Accepted,
     pub record: ReleaseRecord,
 }
 
@@ -40,63 +39,64 @@ pub enum Outcome {
     Unchanged,
 }
 
-/// Steps 1 and 2: verifies the envelope and derives its index record.
+/// The acceptance rules of this update server (`suit::Rules::update_server`, with the
+/// configured author rule and envelope limit).
+pub fn rules(cfg: &crate::config::Config) -> suit::Rules {
+    let mut limits = suit::Limits::default();
+    limits.max_envelope_len = limits.max_envelope_len.min(cfg.limits.max_envelope_bytes);
+    let rules = suit::Rules::update_server().with_limits(limits);
+    if cfg.policy.require_author_signature {
+        rules.with_author(suit::AuthorRule::Require)
+    } else {
+        rules
+    }
+}
+
+/// Steps 1 and 2: accepts the envelope and derives its index record.
 pub fn check_envelope(
     st: &AppState,
     envelope: &[u8],
     published_by: &str,
 ) -> Result<Checked, ApiError> {
-    let limits = suit::Limits::default();
-    if envelope.len() > st.cfg().limits.max_envelope_bytes {
+    let trust = st.publishers().trust_store()?;
+    accept_envelope(
+        st.cfg(),
+        &trust,
+        envelope,
+        published_by,
+        crate::util::now_unix(),
+    )
+}
+
+/// Steps 1 and 2 without the server around them: what the upload and mirror paths check.
+pub fn accept_envelope(
+    cfg: &crate::config::Config,
+    trust: &suit::TrustStore,
+    envelope: &[u8],
+    published_by: &str,
+    now: u64,
+) -> Result<Checked, ApiError> {
+    if envelope.len() > cfg.limits.max_envelope_bytes {
         return Err(ApiError::TooLarge(format!(
             "envelope of {} bytes exceeds {}",
             envelope.len(),
-            st.cfg().limits.max_envelope_bytes
+            cfg.limits.max_envelope_bytes
         )));
     }
-    let trust = st.publishers().trust_store()?;
-    let verified = suit::verify(envelope, &trust, &limits)?;
-    let env = verified.envelope();
-    let shared = env.manifest.shared_parameters(0);
-    let vendor = match shared.get(&param::VENDOR_IDENTIFIER) {
-        Some(Param::Vendor(VendorId::Uuid(u))) => u.hyphenated().to_string(),
-        _ => {
-            return Err(ApiError::Profile(
-                "vendor-id (component 0) is not a UUID".into(),
-            ));
-        }
-    };
-    let class = match shared.get(&param::CLASS_IDENTIFIER) {
-        Some(Param::Uuid(u)) => u.hyphenated().to_string(),
-        _ => {
-            return Err(ApiError::Profile(
-                "class-id (component 0) is not a UUID".into(),
-            ));
-        }
-    };
-    let ct = suit::release::ciphertext_info(&verified)?;
-    if ct.digest.alg != suit::consts::alg::SHA256 || ct.digest.bytes.len() != 32 {
-        return Err(ApiError::Profile("ciphertext digest is not SHA-256".into()));
-    }
-    let sha = &ct.digest.bytes;
-    if ct.size > st.cfg().limits.max_blob_bytes {
+    let verified = suit::accept(envelope, trust, &rules(cfg), now)?;
+    let r = verified.release()?;
+    if r.blob.size > cfg.limits.max_blob_bytes {
         return Err(ApiError::TooLarge(format!(
             "payload of {} bytes exceeds {}",
-            ct.size,
-            st.cfg().limits.max_blob_bytes
+            r.blob.size, cfg.limits.max_blob_bytes
         )));
     }
-    let d = suit::inspect::describe(env);
-    let release_kid = d
-        .encryption
-        .iter()
-        .flat_map(|e| e.recipients.iter())
-        .find_map(|(_, kid)| kid.clone());
+    let d = suit::inspect::describe(verified.envelope());
     let record = ReleaseRecord {
         release_id: verified.release_id(),
-        vendor_id: vendor,
-        class_id: class,
-        sequence: env.manifest.sequence_number,
+        vendor_id: r.vendor.hyphenated().to_string(),
+        class_id: r.class.hyphenated().to_string(),
+        sequence: r.sequence,
         version: d.version.clone(),
         ics: d.ics.map(|i| IcsSummary {
             update_type: i.update_type,
@@ -107,16 +107,12 @@ pub fn check_envelope(
             reboot: i.reboot,
             notes: i.notes,
         }),
-        signer_kids: verified
-            .signers()
-            .iter()
-            .map(|s| String::from_utf8_lossy(&s.kid).into_owned())
-            .collect(),
-        release_kid,
-        envelope_size: envelope.len() as u64,
+        signer_kids: verified.signers().iter().map(|s| s.kid_text()).collect(),
+        release_kid: Some(r.release_kid_text()),
+        envelope_size: verified.canonical().len() as u64,
         payload: PayloadInfo {
-            size: ct.size,
-            sha256: hex::encode(sha),
+            size: r.blob.size,
+            sha256: hex::encode(&r.blob.digest.bytes),
         },
         published_at: crate::util::now_unix(),
         published_by: published_by.to_owned(),
@@ -154,7 +150,6 @@ pub fn check_slot(st: &AppState, rec: &ReleaseRecord) -> Result<bool, ApiError> 
 /// Steps 5 and 6 for a checked envelope: streams `payload`, then commits.
 pub async fn store<S, E>(
     st: &AppState,
-    envelope: Bytes,
     checked: Checked,
     exists: bool,
     mut payload: S,
@@ -204,7 +199,8 @@ where
     let blob = crate::storage::blob_path(&sha);
     let committed: Result<(Inserted, ReleaseRecord), ApiError> = async {
         st.storage().commit_blob(&staged_path, &sha).await?;
-        st.storage().put_envelope(&id, envelope).await?;
+        let canonical = Bytes::copy_from_slice(checked.verified.canonical());
+        st.storage().put_envelope(&id, canonical).await?;
         Ok(st.index().insert(checked.record.clone()).await?)
     }
     .await;

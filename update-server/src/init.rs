@@ -79,14 +79,14 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
     write_file_atomic(&ca_file, ca_pem.as_bytes(), 0o644)?;
     write_file_atomic(&dir.join("tls/cert.pem"), chain_pem.as_bytes(), 0o644)?;
     write_file_atomic(&dir.join("tls/key.pem"), key_pem.as_bytes(), 0o600)?;
-    let publishers = dir.join("publishers.json");
+    let publishers = dir.join("publishers.toml");
     crate::publishers::Registry::create_empty(&publishers)?;
     let cfg = Config {
         listen: "127.0.0.1:8444"
             .parse()
             .map_err(|_| Error::Usage("listen".into()))?,
         data_dir: "data".into(),
-        publishers_file: "publishers.json".into(),
+        publishers_file: "publishers.toml".into(),
         tls: TlsConfig {
             cert_file: "tls/cert.pem".into(),
             key_file: "tls/key.pem".into(),

@@ -83,7 +83,7 @@ async fn mirror_one(
     let stream = resp
         .bytes_stream()
         .map(|r| r.map_err(|e| ApiError::Incomplete(e.to_string())));
-    let (outcome, _) = ingest::store(st, env.into(), checked, exists, Box::pin(stream)).await?;
+    let (outcome, _) = ingest::store(st, checked, exists, Box::pin(stream)).await?;
     Ok(outcome)
 }
 

@@ -1,78 +1,100 @@
 //! Registered publisher keys: which P-256 key (by kid) may publish for which vendor-ids.
 //!
-//! Kept in a JSON file (`publishers_file`) so that `update-server publishers add|revoke`
-//! work while the server runs (sled allows one process): the file is rewritten atomically
-//! and the server re-reads it when its modification time or size changes.
+//! Kept in the project's one trust-store format (`docs/trust-store.md`, `suit::TrustFile`),
+//! so the same file could be handed to a dispatcher or `publisher verify`. `update-server
+//! publishers add|revoke` edit it while the server runs (sled allows one process): the file
+//! is rewritten atomically and the server re-reads it when its modification time or size
+//! changes. A file with any invalid entry is refused whole, never half-loaded: at start the
+//! server does not start; while running the previous store stays in force and the error is
+//! logged.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use suit::trust::{KeyEntry, Timestamp, TrustFile};
 use uuid::Uuid;
 
 use crate::Error;
 use crate::util::{now_unix, write_file_atomic};
 
-/// One publisher key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One publisher key, as `publishers list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Publisher {
     /// The kid in the protected header of the publisher's COSE_Sign1.
     pub kid: String,
     /// SPKI PEM of the P-256 key.
     pub public_key: String,
-    /// Vendor-ids this key may publish for (at least one).
-    pub vendors: Vec<Uuid>,
-    /// `manufacturer` (T1, T2, T3) or `third-party` (T1 only), as in DESIGN.md §4.
+    /// Vendor-ids this key may publish for.
+    pub vendors: Vec<String>,
+    /// `manufacturer` (T1, T2, T3), `third-party` or `internal` (T1 only), DESIGN.md §4.
     pub role: String,
-    pub added_at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was added (Unix seconds).
+    pub added_at: Option<u64>,
+    /// When it was revoked (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    publishers: Vec<Publisher>,
+impl From<&KeyEntry> for Publisher {
+    fn from(e: &KeyEntry) -> Self {
+        Publisher {
+            kid: e.kid.clone(),
+            public_key: e.public_key.clone().unwrap_or_default(),
+            vendors: e.vendors.clone().unwrap_or_default(),
+            role: e.role.clone(),
+            added_at: e.added_at.map(|t| t.0),
+            revoked_at: e.revoked_at.map(|t| t.0).or(e.revoked.then_some(0)),
+        }
+    }
 }
 
 /// Largest publishers file read.
-const MAX_FILE: u64 = 16 << 20;
+const MAX_FILE: u64 = suit::trust::MAX_TRUST_FILE as u64;
 
-fn read(path: &Path) -> Result<File, Error> {
+fn config_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Config {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<TrustFile, Error> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_FILE {
-        return Err(Error::Config {
-            path: path.display().to_string(),
-            reason: "publishers file too large".into(),
-        });
+        return Err(config_err(path, "publishers file too large"));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Config {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    TrustFile::parse(&text).map_err(|e| config_err(path, e))
 }
 
-fn write(path: &Path, f: &File) -> Result<(), Error> {
-    let text = serde_json::to_vec_pretty(f).map_err(|e| Error::Usage(e.to_string()))?;
-    write_file_atomic(path, &text, 0o644)
+fn write(path: &Path, f: &TrustFile) -> Result<(), Error> {
+    let text = format!(
+        "# Publisher keys of this update server (docs/trust-store.md).\n\
+         # Edited by `update-server publishers add|revoke`; any invalid entry refuses the file.\n\n{}",
+        f.to_toml()
+    );
+    write_file_atomic(path, text.as_bytes(), 0o644)
 }
 
-fn anchor(p: &Publisher) -> Result<suit::TrustAnchor, String> {
-    let key = suit::PublicKey::from_pem(&p.public_key)
-        .map_err(|e| format!("publisher {}: {e}", p.kid))?
-        .with_kid(p.kid.as_bytes().to_vec());
-    let role = match p.role.as_str() {
-        "manufacturer" => suit::Role::Manufacturer,
-        "third-party" => suit::Role::ThirdParty,
-        other => return Err(format!("publisher {}: unknown role {other:?}", p.kid)),
-    };
-    if p.vendors.is_empty() {
-        return Err(format!("publisher {}: no vendor-ids", p.kid));
+/// The trust store of a file: every entry valid, publisher roles only, or an error naming
+/// the entry. Key files are not followed (the file must be self-contained).
+fn store(path: &Path, f: &TrustFile) -> Result<suit::TrustStore, Error> {
+    for k in &f.keys {
+        match k.role() {
+            Ok(r) if r.is_publisher() => {}
+            Ok(r) => {
+                return Err(config_err(
+                    path,
+                    format!("key {}: role {r} does not publish", k.kid),
+                ));
+            }
+            Err(e) => return Err(config_err(path, format!("key {}: {e}", k.kid))),
+        }
     }
-    Ok(suit::TrustAnchor::new(key, role).for_vendors(p.vendors.iter().copied()))
+    f.to_store(&mut suit::trust::no_key_files)
+        .map_err(|e| config_err(path, e))
 }
 
 /// Modification time and size of the file when it was last read.
@@ -87,19 +109,26 @@ pub struct Registry {
 
 impl Registry {
     pub fn create_empty(path: &Path) -> Result<(), Error> {
-        write(path, &File::default())
+        write(path, &TrustFile::default())
     }
 
+    /// Opens the file; refuses to start on an invalid one.
     pub fn open(path: &Path) -> Result<Registry, Error> {
-        let r = Registry {
+        let f = read(path)?;
+        let ts = store(path, &f)?;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
+        Ok(Registry {
             path: path.to_owned(),
-            cached: Mutex::new((None, Arc::new(suit::TrustStore::new()))),
-        };
-        r.trust_store()?;
-        Ok(r)
+            cached: Mutex::new((Some(stamp), Arc::new(ts))),
+        })
     }
 
-    /// The trust store of the active (not revoked) publisher keys.
+    /// The trust store of the registered publisher keys (revoked ones included: acceptance
+    /// refuses their signatures as `signer-revoked`).
     pub fn trust_store(&self) -> Result<Arc<suit::TrustStore>, Error> {
         let meta = std::fs::metadata(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let stamp = (
@@ -113,20 +142,20 @@ impl Registry {
         if c.0 == Some(stamp) {
             return Ok(c.1.clone());
         }
-        let f = read(&self.path)?;
-        let mut ts = suit::TrustStore::new();
-        for p in f.publishers.iter().filter(|p| p.revoked_at.is_none()) {
-            match anchor(p) {
-                Ok(a) => {
-                    ts.add(a);
-                }
-                Err(e) => tracing::warn!(error = %e, "skipping unusable publisher key"),
+        match read(&self.path).and_then(|f| store(&self.path, &f)) {
+            Ok(ts) => {
+                let ts = Arc::new(ts);
+                *c = (Some(stamp), ts.clone());
+                tracing::info!(path = %self.path.display(), keys = ts.anchors().len(), "publisher keys loaded");
+                Ok(ts)
+            }
+            Err(e) => {
+                // Keep the store in force; do not retry until the file changes again.
+                c.0 = Some(stamp);
+                tracing::error!(error = %e, "publishers file refused; the previous keys stay in force");
+                Ok(c.1.clone())
             }
         }
-        let ts = Arc::new(ts);
-        *c = (Some(stamp), ts.clone());
-        tracing::info!(path = %self.path.display(), keys = ts.anchors().len(), "publisher keys loaded");
-        Ok(ts)
     }
 }
 
@@ -138,51 +167,52 @@ pub fn add(
     vendors: &[Uuid],
     role: &str,
 ) -> Result<Publisher, Error> {
-    if kid.is_empty() || kid.len() > 128 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::Usage(
-            "--kid must be 1 to 128 printable ASCII characters".into(),
-        ));
-    }
     if vendors.is_empty() {
         return Err(Error::Usage("at least one --vendor-id is required".into()));
     }
-    let p = Publisher {
-        kid: kid.to_owned(),
-        public_key: public_key_pem.trim().to_owned() + "\n",
-        vendors: vendors.to_vec(),
-        role: role.to_owned(),
-        added_at: now_unix(),
-        revoked_at: None,
+    let role = suit::Role::parse(role)
+        .filter(|r| r.is_publisher())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--role {role:?} must be manufacturer, third-party or internal"
+            ))
+        })?;
+    let entry = KeyEntry {
+        vendors: Some(vendors.iter().map(Uuid::to_string).collect()),
+        added_at: Some(Timestamp(now_unix())),
+        ..KeyEntry::new(kid, role, public_key_pem)
     };
-    anchor(&p).map_err(Error::Usage)?;
+    entry
+        .anchor(&mut suit::trust::no_key_files)
+        .map_err(|e| Error::Usage(format!("key {kid}: {e}")))?;
     let mut f = read(path)?;
-    if f.publishers.iter().any(|x| x.kid == kid) {
+    if f.key(kid).is_some() {
         return Err(Error::Usage(format!(
             "kid {kid} is already registered (revoked kids cannot be reused)"
         )));
     }
-    f.publishers.push(p.clone());
+    f.keys.push(entry.clone());
     write(path, &f)?;
-    Ok(p)
+    Ok(Publisher::from(&entry))
 }
 
 /// `publishers list`.
 pub fn list(path: &Path) -> Result<Vec<Publisher>, Error> {
-    Ok(read(path)?.publishers)
+    Ok(read(path)?.keys.iter().map(Publisher::from).collect())
 }
 
 /// `publishers revoke`: the key can no longer publish; its kid cannot be reused.
 pub fn revoke(path: &Path, kid: &str) -> Result<Publisher, Error> {
     let mut f = read(path)?;
     let p = f
-        .publishers
+        .keys
         .iter_mut()
         .find(|p| p.kid == kid)
         .ok_or_else(|| Error::Usage(format!("no publisher with kid {kid}")))?;
-    if p.revoked_at.is_none() {
-        p.revoked_at = Some(now_unix());
+    if !p.is_revoked() {
+        p.revoked_at = Some(Timestamp(now_unix()));
     }
-    let out = p.clone();
+    let out = Publisher::from(&*p);
     write(path, &f)?;
     Ok(out)
 }

@@ -261,7 +261,7 @@ fn upload_verify_before_store_and_every_rejection() {
         refused(
             upload(&c, &after.envelope, &after.blob).await,
             422,
-            "untrusted-signer",
+            "signer-revoked",
         );
     });
     assert!(srv.stop(), "server did not stop cleanly");

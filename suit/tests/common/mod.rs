@@ -4,7 +4,8 @@
 
 use suit::release::ReleaseParams;
 use suit::{
-    IcsMetadata, PublicKey, ReleaseKey, Role, SigningKey, TrustAnchor, TrustStore, UpdateType,
+    Accepted, Error, IcsMetadata, Limits, PublicKey, ReleaseKey, Role, Rules, SigningKey,
+    TrustAnchor, TrustStore, UpdateType,
 };
 use uuid::Uuid;
 
@@ -68,4 +69,24 @@ pub fn trust(keys: &[(&SigningKey, Role)]) -> TrustStore {
 
 pub fn public(k: &SigningKey) -> PublicKey {
     k.public_key()
+}
+
+/// `suit::accept` under the publisher's rules (an approval is checked when present), with
+/// these limits, at time 0.
+pub fn verify(bytes: &[u8], t: &TrustStore, limits: &Limits) -> Result<Accepted, Error> {
+    verify_with(
+        bytes,
+        t,
+        &Rules::publisher_check().with_limits(limits.clone()),
+    )
+}
+
+/// `suit::accept` under `rules` at time 0.
+pub fn verify_with(bytes: &[u8], t: &TrustStore, rules: &Rules) -> Result<Accepted, Error> {
+    suit::accept(bytes, t, rules, 0)
+}
+
+/// `suit::accept` of a generic SUIT envelope (published vectors).
+pub fn verify_generic(bytes: &[u8], t: &TrustStore, limits: &Limits) -> Result<Accepted, Error> {
+    verify_with(bytes, t, &Rules::generic().with_limits(limits.clone()))
 }
