@@ -444,8 +444,14 @@ impl Read {
         match node {
             Node::UInt(v) if (min..=max).contains(v) => Ok(*v),
             Node::UInt(_) | Node::NegInt(_) => Err(range()),
-            // An integer too large for 64 bits arrives as a float.
-            Node::Float(f) if f.fract() == 0.0 && f.abs() >= 1.8e19 => Err(range()),
+            // An integer beyond 64 bits arrives as a float (2^64 and up, or below -2^63).
+            Node::Float(f)
+                if f.fract() == 0.0
+                    && (*f >= 18_446_744_073_709_551_616.0
+                        || *f < -9_223_372_036_854_775_808.0) =>
+            {
+                Err(range())
+            }
             _ => Err(self.wrong(at, "an integer")),
         }
     }
