@@ -309,6 +309,17 @@ fn check_in_reply() {
         }),
     };
     assert!(reply.encode().is_err(), "a malformed offer is never sent");
+    // The example of docs/device.md.
+    let upper = format!(
+        r#"{{"next_checkin_s":60,"pending":{{"release_id":"{}","envelope_size":1,"blob_size":1}}}}"#,
+        "A".repeat(64)
+    );
+    assert_eq!(
+        CheckInReply::decode(upper.as_bytes())
+            .unwrap_err()
+            .to_string(),
+        "malformed check-in reply: pending.release_id: must be a release id (64 lowercase hex digits)"
+    );
     assert!(matches!(
         CheckInReply::decode(br#"{"next_checkin_s":60,"pending":{"release_id":"x"}}"#),
         Err(Error::Invalid { .. })
