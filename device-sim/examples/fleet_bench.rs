@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use device_sim::bundle::{Bundle, FORMAT, OscoreParams};
+use device_sim::bundle::{Bundle, FORMAT, OscoreParams, SecretHex};
 use device_sim::{Identity, KeyEntry, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
@@ -79,7 +79,7 @@ async fn main() {
                     require_approval: true,
                 },
                 oscore: OscoreParams {
-                    master_secret_hex: hex::encode(secret),
+                    master_secret_hex: SecretHex::from_bytes(&secret),
                     master_salt_hex: None,
                     sender_id_hex: hex::encode(id_bytes(i)),
                     recipient_id_hex: "00".into(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::link::LinkOverride;
 use crate::uplink::{UplinkConfig, start_device};
-use crate::{Device, DeviceDir, bundle::Bundle};
+use crate::{Device, DeviceDir, bundle};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -113,7 +113,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dir,
             factory_image,
         } => {
-            let b = Bundle::read(&bundle).map_err(|e| e.to_string())?;
+            let b = bundle::read(&bundle).map_err(|e| e.to_string())?;
             if dir.join("state.json").exists() {
                 return Err(format!(
                     "{} is already provisioned; refusing to overwrite its state",
@@ -294,9 +294,7 @@ fn fleet_dirs(
         .map(|i| dir.join(format!("dev-{i:04}")))
         .collect();
     if let Some(file) = bundles {
-        let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let list: Vec<Bundle> =
-            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let list = bundle::read_list(file).map_err(|e| e.to_string())?;
         if list.len() < count {
             return Err(format!(
                 "{} holds {} bundles, fewer than --count {count}",

@@ -29,8 +29,11 @@ use oscore::transport::{Handler, Reply, Request, Server, ServerConfig, ServerHan
 use oscore::{FileSeqStore, SecurityContext};
 use serde::Deserialize;
 
+use fleet_proto::coap::{content_format, device as paths};
+use fleet_proto::limits::{MAX_ENVELOPE, MAX_RELEASE_KEY};
+use fleet_proto::push::PullNotice;
+
 use crate::install::{Fault, FaultPlan, Report, Step};
-use crate::uplink::PullNotice;
 use crate::{Device, DeviceDir, DeviceError, State};
 
 /// `DIR/faults.json`: faults applied to the next install attempt, then the file is removed.
@@ -148,18 +151,24 @@ pub struct Summary {
     pub state: State,
 }
 
-/// Largest envelope accepted (the `suit` decoder's default limit).
-const MAX_ENVELOPE: usize = 1 << 20;
-
-fn reply_json(c: u8, value: &impl serde::Serialize) -> Reply {
-    let mut r = Reply::new(c, serde_json::to_vec(value).unwrap_or_default());
-    r.content_format = Some(50); // application/json
-    r
+/// A reply carrying a message of `fleet_proto`, encoded (and so checked) by it.
+fn reply_encoded(c: u8, encoded: Result<Vec<u8>, fleet_proto::Error>) -> Reply {
+    match encoded {
+        Ok(body) => {
+            let mut r = Reply::new(c, body);
+            r.content_format = Some(content_format::JSON);
+            r
+        }
+        Err(e) => {
+            tracing::warn!("cannot encode a reply: {e}");
+            text(code::INTERNAL_SERVER_ERROR, "cannot encode the reply")
+        }
+    }
 }
 
 fn text(c: u8, msg: &str) -> Reply {
     let mut r = Reply::new(c, msg.as_bytes().to_vec());
-    r.content_format = Some(0);
+    r.content_format = Some(content_format::TEXT);
     r
 }
 
@@ -314,7 +323,7 @@ impl DeviceHandler {
         // The key is only needed for this attempt.
         let _ = std::fs::remove_file(self.staging.join("release-key.cbor"));
         match self.try_install(&envelope, &key, &mut &blob[..]) {
-            Ok(report) => reply_json(code::CHANGED, &report),
+            Ok(report) => reply_encoded(code::CHANGED, report.encode()),
             // The dispatcher treats 5.03 as transient and sends again.
             Err(
                 e @ (InstallError::Busy | InstallError::PowerLoss(_) | InstallError::NotRunning),
@@ -335,19 +344,13 @@ impl DeviceHandler {
         if !self.pull.enabled.load(Ordering::Acquire) {
             return text(code::NOT_FOUND, "this device has no uplink configured");
         }
-        if body.len() > MAX_PULL_NOTICE {
-            return text(code::REQUEST_ENTITY_TOO_LARGE, "pull notice too large");
-        }
-        let notice: PullNotice = match serde_json::from_slice(body) {
+        let notice = match PullNotice::decode(body) {
             Ok(n) => n,
-            Err(_) => return text(code::BAD_REQUEST, "expected {\"release_id\": \"…\"}"),
+            Err(e) if e.is_too_large() => {
+                return text(code::REQUEST_ENTITY_TOO_LARGE, "pull notice too large");
+            }
+            Err(e) => return text(code::BAD_REQUEST, &e.to_string()),
         };
-        if !crate::uplink::valid_release_id(&notice.release_id) {
-            return text(
-                code::BAD_REQUEST,
-                "release_id: 64 lowercase hex digits expected",
-            );
-        }
         match self.pull.wanted.lock() {
             Ok(mut w) => *w = Some(notice.release_id),
             Err(_) => return text(code::INTERNAL_SERVER_ERROR, "lock poisoned"),
@@ -361,31 +364,28 @@ fn poisoned() -> InstallError {
     InstallError::Device(DeviceError::Corrupt("device state lock poisoned".into()))
 }
 
-/// Largest `suit/pull` body accepted.
-const MAX_PULL_NOTICE: usize = 256;
-
 /// File name (in the staging directory) of a blob being pulled.
 const PULL_BLOB: &str = "pull-blob.bin";
 
 impl Handler for DeviceHandler {
     fn handle(&self, req: &Request) -> Reply {
         match (req.method, req.path.as_str()) {
-            (code::PUT, "suit/envelope") if req.payload.len() <= MAX_ENVELOPE => {
+            (code::PUT, paths::ENVELOPE) if req.payload.len() <= MAX_ENVELOPE => {
                 self.store("envelope.suit", &req.payload, false)
             }
-            (code::PUT, "suit/envelope") => {
+            (code::PUT, paths::ENVELOPE) => {
                 text(code::REQUEST_ENTITY_TOO_LARGE, "envelope larger than 1 MiB")
             }
-            (code::PUT, "suit/key") if req.payload.len() <= 1024 => {
+            (code::PUT, paths::KEY) if req.payload.len() <= MAX_RELEASE_KEY => {
                 self.store("release-key.cbor", &req.payload, true)
             }
-            (code::PUT, "suit/key") => text(code::REQUEST_ENTITY_TOO_LARGE, "key too large"),
-            (code::PUT, "suit/blob") => self.install_pushed(&req.payload),
-            (code::POST, "suit/pull") => self.request_pull(&req.payload),
+            (code::PUT, paths::KEY) => text(code::REQUEST_ENTITY_TOO_LARGE, "key too large"),
+            (code::PUT, paths::BLOB) => self.install_pushed(&req.payload),
+            (code::POST, paths::PULL) => self.request_pull(&req.payload),
             // try_lock: an install holds the lock for seconds; the server must not block.
-            (code::GET, "status") => match self.device.try_lock() {
+            (code::GET, paths::STATUS) => match self.device.try_lock() {
                 Ok(d) => match d.as_ref() {
-                    Some(d) => reply_json(code::CONTENT, &crate::status(d)),
+                    Some(d) => reply_encoded(code::CONTENT, crate::status(d).encode()),
                     None => text(code::SERVICE_UNAVAILABLE, "device is not running"),
                 },
                 Err(TryLockError::WouldBlock) => text(
@@ -396,7 +396,7 @@ impl Handler for DeviceHandler {
                     text(code::INTERNAL_SERVER_ERROR, "lock poisoned")
                 }
             },
-            (_, "suit/envelope" | "suit/key" | "suit/blob" | "status" | "suit/pull") => {
+            (_, paths::ENVELOPE | paths::KEY | paths::BLOB | paths::STATUS | paths::PULL) => {
                 text(code::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => text(code::NOT_FOUND, "no such resource"),

@@ -74,34 +74,9 @@ impl FaultPlan {
     }
 }
 
-/// How an install attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InstallOutcome {
-    /// Installed, switched, self-tested and confirmed.
-    Installed,
-    /// Refused by a security or applicability check (do not retry without operator action).
-    Rejected,
-    /// Switched, failed its self-test, reverted to the previous image.
-    Reverted,
-}
-
-/// The report sent to the dispatcher after every attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// Release id, when the envelope could be decoded.
-    pub release_id: Option<String>,
-    /// Outcome.
-    pub outcome: InstallOutcome,
-    /// The failed check (`suit::Error::code`), when rejected or reverted.
-    pub check: Option<String>,
-    /// Human-readable detail.
-    pub message: String,
-    /// Running version before.
-    pub version_before: String,
-    /// Running version after.
-    pub version_after: String,
-}
+/// How an install attempt ended, and the report sent to the dispatcher after every attempt
+/// (the answer to a push, or `POST d/report` after a pull): `fleet_proto`'s wire types.
+pub use fleet_proto::uplink::{InstallOutcome, Report};
 
 /// A device: its directory, identity, trust anchors and state.
 #[derive(Debug)]
@@ -352,8 +327,9 @@ impl Device {
             release_id,
             outcome,
             check: err.map(|e| e.code().to_owned()),
+            // Bounded and free of control characters, so the dispatcher never refuses it.
             message: err
-                .map(|e| e.to_string())
+                .map(|e| fleet_proto::text::clip_message(&e.to_string()))
                 .unwrap_or_else(|| "installed".into()),
             version_before: before.to_owned(),
             version_after: self.version(),

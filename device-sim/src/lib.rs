@@ -59,7 +59,9 @@ pub fn provision_from_bundle(
     b: &bundle::Bundle,
     factory_image: &[u8],
 ) -> Result<Device, DeviceError> {
-    b.validate().map_err(DeviceError::Corrupt)?;
+    b.validate()
+        .map_err(|e| DeviceError::Corrupt(e.to_string()))?;
+    bundle::check_keys(b)?;
     std::fs::create_dir_all(dir.root()).map_err(|source| DeviceError::Io {
         what: "cannot create",
         path: dir.root().to_owned(),
@@ -105,28 +107,29 @@ fn write_secret<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Resul
     f.sync_all().map_err(io("cannot sync"))
 }
 
-/// What `device-sim status` shows.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Status {
-    /// Identity.
-    pub identity: Identity,
-    /// Running version.
-    pub version: String,
-    /// State.
-    pub state: State,
-    /// The last events of the install log.
-    pub recent_events: Vec<serde_json::Value>,
-}
+/// What `device-sim status` shows and `GET status` answers (`fleet_proto::push::Status`).
+pub use fleet_proto::push::Status;
 
-/// The status of a device.
+/// The status of a device: its last events of the install log (at most 10), fewer when
+/// they would not fit the status message's size limit.
 pub fn status(d: &Device) -> Status {
     let log = d.dir().read_log();
-    let start = log.len().saturating_sub(10);
-    Status {
-        identity: d.identity().clone(),
-        version: d.version(),
-        state: d.state().clone(),
-        recent_events: log[start..].to_vec(),
+    let mut start = log.len().saturating_sub(10);
+    loop {
+        let s = Status {
+            identity: d.identity().clone(),
+            version: d.version(),
+            state: d.state().clone(),
+            recent_events: log[start..]
+                .iter()
+                .filter(|e| e.is_object())
+                .cloned()
+                .collect(),
+        };
+        if start == log.len() || s.encode().is_ok() {
+            return s;
+        }
+        start += 1;
     }
 }
 

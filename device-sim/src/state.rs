@@ -17,159 +17,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use serde::Serialize;
 
 use crate::DeviceError;
 
-/// Who the device is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// Human-readable name.
-    pub name: String,
-    /// Vendor-id (SUIT condition 1).
-    pub vendor_id: Uuid,
-    /// Class-id (SUIT condition 2).
-    pub class_id: Uuid,
-    /// Device-id (SUIT condition 24).
-    pub device_id: Uuid,
-}
+// The records that also travel (in the bundle, check-ins and status) are `fleet_proto`'s,
+// decoded by its one strict decoder here as on the wire.
+pub use fleet_proto::bundle::{Identity, KeyEntry, Trust};
+pub use fleet_proto::state::{Pending, Phase, Slot, SlotImage, State};
 
-/// A public key with its kid, as provisioned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyEntry {
-    /// Key identifier, as text.
-    pub kid: String,
-    /// SPKI PEM.
-    pub pem: String,
-}
-
-/// Trust anchors (DESIGN.md §4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Trust {
-    /// The manufacturer's publisher keys.
-    pub manufacturer: Vec<KeyEntry>,
-    /// Third-party publisher keys (T1 only).
-    #[serde(default)]
-    pub third_party: Vec<KeyEntry>,
-    /// T3 author keys.
-    #[serde(default)]
-    pub authors: Vec<KeyEntry>,
-    /// The domain dispatcher's approval key.
-    pub approver: Option<KeyEntry>,
-    /// Require the approval signature (true except on a bench).
-    pub require_approval: bool,
-}
-
-/// One of the two slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Slot {
-    /// Slot A.
-    A,
-    /// Slot B.
-    B,
-}
-
-impl Slot {
-    /// The other slot.
-    pub fn other(self) -> Slot {
-        match self {
-            Slot::A => Slot::B,
-            Slot::B => Slot::A,
-        }
-    }
-
-    /// Index used by the SUIT component-slot condition.
-    pub fn index(self) -> u64 {
-        match self {
-            Slot::A => 0,
-            Slot::B => 1,
-        }
-    }
-
-    fn file(self) -> &'static str {
-        match self {
-            Slot::A => "slot-a.bin",
-            Slot::B => "slot-b.bin",
-        }
-    }
-}
-
-/// What a slot holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlotImage {
-    /// Version, `X.Y.Z`.
-    pub version: String,
-    /// Manifest sequence number that installed it (0 for the factory image).
-    pub sequence: u64,
-    /// SHA-256 of the image, hex.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Release id (hex manifest digest), or "factory".
-    pub release_id: String,
-}
-
-/// Where an interrupted install stood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    /// The image is written and checked in the inactive slot; not yet switched.
-    Written,
-    /// The device switched to the new slot and has not confirmed it yet.
-    Switched,
-}
-
-/// An install in progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// Release id.
-    pub release_id: String,
-    /// The slot being installed.
-    pub slot: Slot,
-    /// Phase reached.
-    pub phase: Phase,
-}
-
-/// The mutable state (`state.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    /// The slot the device boots.
-    pub active: Slot,
-    /// Slot A contents (None: empty or invalid).
-    pub a: Option<SlotImage>,
-    /// Slot B contents.
-    pub b: Option<SlotImage>,
-    /// Anti-rollback counter: the sequence number of the last confirmed install. It only
-    /// moves forward, and only after confirmation.
-    pub counter: u64,
-    /// An install in progress.
-    pub pending: Option<Pending>,
-    /// Number of boots.
-    pub boots: u64,
-}
-
-impl State {
-    /// The image in `slot`.
-    pub fn slot(&self, slot: Slot) -> Option<&SlotImage> {
-        match slot {
-            Slot::A => self.a.as_ref(),
-            Slot::B => self.b.as_ref(),
-        }
-    }
-
-    /// Sets the image in `slot`.
-    pub fn set_slot(&mut self, slot: Slot, image: Option<SlotImage>) {
-        match slot {
-            Slot::A => self.a = image,
-            Slot::B => self.b = image,
-        }
-    }
-
-    /// The running image.
-    pub fn running(&self) -> Option<&SlotImage> {
-        self.slot(self.active)
+/// The image file of a slot.
+fn slot_file(slot: Slot) -> &'static str {
+    match slot {
+        Slot::A => "slot-a.bin",
+        Slot::B => "slot-b.bin",
     }
 }
 
@@ -197,20 +58,28 @@ impl DeviceDir {
 
     /// Path of a slot's image file.
     pub fn slot_path(&self, slot: Slot) -> PathBuf {
-        self.root.join(slot.file())
+        self.root.join(slot_file(slot))
     }
 
-    fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<T, DeviceError> {
+    /// The bytes of `name`, refused past `limit` (one byte more is read to tell).
+    fn read_bounded(&self, name: &str, limit: usize) -> Result<(PathBuf, Vec<u8>), DeviceError> {
+        use std::io::Read as _;
         let path = self.root.join(name);
-        let bytes = fs::read(&path).map_err(io("cannot read", &path))?;
-        if bytes.len() > 1 << 20 {
-            return Err(DeviceError::Corrupt(format!(
-                "{} is larger than 1 MiB",
-                path.display()
-            )));
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| DeviceError::Corrupt(format!("{}: {e}", path.display())))
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+            .map_err(io("cannot read", &path))?;
+        Ok((path, bytes))
+    }
+
+    fn decode<T>(
+        &self,
+        name: &str,
+        limit: usize,
+        decode: fn(&[u8]) -> Result<T, fleet_proto::Error>,
+    ) -> Result<T, DeviceError> {
+        let (path, bytes) = self.read_bounded(name, limit)?;
+        decode(&bytes).map_err(|e| DeviceError::Corrupt(format!("{}: {e}", path.display())))
     }
 
     /// Writes `name` atomically: temp file, fsync, rename, fsync of the directory.
@@ -237,21 +106,26 @@ impl DeviceDir {
 
     /// Identity.
     pub fn identity(&self) -> Result<Identity, DeviceError> {
-        self.read_json("identity.json")
+        use fleet_proto::limits::MAX_IDENTITY;
+        self.decode("identity.json", MAX_IDENTITY, Identity::decode)
     }
 
     /// Trust anchors.
     pub fn trust(&self) -> Result<Trust, DeviceError> {
-        self.read_json("trust.json")
+        self.decode("trust.json", fleet_proto::limits::MAX_TRUST, Trust::decode)
     }
 
     /// Current state.
     pub fn state(&self) -> Result<State, DeviceError> {
-        self.read_json("state.json")
+        self.decode("state.json", fleet_proto::limits::MAX_STATE, State::decode)
     }
 
-    /// Commits a new state (atomic).
+    /// Commits a new state (atomic). A state the decoder would refuse is not written: it
+    /// would leave a device that cannot read its own commit point at the next boot.
     pub fn commit(&self, state: &State) -> Result<(), DeviceError> {
+        state
+            .validate()
+            .map_err(|e| DeviceError::Corrupt(format!("refusing to commit state.json: {e}")))?;
         self.write_json("state.json", state)
     }
 

@@ -15,8 +15,8 @@
 //! dispatcher through a relay of their own, so check-ins, pulls and reports cross the same
 //! slow or lossy link as pushes; see [`start_device`].
 //!
-//! The wire types below are the device's view; `dispatcher::uplink` holds the dispatcher's.
-//! `device-sim/tests/uplink.rs` round-trips them against each other.
+//! The messages (check-in, its reply, the report) and the resource paths are
+//! `fleet_proto`'s, decoded by its one strict decoder, as on the dispatcher.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,10 +24,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use fleet_proto::coap::{Artifact, dispatcher as paths};
+use fleet_proto::uplink::{CheckIn, CheckInReply, Pending};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig, ServerHandle};
 use oscore::{FileSeqStore, SecurityContext};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -41,71 +43,14 @@ use crate::{DeviceDir, DeviceError, InstallOutcome, Report};
 pub const UPLINK_FILE: &str = "uplink.json";
 /// Check-in interval before the dispatcher named one (and after failures, if it never did).
 pub const DEFAULT_CHECKIN: Duration = Duration::from_secs(300);
-/// Bounds applied to the dispatcher's `next_checkin_s` (a buggy or hostile value must not
-/// make the device spin, nor go silent for months).
-pub const CHECKIN_BOUNDS_S: (u32, u32) = (1, 7 * 24 * 3600);
 /// Largest envelope pulled (the `suit` decoder's default limit, as for pushes).
-pub const MAX_ENVELOPE: usize = 1 << 20;
+pub use fleet_proto::limits::MAX_ENVELOPE;
 /// Largest release key pulled (as for pushes).
-pub const MAX_KEY: usize = 1024;
+pub use fleet_proto::limits::MAX_RELEASE_KEY as MAX_KEY;
 /// Largest check-in reply accepted.
-const MAX_REPLY: usize = 4096;
+const MAX_REPLY: usize = fleet_proto::limits::MAX_CHECKIN_REPLY;
 /// Delay before the next try when an install holds the device at check-in time.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
-
-/// `POST d/checkin` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckIn {
-    /// UDP port of the device's own CoAP server (the dispatcher combines it with the
-    /// request's source address).
-    pub coap_port: u16,
-    /// Running version.
-    pub version: String,
-    /// Anti-rollback counter (sequence number of the last confirmed install).
-    pub sequence: u64,
-    /// Release id of the running image (None: factory image).
-    pub release_id: Option<String>,
-    /// The `state.json` summary.
-    pub state: serde_json::Value,
-    /// Number of boots.
-    pub boots: u64,
-}
-
-/// The dispatcher's answer to a check-in. Unknown fields are ignored, so that a dispatcher
-/// can add fields without breaking deployed devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckInReply {
-    /// Seconds until the next check-in.
-    pub next_checkin_s: u32,
-    /// A release to pull and install now.
-    #[serde(default)]
-    pub pending: Option<Pending>,
-}
-
-/// A release offered to the device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// Release id (64 lowercase hex digits).
-    pub release_id: String,
-    /// Envelope size in bytes.
-    pub envelope_size: u64,
-    /// Encrypted blob size in bytes.
-    pub blob_size: u64,
-}
-
-/// `POST suit/pull` body (the dispatcher → the device).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PullNotice {
-    /// The release to pull.
-    pub release_id: String,
-}
-
-/// A release id: 64 lowercase hex digits (SHA-256 of the manifest bstr). Checked before it
-/// goes into a request path.
-pub fn valid_release_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
 
 /// The device's uplink context from `DIR/uplink.json` (None when the device has none), its
 /// sender sequence number persisted in `uplink.json.seq` (RFC 8613 Appendix B.1.1). Load it
@@ -144,24 +89,13 @@ pub async fn dispatcher_addr(dir: &Path) -> Result<SocketAddr, DeviceError> {
     }
     let n: Network = serde_json::from_slice(&bytes)
         .map_err(|_| bad("expected {\"dispatcher\": \"coap://…\"}"))?;
-    let rest = n
-        .dispatcher
-        .strip_prefix("coap://")
-        .ok_or_else(|| bad("dispatcher must be a coap:// URI"))?;
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
-        return Err(bad("dispatcher URI must be coap://host[:port]"));
+    // The bundle's rule for the dispatcher's URI (`fleet_proto::text::CoapUri`).
+    let uri = fleet_proto::text::CoapUri::parse(&n.dispatcher)
+        .ok_or_else(|| bad("dispatcher URI must be coap://host[:port]"))?;
+    if let Ok(ip) = uri.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, uri.port));
     }
-    if let Ok(a) = authority.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    // No port (a bracketed IPv6 literal or a host name without one): the CoAP default.
-    let with_port = if authority.ends_with(']') || !authority.contains(':') {
-        format!("{authority}:5683")
-    } else {
-        authority.to_owned()
-    };
-    let mut addrs = tokio::net::lookup_host(with_port.as_str())
+    let mut addrs = tokio::net::lookup_host((uri.host.as_str(), uri.port))
         .await
         .map_err(|_| bad("cannot resolve the dispatcher's host"))?;
     addrs
@@ -522,22 +456,22 @@ impl Agent {
             version: summary.version.clone(),
             sequence: summary.sequence,
             release_id: summary.release_id.clone(),
-            state: serde_json::to_value(&summary.state).unwrap_or_default(),
+            state: summary.state.clone(),
             boots: summary.state.boots,
         };
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let body = match body.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(device = %self.name, "cannot check in: {e}");
+                return self.next_delay();
+            }
+        };
         let reply = match self
-            .request(code::POST, "d/checkin", &body, MAX_REPLY)
+            .request(code::POST, paths::CHECKIN, &body, MAX_REPLY)
             .await
         {
-            Ok(bytes) => serde_json::from_slice::<CheckInReply>(&bytes).map_err(|e| {
-                oscore::Error::MalformedMessage(if e.is_data() {
-                    "check-in reply: missing field or wrong type"
-                } else {
-                    "check-in reply is not JSON"
-                })
-            }),
-            Err(e) => Err(e),
+            Ok(bytes) => CheckInReply::decode(&bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
         let reply = match reply {
             Ok(r) => r,
@@ -546,10 +480,8 @@ impl Agent {
                 return self.next_delay();
             }
         };
-        let (lo, hi) = CHECKIN_BOUNDS_S;
-        self.dispatcher_interval = Some(Duration::from_secs(
-            reply.next_checkin_s.clamp(lo, hi).into(),
-        ));
+        // The decoder keeps it within fleet_proto::limits::CHECKIN_INTERVAL_S.
+        self.dispatcher_interval = Some(Duration::from_secs(reply.next_checkin_s.into()));
         if let Some(p) = reply.pending {
             self.offered(&p.release_id, Some((&p, &summary))).await;
         }
@@ -558,7 +490,7 @@ impl Agent {
 
     /// A release offered at check-in (with its sizes) or named by `POST suit/pull`.
     async fn offered(&mut self, release_id: &str, checkin: Option<(&Pending, &Summary)>) {
-        if !valid_release_id(release_id) {
+        if !fleet_proto::valid_release_id(release_id) {
             tracing::warn!(device = %self.name, "dispatcher offered a malformed release id");
             return;
         }
@@ -616,15 +548,10 @@ impl Agent {
 
     async fn pull_and_install(&mut self, id: &str) -> Result<Report, PullError> {
         let envelope = self
-            .request(
-                code::GET,
-                &format!("d/releases/{id}/envelope"),
-                b"",
-                MAX_ENVELOPE,
-            )
+            .request(code::GET, &Artifact::Envelope.path(id), b"", MAX_ENVELOPE)
             .await?;
         let key = Zeroizing::new(
-            self.request(code::GET, &format!("d/releases/{id}/key"), b"", MAX_KEY)
+            self.request(code::GET, &Artifact::Key.path(id), b"", MAX_KEY)
                 .await?,
         );
         let blob_path = self.handler.pull_blob_path();
@@ -649,7 +576,7 @@ impl Agent {
         let mut failed: Option<std::io::Error> = None;
         let mut c = self.client(self.cfg.max_blob).await?;
         let r = c
-            .get_with(&format!("d/releases/{id}/blob"), &mut |block| {
+            .get_with(&Artifact::Blob.path(id), &mut |block| {
                 if failed.is_none()
                     && let Err(e) = out.write_all(block)
                 {
@@ -669,11 +596,17 @@ impl Agent {
     }
 
     async fn report(&mut self, r: &Report) {
-        let body = match serde_json::to_vec(r) {
+        let body = match r.encode() {
             Ok(b) => b,
-            Err(_) => return,
+            Err(e) => {
+                tracing::warn!(device = %self.name, "cannot report: {e}");
+                return;
+            }
         };
-        if let Err(e) = self.request(code::POST, "d/report", &body, MAX_REPLY).await {
+        if let Err(e) = self
+            .request(code::POST, paths::REPORT, &body, MAX_REPLY)
+            .await
+        {
             tracing::warn!(device = %self.name, "report failed: {e}");
         }
     }

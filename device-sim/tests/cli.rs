@@ -102,12 +102,12 @@ fn uplink_member_is_validated() {
         (
             serde_json::json!({ "master_secret_hex": "0123456789ABCDEF0123456789ABCDEF",
                                 "sender_id_hex": "0103", "recipient_id_hex": "00" }),
-            "must differ from oscore",
+            "uplink.master_secret_hex: must be a master secret different from the push context's",
         ),
         (
             serde_json::json!({ "master_secret_hex": "ff".repeat(16),
                                 "sender_id_hex": "00", "recipient_id_hex": "00" }),
-            "uplink.sender_id_hex and recipient_id_hex must differ",
+            "uplink.sender_id_hex: must be different from the recipient id",
         ),
         (
             serde_json::json!({ "master_secret_hex": "ff".repeat(16),

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use device_sim::bundle::{Bundle, OscoreParams};
+use device_sim::bundle::{Bundle, OscoreParams, SecretHex};
 use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
@@ -49,7 +49,7 @@ fn provision(dir: &std::path::Path, k: &Keys) {
             require_approval: true,
         },
         oscore: OscoreParams {
-            master_secret_hex: hex::encode(SECRET),
+            master_secret_hex: SecretHex::from_bytes(&SECRET),
             master_salt_hex: None,
             sender_id_hex: "09".into(),
             recipient_id_hex: "00".into(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use device_sim::bundle::{Bundle, OscoreParams};
+use device_sim::bundle::{Bundle, OscoreParams, SecretHex};
 use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
@@ -64,7 +64,7 @@ fn provision(dir: &Path, k: &Keys) {
             require_approval: true,
         },
         oscore: OscoreParams {
-            master_secret_hex: hex::encode(SECRET),
+            master_secret_hex: SecretHex::from_bytes(&SECRET),
             master_salt_hex: None,
             sender_id_hex: "04".into(),
             recipient_id_hex: "00".into(),

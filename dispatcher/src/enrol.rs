@@ -8,8 +8,7 @@
 use std::net::SocketAddr;
 
 use chrono::Utc;
-use device_sim::bundle::{Bundle, FORMAT, OscoreParams};
-use device_sim::{Identity, KeyEntry, Trust};
+use fleet_proto::bundle::{Bundle, FORMAT, Identity, KeyEntry, OscoreParams, SecretHex, Trust};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -26,7 +25,8 @@ pub const DEVICE_PUSH_SID: [u8; 1] = [0x01];
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
-    /// Unique name (1-64 of A-Z a-z 0-9 - _ .).
+    /// Unique name: 1-64 of A-Z a-z 0-9 - _ ., not starting with a dot
+    /// (`fleet_proto::valid_device_name`; the device's directory is named after it).
     pub name: String,
     /// Vendor-id.
     pub vendor_id: Uuid,
@@ -44,7 +44,7 @@ pub struct EnrolRequest {
     /// The device's CoAP address, if fixed (else learnt from check-ins).
     #[serde(default)]
     pub address: Option<SocketAddr>,
-    /// Factory version.
+    /// Factory version (`fleet_proto::text::valid_version`).
     #[serde(default = "default_version")]
     pub factory_version: String,
     /// Require the approval signature (default true; false only for bench devices).
@@ -60,6 +60,7 @@ fn yes() -> bool {
     true
 }
 
+/// Groups and labels (not names of files: the device-name rule without its dot rule).
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -69,7 +70,7 @@ fn valid_name(s: &str) -> bool {
 
 fn context(secret: &[u8], salt: &[u8], sender: &[u8], recipient: &[u8]) -> OscoreParams {
     OscoreParams {
-        master_secret_hex: hex::encode(secret),
+        master_secret_hex: SecretHex::from_bytes(secret),
         master_salt_hex: Some(hex::encode(salt)),
         sender_id_hex: hex::encode(sender),
         recipient_id_hex: hex::encode(recipient),
@@ -87,10 +88,12 @@ fn write_ctx(path: &std::path::Path, p: &OscoreParams) -> Result<(), Error> {
 
 /// Creates the device (see the module documentation).
 pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error> {
-    if !valid_name(&req.name) {
+    // Issue 13: "." and ".." were accepted and their context files landed in the data
+    // directory itself. The rule is the one devices apply to their bundle.
+    if !fleet_proto::valid_device_name(&req.name) {
         return Err(Error::BadRequest(format!(
-            "device name {:?}: 1-64 characters of A-Z a-z 0-9 - _ .",
-            req.name
+            "device name: must be {}",
+            fleet_proto::Rule::DeviceName
         )));
     }
     if let Some(g) = &req.group
@@ -105,8 +108,11 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
             "at most 32 labels, each like a name".into(),
         ));
     }
-    if req.factory_version.is_empty() || req.factory_version.len() > 32 {
-        return Err(Error::BadRequest("factory_version: 1-32 characters".into()));
+    if !fleet_proto::text::valid_version(&req.factory_version) {
+        return Err(Error::BadRequest(format!(
+            "factory_version: must be {}",
+            fleet_proto::Rule::Version
+        )));
     }
     if d.store().device(&req.name)?.is_some() {
         return Err(Error::Conflict(format!("device {} is enrolled", req.name)));
@@ -141,45 +147,8 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     let push_secret = zeroize::Zeroizing::new(push_secret);
     let up_secret = zeroize::Zeroizing::new(up_secret);
 
-    let dir = d.store().device_dir(&req.name);
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
-    }
-    // The dispatcher's views: it is the client of the push context and the server of the
-    // uplink context.
-    write_ctx(
-        &dir.join("push.json"),
-        &context(&*push_secret, &push_salt, &DISPATCHER_SID, &DEVICE_PUSH_SID),
-    )?;
-    write_ctx(
-        &dir.join("uplink.json"),
-        &context(&*up_secret, &up_salt, &DISPATCHER_SID, &uplink_sid),
-    )?;
     let device_id = req.device_id.unwrap_or_else(Uuid::new_v4);
-    let record = DeviceRecord {
-        id: req.name.clone(),
-        device_id,
-        vendor_id: req.vendor_id,
-        class_id: req.class_id,
-        group: req.group.clone(),
-        labels: req.labels.clone(),
-        uplink_kid: hex::encode(uplink_sid),
-        address: req.address,
-        version: req.factory_version.clone(),
-        sequence: 0,
-        release_id: None,
-        enrolled_at: Utc::now(),
-        last_seen: None,
-        last_report: None,
-    };
-    d.store().put_device(&record, true)?;
-    d.register_uplink(&record)?;
-    Ok(Bundle {
+    let bundle = Bundle {
         format: FORMAT.into(),
         identity: Identity {
             name: req.name.clone(),
@@ -200,5 +169,49 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
         uplink: Some(context(&*up_secret, &up_salt, &uplink_sid, &DISPATCHER_SID)),
         dispatcher: d.cfg().coap_uri.clone(),
         factory_version: req.factory_version.clone(),
-    })
+    };
+    // What the device will decode, checked with its decoder before anything is written
+    // (e.g. a key id or coap_uri the device would refuse).
+    bundle
+        .validate()
+        .map_err(|e| Error::Other(format!("the provisioning bundle would be refused: {e}")))?;
+
+    let dir = d.store().device_dir(&req.name);
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+    }
+    // The dispatcher's views: it is the client of the push context and the server of the
+    // uplink context.
+    write_ctx(
+        &dir.join("push.json"),
+        &context(&*push_secret, &push_salt, &DISPATCHER_SID, &DEVICE_PUSH_SID),
+    )?;
+    write_ctx(
+        &dir.join("uplink.json"),
+        &context(&*up_secret, &up_salt, &DISPATCHER_SID, &uplink_sid),
+    )?;
+    let record = DeviceRecord {
+        id: req.name.clone(),
+        device_id,
+        vendor_id: req.vendor_id,
+        class_id: req.class_id,
+        group: req.group.clone(),
+        labels: req.labels.clone(),
+        uplink_kid: hex::encode(uplink_sid),
+        address: req.address,
+        version: req.factory_version.clone(),
+        sequence: 0,
+        release_id: None,
+        enrolled_at: Utc::now(),
+        last_seen: None,
+        last_report: None,
+    };
+    d.store().put_device(&record, true)?;
+    d.register_uplink(&record)?;
+    Ok(bundle)
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleet_proto::coap::device as paths;
 use oscore::SecurityContext;
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
@@ -132,19 +133,6 @@ async fn push_inner(d: &Dispatcher, p: &Pusher, rid: &str, device: &str) -> Resu
     Ok(outcome)
 }
 
-#[derive(serde::Deserialize)]
-struct Status {
-    #[serde(default)]
-    version: String,
-    state: StatusState,
-}
-
-#[derive(serde::Deserialize)]
-struct StatusState {
-    #[serde(default)]
-    counter: u64,
-}
-
 async fn exchange(
     c: &mut Client,
     art: &crate::service::Artifacts,
@@ -153,8 +141,12 @@ async fn exchange(
 ) -> Result<(Outcome, Option<DeviceReport>), Error> {
     let remote = |e: oscore::Error| Error::Remote(e.to_string());
     // Already installed (e.g. the report was lost in a crash)? Then do not send again.
-    let st = c.request(code::GET, "status", &[]).await.map_err(remote)?;
-    if let Ok(s) = serde_json::from_slice::<Status>(&st.payload)
+    let st = c
+        .request(code::GET, paths::STATUS, &[])
+        .await
+        .map_err(remote)?;
+    // A status that does not decode is not trusted to skip the push.
+    if let Ok(s) = fleet_proto::push::Status::decode(&st.payload)
         && s.state.counter >= art.sequence
     {
         tracing::info!(%device, %rid, version = %s.version, "device already at or past this release");
@@ -170,13 +162,13 @@ async fn exchange(
         };
         return Ok((Outcome::Installed, Some(rep)));
     }
-    c.request(code::PUT, "suit/envelope", &art.approved)
+    c.request(code::PUT, paths::ENVELOPE, &art.approved)
         .await
         .map_err(remote)?;
-    c.request(code::PUT, "suit/key", &art.key)
+    c.request(code::PUT, paths::KEY, &art.key)
         .await
         .map_err(remote)?;
-    let reply = match c.request(code::PUT, "suit/blob", &art.blob).await {
+    let reply = match c.request(code::PUT, paths::BLOB, &art.blob).await {
         Ok(r) => r,
         // The device lost power and rebooted: transient, send again later.
         Err(oscore::Error::Response { code, .. }) if code == "5.03" => {
@@ -189,11 +181,9 @@ async fn exchange(
         }
         Err(e) => return Err(remote(e)),
     };
-    if reply.payload.len() > 16 * 1024 {
-        return Err(Error::Remote("install report larger than 16 KiB".into()));
-    }
-    let rep: DeviceReport = serde_json::from_slice(&reply.payload)
-        .map_err(|e| Error::Remote(format!("install report: {e}")))?;
+    let rep = fleet_proto::uplink::Report::decode(&reply.payload)
+        .map_err(|e| Error::Remote(e.to_string()))?;
+    let rep = crate::uplink::stored_report(&rep);
     let outcome = outcome_of(&rep);
     Ok((outcome, Some(rep)))
 }

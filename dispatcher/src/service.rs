@@ -1230,7 +1230,7 @@ impl Dispatcher {
         &self,
         who: &Operator,
         req: &crate::enrol::EnrolRequest,
-    ) -> Result<device_sim::bundle::Bundle, Error> {
+    ) -> Result<fleet_proto::bundle::Bundle, Error> {
         let out = crate::enrol::enrol(self, req)?;
         self.audit(&who.name, "device.enrol", Some(&req.name), "ok", None);
         self.metrics
@@ -1261,8 +1261,8 @@ impl Dispatcher {
     }
 
     /// Keys the approval signature is made with and the devices need.
-    pub fn approver_entry(&self) -> device_sim::KeyEntry {
-        device_sim::KeyEntry {
+    pub fn approver_entry(&self) -> fleet_proto::bundle::KeyEntry {
+        fleet_proto::bundle::KeyEntry {
             kid: self.cfg.approval_kid.clone(),
             pem: self.approver.public_key().to_pem(),
         }

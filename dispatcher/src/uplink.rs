@@ -15,145 +15,43 @@
 //! anything in the body: the bodies carry no device identity, and unknown fields are refused.
 //! Errors of the [`DeviceBackend`] map to CoAP codes in one place, [`UplinkError::coap`].
 //!
-//! The wire types are defined twice, here (the dispatcher's view) and in
-//! `device_sim::uplink` (the device's view), so that the dispatcher, a production service,
-//! does not depend on the simulator. `device-sim/tests/uplink.rs` round-trips every type
-//! between the two views and runs a real device against [`UplinkHandler`], so they cannot
-//! drift apart unnoticed.
+//! The messages, paths and Content-Formats are `fleet_proto`'s, shared with the devices and
+//! decoded by its one strict decoder; this module re-exports them under the names the
+//! dispatcher has used. `device-sim/tests/uplink.rs` runs a real device against
+//! [`UplinkHandler`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fleet_proto::coap::{UplinkResource, content_format};
 use oscore::SecurityContext;
 use oscore::message::code;
 use oscore::transport::{ContextSet, Handler, Reply, Request, Server, ServerConfig, ServerHandle};
-use serde::{Deserialize, Serialize};
+
+pub use fleet_proto::coap::Artifact;
+pub use fleet_proto::push::PullNotice;
+/// How an install ended (`fleet_proto::uplink::InstallOutcome`).
+pub use fleet_proto::uplink::InstallOutcome as ReportOutcome;
+/// The install report (`fleet_proto::uplink::Report`).
+pub use fleet_proto::uplink::Report as DeviceReport;
+pub use fleet_proto::uplink::{CheckIn, CheckInReply, Pending};
+pub use fleet_proto::valid_release_id;
 
 /// Largest check-in body accepted.
-pub const MAX_CHECKIN_BODY: usize = 8 << 10;
+pub const MAX_CHECKIN_BODY: usize = fleet_proto::limits::MAX_CHECKIN;
 /// Largest report body accepted.
-pub const MAX_REPORT_BODY: usize = 8 << 10;
-/// Longest version, check or similar short text field.
-const MAX_SHORT_TEXT: usize = 64;
-/// Longest report message.
-const MAX_MESSAGE: usize = 2048;
+pub const MAX_REPORT_BODY: usize = fleet_proto::limits::MAX_REPORT;
 
-/// CoAP Content-Format numbers (RFC 7252 §12.3, RFC 9052 §11).
-mod content_format {
-    pub(super) const TEXT: u32 = 0;
-    pub(super) const OCTET_STREAM: u32 = 42;
-    pub(super) const JSON: u32 = 50;
-    pub(super) const COSE_KEY: u32 = 101;
-}
-
-/// `POST d/checkin`: what a device tells the dispatcher about itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckIn {
-    /// UDP port of the device's own CoAP server; the dispatcher combines it with the
-    /// request's source address to push to the device.
-    pub coap_port: u16,
-    /// Running version (`X.Y.Z`).
-    pub version: String,
-    /// Anti-rollback counter: the manifest sequence number of the last confirmed install.
-    pub sequence: u64,
-    /// Release id of the running image (None: the factory image).
-    #[serde(default)]
-    pub release_id: Option<String>,
-    /// The device's state summary (`state.json`: slots, counter, pending install, boots).
-    pub state: serde_json::Value,
-    /// Number of boots.
-    pub boots: u64,
-}
-
-/// The answer to a check-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckInReply {
-    /// Seconds until the next check-in (the device adds jitter).
-    pub next_checkin_s: u32,
-    /// A release the device should pull and install now, if any.
-    #[serde(default)]
-    pub pending: Option<Pending>,
-}
-
-/// A release offered to a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pending {
-    /// Release id (hex SHA-256 of the manifest bstr).
-    pub release_id: String,
-    /// Size of the approved envelope in bytes.
-    pub envelope_size: u64,
-    /// Size of the encrypted blob in bytes.
-    pub blob_size: u64,
-}
-
-/// How an install ended, as the device reports it (`device_sim::InstallOutcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReportOutcome {
-    /// Installed, switched, self-tested and confirmed.
-    Installed,
-    /// Refused by a security or applicability check.
-    Rejected,
-    /// Switched, failed its self-test, reverted.
-    Reverted,
-}
-
-/// `POST d/report`: the device's install report (`device_sim::Report`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceReport {
-    /// Release id, when the envelope could be decoded.
-    pub release_id: Option<String>,
-    /// Outcome.
-    pub outcome: ReportOutcome,
-    /// The failed check (`suit::Error::code`, or a device-level code such as `too-large`).
-    pub check: Option<String>,
-    /// Human-readable detail.
-    pub message: String,
-    /// Running version before the attempt.
-    pub version_before: String,
-    /// Running version after the attempt.
-    pub version_after: String,
-}
-
-/// `POST suit/pull` on the *device*: the dispatcher asks the device to pull a release now
-/// (the device answers 2.04 and pulls in the background through this module's resources).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PullNotice {
-    /// The release to pull.
-    pub release_id: String,
-}
-
-/// One artifact of a release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Artifact {
-    /// The envelope with the dispatcher's approval signature.
-    Envelope,
-    /// The release key (COSE_Key bytes).
-    Key,
-    /// The encrypted blob.
-    Blob,
-}
-
-impl Artifact {
-    fn from_segment(s: &str) -> Option<Self> {
-        match s {
-            "envelope" => Some(Artifact::Envelope),
-            "key" => Some(Artifact::Key),
-            "blob" => Some(Artifact::Blob),
-            _ => None,
-        }
-    }
-
-    fn content_format(self) -> u32 {
-        match self {
-            Artifact::Key => content_format::COSE_KEY,
-            Artifact::Envelope | Artifact::Blob => content_format::OCTET_STREAM,
-        }
+/// A device's report as the dispatcher stores it (its clock sets `received_at`).
+pub fn stored_report(r: &DeviceReport) -> crate::store::DeviceReport {
+    crate::store::DeviceReport {
+        release_id: r.release_id.clone(),
+        outcome: r.outcome.as_str().into(),
+        check: r.check.clone(),
+        message: r.message.clone(),
+        version_before: r.version_before.clone(),
+        version_after: r.version_after.clone(),
+        received_at: None,
     }
 }
 
@@ -173,6 +71,10 @@ pub enum UplinkError {
     /// The request is malformed or fails validation; the text goes back to the device. 4.00.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The body does not decode (`fleet_proto`); its text goes back to the device. 4.13 when
+    /// it is too large, 4.00 otherwise.
+    #[error("{0}")]
+    Malformed(#[from] fleet_proto::Error),
     /// A dispatcher fault; the text is logged, the device sees only "internal error". 5.00.
     #[error("internal error: {0}")]
     Internal(String),
@@ -189,6 +91,12 @@ impl UplinkError {
             }
             UplinkError::NotFound => (code::NOT_FOUND, "not found".into()),
             UplinkError::Invalid(m) => (code::BAD_REQUEST, m.chars().take(200).collect()),
+            UplinkError::Malformed(e) if e.is_too_large() => {
+                (code::REQUEST_ENTITY_TOO_LARGE, e.to_string())
+            }
+            UplinkError::Malformed(e) => {
+                (code::BAD_REQUEST, e.to_string().chars().take(200).collect())
+            }
             UplinkError::Internal(_) => (code::INTERNAL_SERVER_ERROR, "internal error".into()),
         }
     }
@@ -215,65 +123,6 @@ pub trait DeviceBackend: Send + Sync + 'static {
     ) -> Result<Arc<Vec<u8>>, UplinkError>;
     /// The device's install report.
     fn report(&self, kid: &[u8], r: DeviceReport) -> Result<(), UplinkError>;
-}
-
-/// A release id: 64 lowercase hex digits (SHA-256 of the manifest bstr).
-pub fn valid_release_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn short_text(name: &str, v: &str, max: usize) -> Result<(), UplinkError> {
-    if v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(UplinkError::Invalid(format!(
-            "{name}: at most {max} characters, no control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn release_id_field(name: &str, v: Option<&str>) -> Result<(), UplinkError> {
-    match v {
-        Some(id) if !valid_release_id(id) => Err(UplinkError::Invalid(format!(
-            "{name}: not a release id (64 lowercase hex digits)"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-impl CheckIn {
-    /// Checks what JSON typing cannot.
-    pub fn validate(&self) -> Result<(), UplinkError> {
-        if self.coap_port == 0 {
-            return Err(UplinkError::Invalid("coap_port: must not be 0".into()));
-        }
-        if self.version.is_empty() {
-            return Err(UplinkError::Invalid("version: empty".into()));
-        }
-        short_text("version", &self.version, MAX_SHORT_TEXT)?;
-        release_id_field("release_id", self.release_id.as_deref())?;
-        if !self.state.is_object() {
-            return Err(UplinkError::Invalid("state: must be a JSON object".into()));
-        }
-        Ok(())
-    }
-}
-
-impl DeviceReport {
-    /// Checks what JSON typing cannot.
-    pub fn validate(&self) -> Result<(), UplinkError> {
-        release_id_field("release_id", self.release_id.as_deref())?;
-        if let Some(c) = &self.check {
-            short_text("check", c, MAX_SHORT_TEXT)?;
-        }
-        if self.message.chars().count() > MAX_MESSAGE {
-            return Err(UplinkError::Invalid(format!(
-                "message: at most {MAX_MESSAGE} characters"
-            )));
-        }
-        short_text("version_before", &self.version_before, MAX_SHORT_TEXT)?;
-        short_text("version_after", &self.version_after, MAX_SHORT_TEXT)?;
-        Ok(())
-    }
 }
 
 /// The CoAP resources of the uplink, over a [`DeviceBackend`].
@@ -303,41 +152,19 @@ fn error_reply(kid: &[u8], e: &UplinkError) -> Reply {
     text(c, &msg)
 }
 
-fn json_reply(c: u8, value: &impl Serialize) -> Reply {
-    match serde_json::to_vec(value) {
+/// A reply carrying a message of `fleet_proto`, encoded (and so checked) by it.
+fn encoded_reply(c: u8, encoded: Result<Vec<u8>, fleet_proto::Error>) -> Reply {
+    match encoded {
         Ok(body) => {
             let mut r = Reply::new(c, body);
             r.content_format = Some(content_format::JSON);
             r
         }
-        Err(_) => text(code::INTERNAL_SERVER_ERROR, "internal error"),
+        Err(e) => {
+            tracing::warn!("cannot encode an uplink reply: {e}");
+            text(code::INTERNAL_SERVER_ERROR, "internal error")
+        }
     }
-}
-
-/// Decodes a bounded JSON body. The serde message is not echoed (it may quote input); only
-/// its category and position are.
-fn parse<T: serde::de::DeserializeOwned>(what: &str, body: &[u8], max: usize) -> Result<T, Reply> {
-    if body.len() > max {
-        return Err(text(
-            code::REQUEST_ENTITY_TOO_LARGE,
-            &format!("{what} larger than {max} bytes"),
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        let kind = match e.classify() {
-            serde_json::error::Category::Data => "missing or unknown field, or wrong type",
-            serde_json::error::Category::Eof => "truncated",
-            _ => "syntax error",
-        };
-        text(
-            code::BAD_REQUEST,
-            &format!(
-                "malformed {what}: {kind} at line {} column {}",
-                e.line(),
-                e.column()
-            ),
-        )
-    })
 }
 
 impl<B: DeviceBackend> UplinkHandler<B> {
@@ -347,25 +174,26 @@ impl<B: DeviceBackend> UplinkHandler<B> {
     }
 
     fn checkin(&self, kid: &[u8], req: &Request) -> Reply {
-        let c: CheckIn = match parse("check-in", &req.payload, MAX_CHECKIN_BODY) {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
-        let result = c
-            .validate()
-            .and_then(|()| self.backend.checkin(kid, req.peer, c));
+        let result = CheckIn::decode(&req.payload)
+            .map_err(UplinkError::from)
+            .and_then(|c| self.backend.checkin(kid, req.peer, c));
         match result {
-            Ok(reply) => json_reply(code::CHANGED, &reply),
+            Ok(mut reply) => {
+                // The devices refuse an interval outside these bounds: a configuration
+                // outside them is brought inside rather than breaking every check-in.
+                let (lo, hi) = fleet_proto::limits::CHECKIN_INTERVAL_S;
+                reply.next_checkin_s = reply.next_checkin_s.clamp(lo, hi);
+                encoded_reply(code::CHANGED, reply.encode())
+            }
             Err(e) => error_reply(kid, &e),
         }
     }
 
     fn report(&self, kid: &[u8], req: &Request) -> Reply {
-        let r: DeviceReport = match parse("report", &req.payload, MAX_REPORT_BODY) {
-            Ok(r) => r,
-            Err(reply) => return reply,
-        };
-        match r.validate().and_then(|()| self.backend.report(kid, r)) {
+        let result = DeviceReport::decode(&req.payload)
+            .map_err(UplinkError::from)
+            .and_then(|r| self.backend.report(kid, r));
+        match result {
             Ok(()) => Reply::new(code::CHANGED, Vec::new()),
             Err(e) => error_reply(kid, &e),
         }
@@ -397,17 +225,18 @@ impl<B: DeviceBackend> Handler for UplinkHandler<B> {
         let Some(kid) = req.kid.as_deref() else {
             return text(code::UNAUTHORIZED, "OSCORE required");
         };
-        let segments: Vec<&str> = req.path.split('/').collect();
-        match segments.as_slice() {
-            ["d", "checkin"] if req.method == code::POST => self.checkin(kid, req),
-            ["d", "report"] if req.method == code::POST => self.report(kid, req),
-            ["d", "checkin" | "report"] => text(code::METHOD_NOT_ALLOWED, "use POST"),
-            ["d", "releases", id, which] => match Artifact::from_segment(which) {
-                Some(a) if req.method == code::GET => self.artifact(kid, id, a),
-                Some(_) => text(code::METHOD_NOT_ALLOWED, "use GET"),
-                None => text(code::NOT_FOUND, "no such resource"),
-            },
-            _ => text(code::NOT_FOUND, "no such resource"),
+        match UplinkResource::parse(&req.path) {
+            UplinkResource::CheckIn if req.method == code::POST => self.checkin(kid, req),
+            UplinkResource::Report if req.method == code::POST => self.report(kid, req),
+            UplinkResource::CheckIn | UplinkResource::Report => {
+                text(code::METHOD_NOT_ALLOWED, "use POST")
+            }
+            UplinkResource::Release {
+                release_id,
+                artifact,
+            } if req.method == code::GET => self.artifact(kid, release_id, artifact),
+            UplinkResource::Release { .. } => text(code::METHOD_NOT_ALLOWED, "use GET"),
+            UplinkResource::Unknown => text(code::NOT_FOUND, "no such resource"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use oscore::transport::{Client, ClientConfig};
@@ -23,6 +24,8 @@ struct Mem {
     reports: Mutex<Vec<(Vec<u8>, DeviceReport)>>,
     artifact_calls: Mutex<HashMap<Artifact, usize>>,
     blob: Arc<Vec<u8>>,
+    /// The configured check-in interval (600 s in `server()`).
+    interval: AtomicU32,
 }
 
 impl DeviceBackend for Mem {
@@ -37,7 +40,7 @@ impl DeviceBackend for Mem {
         }
         self.checkins.lock().unwrap().push((kid.to_vec(), peer, c));
         Ok(CheckInReply {
-            next_checkin_s: 600,
+            next_checkin_s: self.interval.load(Ordering::Relaxed),
             pending: Some(Pending {
                 release_id: RELEASE.into(),
                 envelope_size: 3,
@@ -99,6 +102,7 @@ fn blob() -> Vec<u8> {
 async fn server() -> (ServerHandle, ContextSet, Arc<Mem>) {
     let backend = Arc::new(Mem {
         blob: Arc::new(blob()),
+        interval: AtomicU32::new(600),
         ..Mem::default()
     });
     let (h, set) = start_uplink(
@@ -124,7 +128,9 @@ async fn device(addr: SocketAddr) -> Client {
 fn checkin_body() -> serde_json::Value {
     serde_json::json!({
         "coap_port": 40123, "version": "1.0.0", "sequence": 3, "release_id": null,
-        "state": { "active": "a", "counter": 3 }, "boots": 2
+        "state": { "active": "a", "a": null, "b": null, "counter": 3, "pending": null,
+                   "boots": 2 },
+        "boots": 2
     })
 }
 
@@ -151,7 +157,7 @@ async fn checkin_is_attributed_to_the_verifying_kid() {
     let r = c.request(code::POST, "d/checkin", &body).await.unwrap();
     assert_eq!(r.code, code::CHANGED);
     assert_eq!(r.content_format, Some(content_format::JSON));
-    let reply: CheckInReply = serde_json::from_slice(&r.payload).unwrap();
+    let reply = CheckInReply::decode(&r.payload).unwrap();
     assert_eq!(reply.next_checkin_s, 600);
     assert_eq!(reply.pending.unwrap().release_id, RELEASE);
     {
@@ -174,6 +180,22 @@ async fn checkin_is_attributed_to_the_verifying_kid() {
         .await;
     assert_eq!(code_of(r), "4.00");
     assert_eq!(backend.checkins.lock().unwrap().len(), 1);
+    h.stop().await.unwrap();
+}
+
+/// Devices refuse an interval outside 1 s..7 days; a dispatcher configured outside it sends
+/// the nearest bound rather than replies every device refuses.
+#[tokio::test]
+async fn checkin_interval_is_brought_within_what_devices_accept() {
+    let (h, _set, backend) = server().await;
+    let mut c = device(h.addr).await;
+    let body = serde_json::to_vec(&checkin_body()).unwrap();
+    for (configured, sent) in [(0, 1), (u32::MAX, 7 * 24 * 3600), (60, 60)] {
+        backend.interval.store(configured, Ordering::Relaxed);
+        let r = c.request(code::POST, "d/checkin", &body).await.unwrap();
+        let reply = CheckInReply::decode(&r.payload).unwrap();
+        assert_eq!(reply.next_checkin_s, sent, "configured {configured}");
+    }
     h.stop().await.unwrap();
 }
 
@@ -342,6 +364,17 @@ async fn oversized_or_malformed_bodies_are_refused() {
         ),
         "4.00"
     );
+    // A second "boots" member: JSON parsers differ on which one wins, so none does.
+    let dup = String::from_utf8(serde_json::to_vec(&checkin_body()).unwrap())
+        .unwrap()
+        .replacen('{', "{\"boots\": 1, ", 1);
+    match c.request(code::POST, "d/checkin", dup.as_bytes()).await {
+        Err(oscore::Error::Response { code, diagnostic }) => {
+            assert_eq!(code, "4.00");
+            assert!(diagnostic.contains("duplicate field"), "{diagnostic}");
+        }
+        r => panic!("{r:?}"),
+    }
     let mut bad = report_body("x");
     bad["release_id"] = "../../etc".into();
     assert_eq!(
