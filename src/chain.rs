@@ -591,9 +591,25 @@ impl Chain {
         release_kid: &str,
         servers: &[usize],
     ) -> anyhow::Result<String> {
+        self.publish_altered(p, params, image, release_kid, servers, |e| e)
+            .await
+    }
+
+    /// As [`Chain::publish_to`], with the signed envelope passed through `alter` before it
+    /// is uploaded (tests of what an attacker between publisher and update server can do).
+    pub async fn publish_altered(
+        &self,
+        p: &Publisher,
+        params: &ReleaseParams,
+        image: &[u8],
+        release_kid: &str,
+        servers: &[usize],
+        alter: impl Fn(Vec<u8>) -> Vec<u8>,
+    ) -> anyhow::Result<String> {
         let mut rng = rng();
-        let built =
+        let mut built =
             suit::release::build_release(params, image, release_kid.as_bytes(), &p.key, &mut rng)?;
+        built.envelope = alter(built.envelope);
         let krc = self.key_repo_client(p)?;
         krc.put_key(
             release_kid,

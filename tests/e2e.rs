@@ -693,3 +693,283 @@ async fn rollout_completes_over_lossy_links() {
         assert_eq!(ver, want, "{name}");
     }
 }
+
+/// A signature block under `kid` by a key nobody trusts, over `envelope`'s manifest digest.
+fn forged_block(envelope: &[u8], kid: &str) -> Vec<u8> {
+    let env = suit::Envelope::decode(envelope, &suit::Limits::default()).unwrap();
+    let impostor = suit::SigningKey::generate(&mut rand_core::UnwrapErr(getrandom::SysRng))
+        .with_kid(kid.as_bytes().to_vec());
+    impostor.sign1_detached(env.signed_payload())
+}
+
+/// `envelope` with `extra` authentication blocks appended (each as given).
+fn with_blocks(envelope: &[u8], extra: &[Vec<u8>]) -> Vec<u8> {
+    let env = suit::Envelope::decode(envelope, &suit::Limits::default()).unwrap();
+    let mut blocks: Vec<&[u8]> = env.auth_blocks().iter().map(|b| &b.bytes[..]).collect();
+    blocks.extend(extra.iter().map(|b| &b[..]));
+    env.encode_with_blocks(&blocks)
+}
+
+fn approval_kid(c: &Chain) -> String {
+    let cfg = std::fs::read_to_string(c.dispatcher_dir().join("dispatcher.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&cfg).unwrap();
+    v["approval_kid"].as_str().unwrap().to_owned()
+}
+
+/// Attack (issue 12): an envelope whose authentication wrapper is padded with copies of the
+/// publisher's signature, or carries a forged block under the dispatcher's approval kid, was
+/// stored by the update server, auto-approved and pushed, and then refused by every device
+/// (halting the rollouts). Check: the one acceptance path refuses every block that does not
+/// verify, at the update server and at the dispatcher's own intake; nothing is stored,
+/// approved, pushed or installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padded_and_junk_authentication_blocks_never_travel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.poll_interval_secs = 3600;
+    let mut c = Chain::start_services(o).await.unwrap();
+    c.start_fleet(2, |_, _| Ok(())).await.unwrap();
+    let kid = approval_kid(&c);
+    let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0]).unwrap();
+    // Padded with copies of the valid publisher signature (the wrapper then overflows the
+    // devices' limit once the approval is added).
+    let padded = c
+        .publish_altered(&c.third_party, &app, &image(4096, 7), "pad-1", &[0], |e| {
+            let first = suit::Envelope::decode(&e, &suit::Limits::default())
+                .unwrap()
+                .auth_blocks()[0]
+                .bytes
+                .clone();
+            with_blocks(&e, &vec![first; 7])
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        padded.to_string().contains("duplicate-signature"),
+        "{padded:#}"
+    );
+    // A forged block under the dispatcher's approval kid (unknown to the update server).
+    let junk = c
+        .publish_altered(&c.third_party, &app, &image(4096, 8), "junk-1", &[0], |e| {
+            let b = forged_block(&e, &kid);
+            with_blocks(&e, &[b])
+        })
+        .await
+        .unwrap_err();
+    assert!(junk.to_string().contains("untrusted-signer"), "{junk:#}");
+
+    // The dispatcher's own intake (an internal publisher's direct upload), where the
+    // approval kid is known: a forged approval is a forged signature.
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let built =
+        suit::release::build_release(&app, &image(2048, 9), b"direct-junk", &c.internal, &mut rng)
+            .unwrap();
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let forged = with_blocks(&built.envelope, &[forged_block(&built.envelope, &kid)]);
+    let err =
+        c.op.post::<_, Value>(
+            "/v1/releases",
+            &json!({"envelope_b64": b64(&forged), "blob_b64": b64(&built.blob),
+                    "key_b64": b64(&built.release_key.to_cose_key())}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert!(err.to_string().contains("signature-invalid"), "{err}");
+
+    // Nothing anywhere: no release at the dispatcher, no rollout, every device unchanged.
+    let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    assert_eq!(report["accepted"].as_array().unwrap().len(), 0, "{report}");
+    let releases: Value = c.op.get("/v1/releases").await.unwrap();
+    assert_eq!(releases["releases"].as_array().unwrap().len(), 0);
+    let rollouts: Value = c.op.get("/v1/rollouts").await.unwrap();
+    assert_eq!(rollouts["rollouts"].as_array().unwrap().len(), 0);
+    for (_, v) in device_versions(&c).await {
+        assert_eq!(v, "1.0.0");
+    }
+}
+
+/// Marks `kid` revoked in the dispatcher's trust file and reloads it.
+async fn revoke_in_trust_store(c: &Chain, kid: &str) {
+    let path = c.dispatcher_dir().join("trust.toml");
+    let mut file = suit::TrustFile::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file.keys.iter_mut().find(|k| k.kid == kid).unwrap().revoked = true;
+    std::fs::write(&path, file.to_toml()).unwrap();
+    let _: Value = c.op.post("/v1/trust/reload", &json!({})).await.unwrap();
+}
+
+/// Attack (issue 12): a release held for approval whose publisher key was then revoked in the
+/// dispatcher's trust store was still approved, signed and installed, because approval
+/// skipped verification once an approved envelope existed. Check: the release is accepted
+/// again at every approval and before every push batch; after the revocation the approval
+/// is refused (409, `signer-revoked`) and a rollout already running is aborted with an alert,
+/// its remaining devices never sent anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_signer_stops_approvals_and_running_rollouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.poll_interval_secs = 3600;
+    // One device per batch, an hour between batches: the rollout is running but mostly
+    // waiting when the key is revoked.
+    o.policy = Some(policy("\"1\", \"100%\"", "1h", "50%", None));
+    let mut c = Chain::start_services(o).await.unwrap();
+    c.start_fleet(4, |_, _| Ok(())).await.unwrap();
+    let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0]).unwrap();
+    let running = c
+        .publish(&c.manufacturer, &fw, &image(4096, 10), "fw-run", 0)
+        .await
+        .unwrap();
+    let fw3 = params(CLASS_PLC, UpdateType::T2, 3, vec![3, 0, 0]).unwrap();
+    let held = c
+        .publish(&c.manufacturer, &fw3, &image(4096, 11), "fw-held", 0)
+        .await
+        .unwrap();
+    let _: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    c.wait_releases(2, Duration::from_secs(30)).await.unwrap();
+    let _: Value =
+        c.op.post(
+            &format!("/v1/releases/{running}/approve"),
+            &json!({"reason": "test", "ignore_window": true}),
+        )
+        .await
+        .unwrap();
+    // The first batch (one PLC) installs; the rollout then waits for an hour.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let rid = loop {
+        let v: Value = c.op.get("/v1/rollouts").await.unwrap();
+        let r = &v["rollouts"][0];
+        if r["progress"]["installed"] == 1 {
+            break r["id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    revoke_in_trust_store(&c, "acme-fw-2026").await;
+
+    let err =
+        c.op.post::<_, Value>(
+            &format!("/v1/releases/{held}/approve"),
+            &json!({"reason": "test", "ignore_window": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    assert!(err.to_string().contains("signer-revoked"), "{err}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = rollout(&c, &rid).await;
+        if r["status"]["status"] == "aborted" {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        r["alert"].as_str().unwrap().contains("signer-revoked"),
+        "{r}"
+    );
+    assert_eq!(r["progress"]["installed"], 1, "{r}");
+    let rollouts: Value = c.op.get("/v1/rollouts").await.unwrap();
+    assert_eq!(
+        rollouts["rollouts"].as_array().unwrap().len(),
+        1,
+        "{rollouts}"
+    );
+    let upgraded: Vec<_> = device_versions(&c)
+        .await
+        .into_iter()
+        .filter(|(_, v)| v != "1.0.0")
+        .collect();
+    assert_eq!(upgraded.len(), 1, "{upgraded:?}");
+}
+
+/// Attack (issue 12): four approvals sent at the same instant all returned 200 and made four
+/// rollouts; an approval and a rejection sent together both succeeded, and the rollout ran.
+/// Check: decisions on one release are serialised; exactly one approval starts a rollout and
+/// the others get 409; of an approval and a rejection, exactly one wins and the outcome is
+/// consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_on_one_release_are_serialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.poll_interval_secs = 3600;
+    o.policy = Some(policy("\"100%\"", "1s", "50%", None));
+    let mut c = Chain::start_services(o).await.unwrap();
+    c.start_fleet(2, |_, _| Ok(())).await.unwrap();
+    let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0]).unwrap();
+    let a = c
+        .publish(&c.manufacturer, &fw, &image(4096, 12), "fw-race-a", 0)
+        .await
+        .unwrap();
+    let fw3 = params(CLASS_PLC, UpdateType::T2, 3, vec![3, 0, 0]).unwrap();
+    let b = c
+        .publish(&c.manufacturer, &fw3, &image(4096, 13), "fw-race-b", 0)
+        .await
+        .unwrap();
+    let _: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+    c.wait_releases(2, Duration::from_secs(30)).await.unwrap();
+
+    let approve = |id: String| {
+        let op = c.op.clone();
+        tokio::spawn(async move {
+            op.post::<_, Value>(
+                &format!("/v1/releases/{id}/approve"),
+                &json!({"reason": "race", "ignore_window": true}),
+            )
+            .await
+            .map_err(|e| e.status())
+        })
+    };
+    let four = [
+        approve(a.clone()),
+        approve(a.clone()),
+        approve(a.clone()),
+        approve(a.clone()),
+    ];
+    let mut ok = 0;
+    for t in four {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(status) => assert_eq!(status, Some(409)),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one approval starts a rollout");
+    let rollouts: Value = c.op.get("/v1/rollouts").await.unwrap();
+    let of = |id: &str, v: &Value| {
+        v["rollouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["release_id"] == id)
+            .count()
+    };
+    assert_eq!(of(&a, &rollouts), 1, "{rollouts}");
+
+    let op = c.op.clone();
+    let bid = b.clone();
+    let reject = tokio::spawn(async move {
+        op.post::<_, Value>(
+            &format!("/v1/releases/{bid}/reject"),
+            &json!({"reason": "race"}),
+        )
+        .await
+        .map_err(|e| e.status())
+    });
+    let approved = approve(b.clone()).await.unwrap();
+    let rejected = reject.await.unwrap();
+    assert!(
+        approved.is_ok() != rejected.is_ok(),
+        "exactly one decision wins: {approved:?} {rejected:?}"
+    );
+    let rollouts: Value = c.op.get("/v1/rollouts").await.unwrap();
+    let release: Value = c.op.get(&format!("/v1/releases/{b}")).await.unwrap();
+    let parts = release["parts"].to_string();
+    if approved.is_ok() {
+        assert_eq!(of(&b, &rollouts), 1, "{rollouts}");
+        assert!(!parts.contains("rejected"), "{release}");
+    } else {
+        assert_eq!(of(&b, &rollouts), 0, "{rollouts}");
+        assert!(parts.contains("rejected"), "{release}");
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use device_sim::bundle::{Bundle, FORMAT, OscoreParams, SecretHex};
-use device_sim::{Identity, KeyEntry, Trust};
+use device_sim::{Identity, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
 use oscore::{ContextParams, MemorySeqStore, SecurityContext};
@@ -49,10 +49,6 @@ async fn main() {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let maker = SigningKey::generate(&mut rng).with_kid(b"maker".to_vec());
     let dispatcher = SigningKey::generate(&mut rng).with_kid(b"dispatcher".to_vec());
-    let entry = |k: &SigningKey| KeyEntry {
-        kid: String::from_utf8(k.kid().to_vec()).unwrap(),
-        pem: k.public_key().to_pem(),
-    };
     let work = tempfile::Builder::new()
         .prefix("fleet-bench")
         .tempdir()
@@ -71,13 +67,22 @@ async fn main() {
                     class_id: CLASS,
                     device_id: Uuid::from_u128(i as u128 + 1),
                 },
-                trust: Trust {
-                    manufacturer: vec![entry(&maker)],
-                    third_party: vec![],
-                    authors: vec![],
-                    approver: Some(entry(&dispatcher)),
-                    require_approval: true,
-                },
+                trust: Trust::from_keys(
+                    VENDOR,
+                    &[
+                        (
+                            suit::Role::Manufacturer,
+                            &kid(&maker),
+                            &maker.public_key().to_pem(),
+                        ),
+                        (
+                            suit::Role::Approver,
+                            &kid(&dispatcher),
+                            &dispatcher.public_key().to_pem(),
+                        ),
+                    ],
+                    true,
+                ),
                 oscore: OscoreParams {
                     master_secret_hex: SecretHex::from_bytes(&secret),
                     master_salt_hex: None,
@@ -220,4 +225,9 @@ async fn main() {
     if ok != count {
         std::process::exit(1);
     }
+}
+
+/// A key's kid as text.
+fn kid(k: &SigningKey) -> String {
+    String::from_utf8_lossy(k.kid()).into_owned()
 }

@@ -461,21 +461,20 @@ pub async fn start_with(
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::{Identity, KeyEntry, Trust};
+    use crate::{Identity, Trust};
 
     fn device(dir: &Path) -> DeviceHandler {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let maker = suit::SigningKey::generate(&mut rng);
-        let trust = Trust {
-            manufacturer: vec![KeyEntry {
-                kid: "maker".into(),
-                pem: maker.public_key().to_pem(),
-            }],
-            third_party: vec![],
-            authors: vec![],
-            approver: None,
-            require_approval: false,
-        };
+        let trust = Trust::from_keys(
+            uuid::Uuid::from_u128(1),
+            &[(
+                suit::Role::Manufacturer,
+                "maker",
+                &maker.public_key().to_pem(),
+            )],
+            false,
+        );
         let identity = Identity {
             name: "t".into(),
             vendor_id: uuid::Uuid::from_u128(1),

@@ -6,10 +6,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use suit::release::PayloadVerifier;
-use suit::{DeviceState, Limits, PublicKey, ReleaseKey, Role, Rules, TrustAnchor, TrustStore};
+use suit::{DeviceState, Limits, ReleaseKey, Rules, TrustStore};
 
 use crate::DeviceError;
-use crate::state::{DeviceDir, Identity, KeyEntry, Pending, Phase, Slot, SlotImage, State, Trust};
+use crate::state::{DeviceDir, Identity, Pending, Phase, Slot, SlotImage, State, Trust};
 
 /// Named steps where a power loss can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,38 +91,23 @@ pub struct Device {
 
 const CHUNK: usize = 64 * 1024;
 
-fn anchor(k: &KeyEntry, role: Role) -> Result<TrustAnchor, DeviceError> {
-    let key = PublicKey::from_pem(&k.pem)
-        .map_err(|e| DeviceError::Corrupt(format!("trust anchor {}: {e}", k.kid)))?
-        .with_kid(k.kid.as_bytes().to_vec());
-    Ok(TrustAnchor::new(key, role))
-}
-
-fn trust_store(t: &Trust, identity: &Identity) -> Result<TrustStore, DeviceError> {
-    let mut store = TrustStore::new();
-    for k in &t.manufacturer {
-        // A manufacturer key signs for this device's vendor only.
-        store.add(anchor(k, Role::Manufacturer)?.for_vendors([identity.vendor_id]));
-    }
-    for k in &t.third_party {
-        store.add(anchor(k, Role::ThirdParty)?.for_vendors([identity.vendor_id]));
-    }
-    for k in &t.authors {
-        store.add(anchor(k, Role::Author)?);
-    }
-    if let Some(k) = &t.approver {
-        store.add(anchor(k, Role::Approver)?);
-    }
-    Ok(store)
+/// The device's trust store: the provisioned trust, in the one format every call site reads.
+fn trust_store(t: &Trust) -> Result<TrustStore, DeviceError> {
+    t.trust_store()
+        .map_err(|e| DeviceError::Corrupt(format!("trust store: {e}")))
 }
 
 /// A device accepts releases under `suit::Rules::device` (publisher signature and its
 /// domain's approval); only a bench device provisioned without `require_approval` accepts a
-/// publisher-signed envelope alone.
+/// publisher-signed envelope alone. T3 author signatures are required when provisioned so,
+/// else checked when the author key is known.
 fn rules(t: &Trust) -> Rules {
     let mut r = Rules::device();
     if !t.require_approval {
         r.approval = suit::ApprovalRule::Optional;
+    }
+    if t.require_author {
+        r.author = suit::AuthorRule::Require;
     }
     r
 }
@@ -199,7 +184,7 @@ impl Device {
     pub fn open(dir: DeviceDir) -> Result<Device, DeviceError> {
         let identity = dir.identity()?;
         let t = dir.trust()?;
-        let trust = trust_store(&t, &identity)?;
+        let trust = trust_store(&t)?;
         let state = dir.state()?;
         let mut d = Device {
             dir,

@@ -20,7 +20,7 @@ pub mod uplink;
 use std::path::PathBuf;
 
 pub use install::{Device, Fault, FaultPlan, InstallOutcome, Report, Step};
-pub use state::{DeviceDir, Identity, KeyEntry, Phase, Slot, SlotImage, State, Trust};
+pub use state::{DeviceDir, Identity, Phase, Slot, SlotImage, State, Trust};
 
 /// Device errors that are not install outcomes: I/O and corrupt state files.
 #[derive(Debug, thiserror::Error)]

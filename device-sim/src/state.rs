@@ -23,7 +23,7 @@ use crate::DeviceError;
 
 // The records that also travel (in the bundle, check-ins and status) are `fleet_proto`'s,
 // decoded by its one strict decoder here as on the wire.
-pub use fleet_proto::bundle::{Identity, KeyEntry, Trust};
+pub use fleet_proto::bundle::{Identity, Trust};
 pub use fleet_proto::state::{Pending, Phase, Slot, SlotImage, State};
 
 /// The image file of a slot.

@@ -7,19 +7,32 @@ fn bundle(dir: &std::path::Path, secret_hex: &str) -> std::path::PathBuf {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let maker = suit::SigningKey::generate(&mut rng);
     let dispatcher = suit::SigningKey::generate(&mut rng);
+    let vendor = uuid::Uuid::parse_str("fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe").unwrap();
+    let trust = fleet_proto::bundle::Trust::from_keys(
+        vendor,
+        &[
+            (
+                suit::Role::Manufacturer,
+                "maker",
+                &maker.public_key().to_pem(),
+            ),
+            (
+                suit::Role::Approver,
+                "dispatcher",
+                &dispatcher.public_key().to_pem(),
+            ),
+        ],
+        true,
+    );
     let b = serde_json::json!({
-        "format": "ics-device-bundle/1",
+        "format": "ics-device-bundle/2",
         "identity": {
             "name": "rtu-3",
             "vendor_id": "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe",
             "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
             "device_id": "00000000-0000-0000-0000-000000000003"
         },
-        "trust": {
-            "manufacturer": [{ "kid": "maker", "pem": maker.public_key().to_pem() }],
-            "approver": { "kid": "dispatcher", "pem": dispatcher.public_key().to_pem() },
-            "require_approval": true
-        },
+        "trust": trust,
         "oscore": { "master_secret_hex": secret_hex, "sender_id_hex": "03", "recipient_id_hex": "00" },
         "dispatcher": "coap://127.0.0.1:5683",
         "factory_version": "1.4.0"

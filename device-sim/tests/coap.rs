@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 use device_sim::bundle::{Bundle, OscoreParams, SecretHex};
-use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
+use device_sim::{DeviceDir, Identity, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
 use oscore::{ContextParams, MemorySeqStore, SecurityContext};
@@ -29,10 +29,6 @@ fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
 }
 
 fn provision(dir: &std::path::Path, k: &Keys) {
-    let entry = |s: &SigningKey| KeyEntry {
-        kid: String::from_utf8(s.kid().to_vec()).unwrap(),
-        pem: s.public_key().to_pem(),
-    };
     let b = Bundle {
         format: device_sim::bundle::FORMAT.into(),
         identity: Identity {
@@ -41,13 +37,22 @@ fn provision(dir: &std::path::Path, k: &Keys) {
             class_id: CLASS,
             device_id: Uuid::from_u128(9),
         },
-        trust: Trust {
-            manufacturer: vec![entry(&k.maker)],
-            third_party: vec![],
-            authors: vec![],
-            approver: Some(entry(&k.dispatcher)),
-            require_approval: true,
-        },
+        trust: Trust::from_keys(
+            VENDOR,
+            &[
+                (
+                    suit::Role::Manufacturer,
+                    &kid(&k.maker),
+                    &k.maker.public_key().to_pem(),
+                ),
+                (
+                    suit::Role::Approver,
+                    &kid(&k.dispatcher),
+                    &k.dispatcher.public_key().to_pem(),
+                ),
+            ],
+            true,
+        ),
         oscore: OscoreParams {
             master_secret_hex: SecretHex::from_bytes(&SECRET),
             master_salt_hex: None,
@@ -290,4 +295,9 @@ async fn replayed_oscore_request_is_refused() {
         !dir.join("incoming/envelope.suit").exists(),
         "the replayed request must not be acted on"
     );
+}
+
+/// A key's kid as text.
+fn kid(k: &SigningKey) -> String {
+    String::from_utf8_lossy(k.kid()).into_owned()
 }

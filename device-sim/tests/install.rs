@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use device_sim::{
-    Device, DeviceDir, DeviceError, Fault, FaultPlan, Identity, InstallOutcome, KeyEntry, Slot,
-    Step, Trust,
+    Device, DeviceDir, DeviceError, Fault, FaultPlan, Identity, InstallOutcome, Slot, Step, Trust,
 };
 use sha2::{Digest, Sha256};
 use suit::consts::alg;
@@ -35,13 +34,6 @@ struct Rel {
     image: Vec<u8>,
 }
 
-fn entry(k: &SigningKey) -> KeyEntry {
-    KeyEntry {
-        kid: String::from_utf8(k.kid().to_vec()).unwrap(),
-        pem: k.public_key().to_pem(),
-    }
-}
-
 impl World {
     fn new() -> World {
         let maker = SigningKey::generate(&mut rng()).with_kid(b"maker".to_vec());
@@ -64,13 +56,27 @@ impl World {
                 class_id: CLASS,
                 device_id: Uuid::from_u128(7),
             },
-            Trust {
-                manufacturer: vec![entry(&w.maker)],
-                third_party: vec![],
-                authors: vec![entry(&w.author)],
-                approver: Some(entry(&w.dispatcher)),
-                require_approval: true,
-            },
+            Trust::from_keys(
+                VENDOR,
+                &[
+                    (
+                        suit::Role::Manufacturer,
+                        &kid(&w.maker),
+                        &w.maker.public_key().to_pem(),
+                    ),
+                    (
+                        suit::Role::Author,
+                        &kid(&w.author),
+                        &w.author.public_key().to_pem(),
+                    ),
+                    (
+                        suit::Role::Approver,
+                        &kid(&w.dispatcher),
+                        &w.dispatcher.public_key().to_pem(),
+                    ),
+                ],
+                true,
+            ),
             b"factory image 1.0.0",
             "1.0.0",
         )
@@ -362,4 +368,9 @@ fn corrupt_active_slot_boots_the_other_one() {
     assert_eq!(d.state().active, Slot::A);
     assert_eq!(d.version(), "1.0.0");
     assert!(w.dir.read_log().iter().any(|e| e["event"] == "fallback"));
+}
+
+/// A key's kid as text.
+fn kid(k: &SigningKey) -> String {
+    String::from_utf8_lossy(k.kid()).into_owned()
 }

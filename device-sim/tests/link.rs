@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use device_sim::bundle::{Bundle, OscoreParams, SecretHex};
-use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
+use device_sim::{DeviceDir, Identity, Trust};
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig};
 use oscore::{ContextParams, MemorySeqStore, SecurityContext};
@@ -44,10 +44,6 @@ fn keys() -> Keys {
 }
 
 fn provision(dir: &Path, k: &Keys) {
-    let entry = |s: &SigningKey| KeyEntry {
-        kid: String::from_utf8(s.kid().to_vec()).unwrap(),
-        pem: s.public_key().to_pem(),
-    };
     let b = Bundle {
         format: device_sim::bundle::FORMAT.into(),
         identity: Identity {
@@ -56,13 +52,22 @@ fn provision(dir: &Path, k: &Keys) {
             class_id: CLASS,
             device_id: Uuid::from_u128(4),
         },
-        trust: Trust {
-            manufacturer: vec![entry(&k.maker)],
-            third_party: vec![],
-            authors: vec![],
-            approver: Some(entry(&k.dispatcher)),
-            require_approval: true,
-        },
+        trust: Trust::from_keys(
+            VENDOR,
+            &[
+                (
+                    suit::Role::Manufacturer,
+                    &kid(&k.maker),
+                    &k.maker.public_key().to_pem(),
+                ),
+                (
+                    suit::Role::Approver,
+                    &kid(&k.dispatcher),
+                    &k.dispatcher.public_key().to_pem(),
+                ),
+            ],
+            true,
+        ),
         oscore: OscoreParams {
             master_secret_hex: SecretHex::from_bytes(&SECRET),
             master_salt_hex: None,
@@ -352,4 +357,9 @@ fn invalid_link_json_refuses_to_start() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(args[0]), "{args:?}: {err}");
     }
+}
+
+/// A key's kid as text.
+fn kid(k: &SigningKey) -> String {
+    String::from_utf8_lossy(k.kid()).into_owned()
 }

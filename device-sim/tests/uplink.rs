@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use device_sim::bundle::{Bundle, OscoreParams, SecretHex};
-use device_sim::{DeviceDir, Identity, KeyEntry, Trust};
+use device_sim::{DeviceDir, Identity, Trust};
 use dispatcher::uplink::{
     Artifact, CheckIn, CheckInReply, DeviceBackend, DeviceReport, Pending, ReportOutcome,
     UplinkError, start_uplink,
@@ -62,10 +62,6 @@ fn bundle(
     push: [u8; 16],
     uplink: ([u8; 16], &[u8]),
 ) -> Bundle {
-    let entry = |s: &SigningKey| KeyEntry {
-        kid: String::from_utf8(s.kid().to_vec()).unwrap(),
-        pem: s.public_key().to_pem(),
-    };
     Bundle {
         format: device_sim::bundle::FORMAT.into(),
         identity: Identity {
@@ -74,13 +70,22 @@ fn bundle(
             class_id: CLASS,
             device_id: Uuid::from_u128(n.into()),
         },
-        trust: Trust {
-            manufacturer: vec![entry(&k.maker)],
-            third_party: vec![],
-            authors: vec![],
-            approver: Some(entry(&k.dispatcher)),
-            require_approval: true,
-        },
+        trust: Trust::from_keys(
+            VENDOR,
+            &[
+                (
+                    suit::Role::Manufacturer,
+                    &kid(&k.maker),
+                    &k.maker.public_key().to_pem(),
+                ),
+                (
+                    suit::Role::Approver,
+                    &kid(&k.dispatcher),
+                    &k.dispatcher.public_key().to_pem(),
+                ),
+            ],
+            true,
+        ),
         oscore: OscoreParams {
             master_secret_hex: SecretHex::from_bytes(&push),
             master_salt_hex: None,
@@ -656,4 +661,9 @@ async fn fleet_check_in(count: u8, extra: &[&str]) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A key's kid as text.
+fn kid(k: &SigningKey) -> String {
+    String::from_utf8_lossy(k.kid()).into_owned()
 }

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use chrono::Utc;
-use fleet_proto::bundle::{Bundle, FORMAT, Identity, KeyEntry, OscoreParams, SecretHex, Trust};
+use fleet_proto::bundle::{Bundle, FORMAT, Identity, OscoreParams, SecretHex, Trust};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -119,23 +119,33 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     }
     let trust = d.trust();
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
-    let entries = |roles: &[suit::Role]| -> Vec<KeyEntry> {
-        trust
-            .entries_for(roles, req.vendor_id, now)
-            .into_iter()
-            .map(|k| KeyEntry {
-                kid: k.kid.clone(),
-                pem: k.public_key.clone().unwrap_or_default(),
-            })
-            .collect()
-    };
-    let manufacturer = entries(&[suit::Role::Manufacturer]);
-    if manufacturer.is_empty() {
+    // The device's trust store, in the one format: the publisher and author keys of its
+    // vendor in force now or later (with their validity and scope as the dispatcher has
+    // them), and this dispatcher's approval key.
+    let mut keys: Vec<suit::trust::KeyEntry> = trust
+        .entries_for(
+            &[
+                suit::Role::Manufacturer,
+                suit::Role::ThirdParty,
+                suit::Role::Internal,
+                suit::Role::Author,
+            ],
+            req.vendor_id,
+            now,
+        )
+        .into_iter()
+        .cloned()
+        .collect();
+    if !keys
+        .iter()
+        .any(|k| k.role().is_ok_and(|r| r == suit::Role::Manufacturer))
+    {
         return Err(Error::BadRequest(format!(
             "the trust store has no manufacturer key for vendor {}; add it before enrolling",
             req.vendor_id
         )));
     }
+    keys.push(d.approver_entry());
     let n = d.store().next_counter("uplink-kid")?;
     // 4-byte uplink sender ids: unique per dispatcher, up to 2^32 enrolments.
     let uplink_sid = u32::try_from(n)
@@ -156,15 +166,8 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
             class_id: req.class_id,
             device_id,
         },
-        trust: Trust {
-            manufacturer,
-            // Internal publishers sign T1 only, like third parties: devices hold them in the
-            // same list (a third-party anchor may vouch for T1 alone).
-            third_party: entries(&[suit::Role::ThirdParty, suit::Role::Internal]),
-            authors: entries(&[suit::Role::Author]),
-            approver: Some(d.approver_entry()),
-            require_approval: req.require_approval,
-        },
+        trust: Trust::new(&suit::TrustFile { keys }, req.require_approval)
+            .requiring_author(d.cfg().require_author_signature),
         oscore: context(&*push_secret, &push_salt, &DEVICE_PUSH_SID, &DISPATCHER_SID),
         uplink: Some(context(&*up_secret, &up_salt, &uplink_sid, &DISPATCHER_SID)),
         dispatcher: d.cfg().coap_uri.clone(),

@@ -1261,11 +1261,12 @@ impl Dispatcher {
     }
 
     /// Keys the approval signature is made with and the devices need.
-    pub fn approver_entry(&self) -> fleet_proto::bundle::KeyEntry {
-        fleet_proto::bundle::KeyEntry {
-            kid: self.cfg.approval_kid.clone(),
-            pem: self.approver.public_key().to_pem(),
-        }
+    pub fn approver_entry(&self) -> suit::trust::KeyEntry {
+        suit::trust::KeyEntry::new(
+            &self.cfg.approval_kid,
+            suit::Role::Approver,
+            &self.approver.public_key().to_pem(),
+        )
     }
 
     /// Marks a rollout device's progress for inspection (test helper for the API).

@@ -123,8 +123,18 @@ async fn the_bundle_returned_is_one_the_device_decodes() {
     let b = Bundle::decode(&body).unwrap();
     assert_eq!(b.identity.name, "plc-7");
     assert_eq!(b.factory_version, "1.2.0-rc1");
-    assert_eq!(b.trust.manufacturer[0].kid, "maker");
-    assert!(b.trust.approver.is_some() && b.trust.require_approval);
+    let store = b.trust.trust_store().unwrap();
+    assert_eq!(
+        store.by_kid(b"maker").map(|a| a.role()),
+        Some(suit::Role::Manufacturer)
+    );
+    assert!(
+        store
+            .anchors()
+            .iter()
+            .any(|a| a.role() == suit::Role::Approver)
+    );
+    assert!(b.trust.require_approval);
     let uplink = b.uplink.as_ref().unwrap();
     assert_eq!(uplink.sender_id_hex.len(), 8, "four-byte uplink kid");
     assert_ne!(uplink.master_secret_hex, b.oscore.master_secret_hex);

@@ -5,13 +5,11 @@
 //!
 //! ```json
 //! {
-//!   "format": "ics-device-bundle/1",
+//!   "format": "ics-device-bundle/2",
 //!   "identity": { "name": "plc-7", "vendor_id": "…", "class_id": "…", "device_id": "…" },
 //!   "trust": {
-//!     "manufacturer": [ { "kid": "acme-2026", "pem": "-----BEGIN PUBLIC KEY-----…" } ],
-//!     "third_party": [], "authors": [],
-//!     "approver": { "kid": "dispatcher-1", "pem": "…" },
-//!     "require_approval": true
+//!     "store": "[[key]]\nkid = \"acme-2026\"\nrole = \"manufacturer\"\n…",
+//!     "require_approval": true, "require_author": true
 //!   },
 //!   "oscore": { "master_secret_hex": "…", "master_salt_hex": "…",
 //!               "sender_id_hex": "01", "recipient_id_hex": "00" },
@@ -31,8 +29,9 @@
 //! number space. Its `sender_id_hex` is the device's kid on the dispatcher's uplink server,
 //! unique among the dispatcher's devices.
 //!
-//! The `trust` member is moved here as it was; it will carry the trust-store format of
-//! `suit` once that lands (issue 12).
+//! `trust.store` is the device's trust store in the project's one format
+//! (`docs/trust-store.md`), as TOML text: the same parser as every other call site reads it.
+//! Version 2 of the format; version 1 carried per-role key lists.
 
 use serde::{Serialize, Serializer};
 use subtle::ConstantTimeEq as _;
@@ -45,7 +44,7 @@ use crate::limits;
 use crate::text::{self, CoapUri, Rule};
 
 /// The format tag this version reads and writes.
-pub const FORMAT: &str = "ics-device-bundle/1";
+pub const FORMAT: &str = "ics-device-bundle/2";
 
 /// Who the device is (`identity.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,64 +96,53 @@ impl Identity {
     }
 }
 
-/// A public key with its kid, as provisioned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeyEntry {
-    /// Key identifier, as text ([`text::valid_kid`]); its bytes are the COSE kid.
-    pub kid: String,
-    /// SPKI PEM ([`text::valid_pem`]).
-    pub pem: String,
-}
-
-impl KeyEntry {
-    fn from_node(r: Read, at: &str, n: &Node) -> Result<KeyEntry, Error> {
-        let o = r.object(at, n, &["kid", "pem"])?;
-        Ok(KeyEntry {
-            kid: r.owned(
-                &o.path("kid"),
-                o.req("kid")?,
-                limits::MAX_KID,
-                text::valid_kid,
-                Rule::Kid,
-            )?,
-            pem: r.owned(
-                &o.path("pem"),
-                o.req("pem")?,
-                limits::MAX_PEM,
-                text::valid_pem,
-                Rule::Pem,
-            )?,
-        })
-    }
-
-    fn list(r: Read, at: &str, n: Option<&Node>) -> Result<Vec<KeyEntry>, Error> {
-        let Some(n) = n else {
-            return Ok(Vec::new());
-        };
-        r.list(at, n, limits::MAX_KEYS)?
-            .iter()
-            .enumerate()
-            .map(|(i, k)| KeyEntry::from_node(r, &json::index(at, i), k))
-            .collect()
-    }
-}
-
-/// Trust anchors (DESIGN.md §4; `trust.json`).
+/// Trust anchors (DESIGN.md §4; `trust.json`): the device's trust store in the project's one
+/// format (`docs/trust-store.md`, read by `suit::TrustStore::from_toml` like every other call
+/// site's), and whether the domain's approval is required.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trust {
-    /// The manufacturer's publisher keys (at least one).
-    pub manufacturer: Vec<KeyEntry>,
-    /// Third-party publisher keys (T1 only).
-    pub third_party: Vec<KeyEntry>,
-    /// T3 author keys.
-    pub authors: Vec<KeyEntry>,
-    /// The domain dispatcher's approval key (required when `require_approval`).
-    pub approver: Option<KeyEntry>,
+    /// The trust store, TOML: the manufacturer's (at least one), third-party, internal and
+    /// author keys of the device's vendor, and the dispatcher's approval key. Keys inline.
+    pub store: String,
     /// Require the approval signature (true except on a bench).
     pub require_approval: bool,
+    /// Require a verified author signature on T3 releases (else it is checked when the
+    /// author key is in the store). Optional on the wire, default false.
+    pub require_author: bool,
 }
 
 impl Trust {
+    /// A device's trust from a trust file.
+    pub fn new(file: &suit::TrustFile, require_approval: bool) -> Trust {
+        Trust {
+            store: file.to_toml(),
+            require_approval,
+            require_author: false,
+        }
+    }
+
+    /// Requires verified T3 author signatures.
+    pub fn requiring_author(mut self, yes: bool) -> Trust {
+        self.require_author = yes;
+        self
+    }
+
+    /// A device's trust from `(role, kid, SPKI PEM)` keys, publisher keys scoped to `vendor`.
+    pub fn from_keys(
+        vendor: Uuid,
+        keys: &[(suit::Role, &str, &str)],
+        require_approval: bool,
+    ) -> Trust {
+        let keys = keys
+            .iter()
+            .map(|(role, kid, pem)| suit::trust::KeyEntry {
+                vendors: role.is_publisher().then(|| vec![vendor.to_string()]),
+                ..suit::trust::KeyEntry::new(kid, *role, pem)
+            })
+            .collect();
+        Trust::new(&suit::TrustFile { keys }, require_approval)
+    }
+
     /// Decodes `trust.json` (at most [`limits::MAX_TRUST`] bytes).
     pub fn decode(bytes: &[u8]) -> Result<Trust, Error> {
         let r = Read { kind: Kind::Trust };
@@ -166,42 +154,44 @@ impl Trust {
         crate::encode(self, Kind::Trust, |b| Trust::decode(b).map(drop))
     }
 
-    /// Every key, manufacturer first, then third parties, authors and the approver.
-    pub fn keys(&self) -> impl Iterator<Item = &KeyEntry> {
-        self.manufacturer
-            .iter()
-            .chain(&self.third_party)
-            .chain(&self.authors)
-            .chain(self.approver.iter())
+    /// The trust file (checked when decoded).
+    pub fn file(&self) -> Result<suit::TrustFile, suit::trust::TrustFileError> {
+        suit::TrustFile::parse(&self.store)
+    }
+
+    /// The store `suit::accept` uses.
+    pub fn trust_store(&self) -> Result<suit::TrustStore, suit::trust::TrustFileError> {
+        self.file()?.to_store(&mut suit::trust::no_key_files)
     }
 
     pub(crate) fn from_node(r: Read, at: &str, n: &Node) -> Result<Trust, Error> {
-        let o = r.object(
-            at,
-            n,
-            &[
-                "manufacturer",
-                "third_party",
-                "authors",
-                "approver",
-                "require_approval",
-            ],
-        )?;
+        let o = r.object(at, n, &["store", "require_approval", "require_author"])?;
+        let path = o.path("store");
         let t = Trust {
-            manufacturer: KeyEntry::list(r, &o.path("manufacturer"), Some(o.req("manufacturer")?))?,
-            third_party: KeyEntry::list(r, &o.path("third_party"), o.opt("third_party"))?,
-            authors: KeyEntry::list(r, &o.path("authors"), o.opt("authors"))?,
-            approver: o
-                .opt("approver")
-                .map(|n| KeyEntry::from_node(r, &o.path("approver"), n))
-                .transpose()?,
+            store: r.owned(
+                &path,
+                o.req("store")?,
+                limits::MAX_TRUST,
+                text::valid_message,
+                Rule::TrustStore,
+            )?,
             require_approval: r.boolean(&o.path("require_approval"), o.req("require_approval")?)?,
+            require_author: o
+                .opt("require_author")
+                .map(|n| r.boolean(&o.path("require_author"), n))
+                .transpose()?
+                .unwrap_or(false),
         };
-        if t.manufacturer.is_empty() {
-            return Err(r.invalid(&o.path("manufacturer"), Rule::AtLeastOneKey));
+        // The one trust-store parser: every entry valid, keys inline.
+        let store = t
+            .trust_store()
+            .map_err(|_| r.invalid(&path, Rule::TrustStore))?;
+        let has = |role| store.anchors().iter().any(|a| a.role() == role);
+        if !has(suit::Role::Manufacturer) {
+            return Err(r.invalid(&path, Rule::AtLeastOneKey));
         }
-        if t.require_approval && t.approver.is_none() {
-            return Err(r.invalid(&o.path("approver"), Rule::ApproverRequired));
+        if t.require_approval && !has(suit::Role::Approver) {
+            return Err(r.invalid(&path, Rule::ApproverRequired));
         }
         Ok(t)
     }

@@ -25,17 +25,27 @@ fn identity() -> Value {
         "device_id": "00000000-0000-0000-0000-000000000009"})
 }
 
-fn pem() -> &'static str {
-    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+/// A real P-256 key (the IETF SUIT examples' public key): the trust store is parsed.
+pub(crate) const PEM: &str = "-----BEGIN PUBLIC KEY-----\n\
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhJaBGq4LqqvSYVcYnuzaJr6qi/Eb\n\
+bz/m4rVlnIXbwK07HypLbAmBMcCjbazR14vTgdzfsJwFLbM5kdtzOLSolg==\n\
+-----END PUBLIC KEY-----\n";
+
+/// A device trust store: a manufacturer key for the vendor and an approver key.
+pub(crate) fn store() -> String {
+    format!(
+        "[[key]]\nkid = \"maker\"\nrole = \"manufacturer\"\n\
+         vendors = [\"fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe\"]\npublic_key = \"\"\"\n{PEM}\"\"\"\n\n\
+         [[key]]\nkid = \"dispatcher\"\nrole = \"approver\"\npublic_key = \"\"\"\n{PEM}\"\"\"\n"
+    )
 }
 
 fn trust() -> Value {
-    json!({"manufacturer": [{"kid": "maker", "pem": pem()}], "third_party": [], "authors": [],
-        "approver": {"kid": "dispatcher", "pem": pem()}, "require_approval": true})
+    json!({"store": store(), "require_approval": true})
 }
 
 fn bundle() -> Value {
-    json!({"format": "ics-device-bundle/1", "identity": identity(), "trust": trust(),
+    json!({"format": "ics-device-bundle/2", "identity": identity(), "trust": trust(),
         "oscore": {"master_secret_hex": "42".repeat(16), "sender_id_hex": "09",
             "recipient_id_hex": "00"},
         "dispatcher": "coap://127.0.0.1:5683", "factory_version": "1.0.0"})

@@ -55,6 +55,8 @@ pub enum Rule {
     AtLeastOneKey,
     /// An approver key when approval is required.
     ApproverRequired,
+    /// A trust store in the project's format, every entry valid, keys inline.
+    TrustStore,
 }
 
 impl fmt::Display for Rule {
@@ -106,8 +108,13 @@ impl fmt::Display for Rule {
             Rule::SeparateSecrets => {
                 f.write_str("a master secret different from the push context's")
             }
-            Rule::AtLeastOneKey => f.write_str("a list of at least one key"),
-            Rule::ApproverRequired => f.write_str("present when require_approval is true"),
+            Rule::AtLeastOneKey => f.write_str("at least one manufacturer key"),
+            Rule::ApproverRequired => {
+                f.write_str("an approver key present when require_approval is true")
+            }
+            Rule::TrustStore => f.write_str(
+                "a trust store (TOML, docs/trust-store.md) whose every entry is valid, keys inline",
+            ),
         }
     }
 }

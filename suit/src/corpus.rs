@@ -26,7 +26,7 @@ use crate::trust::{KeyEntry, Role, Timestamp, TrustFile, UnixTime};
 pub const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
 pub const CLASS: Uuid = Uuid::from_u128(0x1492af14_2569_5e48_bf42_9b2d51f2ab45);
 pub const OTHER: Uuid = Uuid::from_u128(0x11111111_2222_3333_4444_555555555555);
-/// The time every site judges the corpus at (2027-01-15).
+/// A fixed time to judge the corpus at, for tests that inject time (2027-01-15).
 pub const NOW: UnixTime = 1_800_000_000;
 
 /// One hostile envelope.
@@ -97,7 +97,7 @@ impl Keys {
         }
     }
 
-    fn trust_file(&self) -> TrustFile {
+    fn trust_file(&self, now: UnixTime) -> TrustFile {
         let v = || Some(vec![VENDOR.to_string()]);
         let entry = |key: &SigningKey, role: Role| {
             let kid = String::from_utf8_lossy(key.kid()).into_owned();
@@ -121,15 +121,15 @@ impl Keys {
                 publisher(&self.third, Role::ThirdParty),
                 publisher(&self.internal, Role::Internal),
                 KeyEntry {
-                    revoked_at: Some(Timestamp(NOW - 86_400)),
+                    revoked_at: Some(Timestamp(now - 86_400)),
                     ..publisher(&self.revoked, Role::Manufacturer)
                 },
                 KeyEntry {
-                    valid_until: Some(Timestamp(NOW - 1)),
+                    valid_until: Some(Timestamp(now - 3_600)),
                     ..publisher(&self.expired, Role::Manufacturer)
                 },
                 KeyEntry {
-                    valid_from: Some(Timestamp(NOW + 86_400)),
+                    valid_from: Some(Timestamp(now + 86_400)),
                     ..publisher(&self.future, Role::Manufacturer)
                 },
                 entry(&self.approver, Role::Approver),
@@ -291,10 +291,11 @@ fn override_of(c: &mut Command) -> Option<&mut Vec<(i64, Param)>> {
 }
 
 impl Corpus {
-    /// Builds the corpus with fresh keys from `rng`.
-    pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Corpus {
+    /// Builds the corpus with fresh keys from `rng`, its key validity set around `now` (the
+    /// expired key ended an hour before, the future key starts a day after).
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R, now: UnixTime) -> Corpus {
         let keys = Keys::new(rng);
-        let trust_toml = keys.trust_file().to_toml();
+        let trust_toml = keys.trust_file(now).to_toml();
         let mut cases = Vec::new();
         let (base, good_key) = draft(&params(7, UpdateType::T2), &keys.maker, rng);
         let good_env = base.sign(&[&keys.maker]);

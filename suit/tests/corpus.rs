@@ -7,7 +7,7 @@ use suit::corpus::{Corpus, NOW};
 use suit::{AuthorRule, Rules, TrustStore};
 
 fn corpus() -> (Corpus, TrustStore) {
-    let c = Corpus::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
+    let c = Corpus::generate(&mut rand_core::UnwrapErr(getrandom::SysRng), NOW);
     let t = TrustStore::from_toml(&c.trust_toml, &mut suit::trust::no_key_files).unwrap();
     (c, t)
 }

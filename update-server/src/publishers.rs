@@ -78,21 +78,11 @@ fn write(path: &Path, f: &TrustFile) -> Result<(), Error> {
     write_file_atomic(path, text.as_bytes(), 0o644)
 }
 
-/// The trust store of a file: every entry valid, publisher roles only, or an error naming
-/// the entry. Key files are not followed (the file must be self-contained).
+/// The trust store of a file: every entry valid, or an error naming the entry. Key files
+/// are not followed (the file must be self-contained). Besides publisher keys it may hold
+/// T3 author keys (their signatures are then checked) and approval keys (an envelope
+/// carrying a known dispatcher's approval is refused as such, never stored).
 fn store(path: &Path, f: &TrustFile) -> Result<suit::TrustStore, Error> {
-    for k in &f.keys {
-        match k.role() {
-            Ok(r) if r.is_publisher() => {}
-            Ok(r) => {
-                return Err(config_err(
-                    path,
-                    format!("key {}: role {r} does not publish", k.kid),
-                ));
-            }
-            Err(e) => return Err(config_err(path, format!("key {}: {e}", k.kid))),
-        }
-    }
     f.to_store(&mut suit::trust::no_key_files)
         .map_err(|e| config_err(path, e))
 }
@@ -167,18 +157,16 @@ pub fn add(
     vendors: &[Uuid],
     role: &str,
 ) -> Result<Publisher, Error> {
-    if vendors.is_empty() {
+    let role = suit::Role::parse(role).ok_or_else(|| {
+        Error::Usage(format!(
+            "--role {role:?} must be manufacturer, third-party, internal, author or approver"
+        ))
+    })?;
+    if vendors.is_empty() && role.is_publisher() {
         return Err(Error::Usage("at least one --vendor-id is required".into()));
     }
-    let role = suit::Role::parse(role)
-        .filter(|r| r.is_publisher())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "--role {role:?} must be manufacturer, third-party or internal"
-            ))
-        })?;
     let entry = KeyEntry {
-        vendors: Some(vendors.iter().map(Uuid::to_string).collect()),
+        vendors: (!vendors.is_empty()).then(|| vendors.iter().map(Uuid::to_string).collect()),
         added_at: Some(Timestamp(now_unix())),
         ..KeyEntry::new(kid, role, public_key_pem)
     };

@@ -3,14 +3,34 @@
 
 use super::*;
 
-const PEM: &str =
-    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n";
+use crate::tests::PEM;
+use suit::Role;
+use suit::trust::{KeyEntry, TrustFile};
+
+fn trust_file() -> TrustFile {
+    let key = |kid: &str, role: Role| KeyEntry {
+        vendors: role
+            .is_publisher()
+            .then(|| vec![Uuid::from_u128(1).to_string()]),
+        ..KeyEntry::new(kid, role, PEM)
+    };
+    TrustFile {
+        keys: vec![
+            key("acme-2026", Role::Manufacturer),
+            key("author-1", Role::Author),
+            key("dispatcher-1", Role::Approver),
+        ],
+    }
+}
+
+/// The trust member with one key dropped.
+fn without(kid: &str) -> String {
+    let mut f = trust_file();
+    f.keys.retain(|k| k.kid != kid);
+    f.to_toml()
+}
 
 pub(crate) fn sample() -> Bundle {
-    let key = |kid: &str| KeyEntry {
-        kid: kid.into(),
-        pem: PEM.into(),
-    };
     Bundle {
         format: FORMAT.into(),
         identity: Identity {
@@ -19,13 +39,7 @@ pub(crate) fn sample() -> Bundle {
             class_id: Uuid::from_u128(2),
             device_id: Uuid::from_u128(3),
         },
-        trust: Trust {
-            manufacturer: vec![key("acme-2026")],
-            third_party: vec![],
-            authors: vec![key("author-1")],
-            approver: Some(key("dispatcher-1")),
-            require_approval: true,
-        },
+        trust: Trust::new(&trust_file(), true),
         oscore: OscoreParams {
             master_secret_hex: SecretHex::from_bytes(&[0x42; 32]),
             master_salt_hex: Some("0011223344556677".into()),
@@ -57,17 +71,22 @@ fn round_trip_and_the_dispatchers_pretty_form() {
     assert_eq!(Bundle::decode(&b.encode().unwrap()).unwrap(), b);
     let pretty = serde_json::to_vec_pretty(&b).unwrap();
     assert_eq!(Bundle::decode(&pretty).unwrap(), b);
-    // Bundles without the uplink and without the optional key lists still read.
+    // Bundles without the uplink still read.
     let old = edit(|v| {
-        let o = v.as_object_mut().unwrap();
-        o.remove("uplink");
-        let t = o["trust"].as_object_mut().unwrap();
-        t.remove("third_party");
-        t.remove("authors");
+        v.as_object_mut().unwrap().remove("uplink");
     })
     .unwrap();
     assert_eq!(old.uplink, None);
-    assert!(old.trust.authors.is_empty());
+    let store = old.trust.trust_store().unwrap();
+    assert_eq!(store.by_kid(b"author-1").unwrap().role(), Role::Author);
+    // Version 1 bundles (per-role key lists) are refused with the format named.
+    assert!(matches!(
+        edit(|v| v["format"] = "ics-device-bundle/1".into()),
+        Err(Error::Invalid {
+            rule: Rule::Format,
+            ..
+        })
+    ));
     let list = serde_json::to_vec(&[b.clone(), b.clone()]).unwrap();
     assert_eq!(Bundle::decode_list(&list).unwrap(), vec![b.clone(), b]);
 }
@@ -110,7 +129,7 @@ fn hostile_bundles() {
     let cases: &[(&str, Edit, Want)] = &[
         (
             "wrong format",
-            |v| v["format"] = "ics-device-bundle/2".into(),
+            |v| v["format"] = "ics-device-bundle/3".into(),
             |e| {
                 matches!(
                     e,
@@ -211,7 +230,7 @@ fn hostile_bundles() {
         ),
         (
             "no manufacturer",
-            |v| v["trust"]["manufacturer"] = serde_json::json!([]),
+            |v| v["trust"]["store"] = without("acme-2026").into(),
             |e| {
                 matches!(
                     e,
@@ -224,7 +243,7 @@ fn hostile_bundles() {
         ),
         (
             "approval without approver",
-            |v| v["trust"]["approver"] = serde_json::Value::Null,
+            |v| v["trust"]["store"] = without("dispatcher-1").into(),
             |e| {
                 matches!(
                     e,
@@ -236,16 +255,19 @@ fn hostile_bundles() {
             },
         ),
         (
-            "too many keys",
+            "trust store with an invalid entry",
             |v| {
-                let k = v["trust"]["manufacturer"][0].clone();
-                v["trust"]["authors"] = serde_json::Value::Array(vec![k; limits::MAX_KEYS + 1]);
+                let t = v["trust"]["store"]
+                    .as_str()
+                    .unwrap()
+                    .replace("author", "writer");
+                v["trust"]["store"] = t.into();
             },
             |e| {
                 matches!(
                     e,
-                    Error::TooLong {
-                        unit: "entries",
+                    Error::Invalid {
+                        rule: Rule::TrustStore,
                         ..
                     }
                 )
@@ -254,26 +276,34 @@ fn hostile_bundles() {
         (
             "private key",
             |v| {
-                v["trust"]["manufacturer"][0]["pem"] = PEM.replace("PUBLIC", "PRIVATE").into();
+                let t = v["trust"]["store"]
+                    .as_str()
+                    .unwrap()
+                    .replace("PUBLIC", "PRIVATE");
+                v["trust"]["store"] = t.into();
             },
             |e| {
                 matches!(
                     e,
                     Error::Invalid {
-                        rule: Rule::Pem,
+                        rule: Rule::TrustStore,
                         ..
                     }
                 )
             },
         ),
         (
-            "kid with a space",
-            |v| v["trust"]["approver"]["kid"] = "a b".into(),
+            "key file instead of an inline key",
+            |v| {
+                v["trust"]["store"] = "[[key]]\nkid = \"m\"\nrole = \"manufacturer\"\n\
+                     vendors = [\"*\"]\npublic_key_file = \"/etc/shadow\"\n"
+                    .into();
+            },
             |e| {
                 matches!(
                     e,
                     Error::Invalid {
-                        rule: Rule::Kid,
+                        rule: Rule::TrustStore,
                         ..
                     }
                 )
@@ -337,8 +367,10 @@ fn hostile_bundles() {
         ),
     ];
     for (what, f, want) in cases {
-        let e = edit(*f).unwrap_err();
-        assert!(want(&e), "{what}: {e}");
+        match edit(*f) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => assert!(want(&e), "{what}: {e}"),
+        }
     }
 }
 
