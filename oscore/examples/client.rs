@@ -2,7 +2,8 @@
 //! [--payload @FILE|TEXT] coap://HOST:PORT/PATH`
 //!
 //! Prints the response payload to stdout. Exit codes: 0 success, 1 the request failed (error
-//! response, timeout, verification failure), 2 bad arguments or context file.
+//! response, timeout, verification failure), 2 bad arguments or context file (missing,
+//! invalid, without sequence state, or in use by another process).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +16,14 @@ use oscore::transport::{Client, ClientConfig};
 #[derive(Parser, Debug)]
 #[command(about = "CoAP/OSCORE client with block-wise transfer")]
 struct Args {
-    /// Security context JSON file (sequence state is kept in FILE.seq).
+    /// Security context JSON file (sequence state in FILE.seq, written when the context is
+    /// created; the file is locked while in use: FILE.lock).
     #[arg(long)]
     context: Option<PathBuf>,
+    /// The context file is new and was never used: write its sequence state first (refused
+    /// when it has one; a context made with `oscore::ctxfile::create` already has it).
+    #[arg(long, requires = "context")]
+    init_state: bool,
     /// Method.
     #[arg(short = 'm', long = "method", default_value = "GET")]
     method: String,
@@ -71,8 +77,13 @@ async fn run(args: Args) -> Result<Vec<u8>, (u8, String)> {
         .map_err(|e| usage(format!("cannot resolve {authority}: {e}")))?
         .next()
         .ok_or_else(|| usage(format!("{authority} has no address")))?;
+    if args.init_state
+        && let Some(f) = &args.context
+    {
+        oscore::ctxfile::init_state(f).map_err(|e| usage(format!("{e}")))?;
+    }
     let ctx = match &args.context {
-        Some(f) => Some(oscore::ctxfile::load(f).map_err(|e| usage(format!("{e}")))?),
+        Some(f) => Some(oscore::ctxfile::open(f).map_err(|e| usage(format!("{e}")))?),
         None => None,
     };
     let cfg = ClientConfig {

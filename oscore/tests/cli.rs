@@ -30,14 +30,21 @@ fn example(name: &str) -> PathBuf {
     p
 }
 
+/// A context file with its sequence state, as provisioning makes it.
 fn write_ctx(path: &Path, sender: &str, recipient: &str) {
-    std::fs::write(
-        path,
-        format!(
-            r#"{{"master_secret_hex": "0102030405060708090a0b0c0d0e0f10", "master_salt_hex": "9e7ca92223786340", "sender_id_hex": "{sender}", "recipient_id_hex": "{recipient}", "id_context_hex": "37cbf3210017a2d3"}}"#
+    oscore::ctxfile::create(path, &ctx_params(sender, recipient)).unwrap();
+}
+
+fn ctx_params(sender: &str, recipient: &str) -> oscore::ContextParams {
+    oscore::ContextParams {
+        master_secret: zeroize::Zeroizing::new(
+            hex::decode("0102030405060708090a0b0c0d0e0f10").unwrap(),
         ),
-    )
-    .unwrap();
+        master_salt: hex::decode("9e7ca92223786340").unwrap(),
+        id_context: Some(hex::decode("37cbf3210017a2d3").unwrap()),
+        sender_id: hex::decode(sender).unwrap(),
+        recipient_id: hex::decode(recipient).unwrap(),
+    }
 }
 
 fn start_server(dir: &Path, ctx: Option<&Path>) -> (Proc, String) {
@@ -289,5 +296,44 @@ fn server_stops_on_sigterm_and_flushes() {
     );
     let status = srv.0.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(dir.path().join("server.json.seq").exists());
+    let seq = std::fs::read_to_string(dir.path().join("server.json.seq")).unwrap();
+    assert!(seq.contains("sender_seq_limit"), "{seq}");
+}
+
+/// A context file written by hand has no sequence state: refused (exit 2) with a message
+/// that says why, until `--init-state` gives it one (once: never reset).
+#[test]
+fn context_without_state_is_refused_until_initialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("hand.json");
+    std::fs::write(
+        &c,
+        r#"{"master_secret_hex": "0102030405060708090a0b0c0d0e0f10", "sender_id_hex": "01", "recipient_id_hex": ""}"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(example("server"))
+            .arg("--context")
+            .arg(&c)
+            .args(extra)
+            .args(["--port", "0", "--exit-after", "0", "--serve"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hand.json.seq") && err.contains("missing"),
+        "{err}"
+    );
+    let out = run(&["--init-state"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--init-state"]);
+    assert_eq!(out.status.code(), Some(2), "the state is never reset");
 }
