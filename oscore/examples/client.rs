@@ -33,6 +33,10 @@ struct Args {
     /// Block size in bytes (16..1024).
     #[arg(long, default_value_t = 1024)]
     block_size: usize,
+    /// Persist the sender sequence number this many numbers ahead (RFC 8613 Appendix
+    /// B.1.1's K; 1 writes the state before every request).
+    #[arg(long, default_value_t = oscore::seq::DEFAULT_STEP, value_parser = clap::value_parser!(u64).range(1..))]
+    seq_step: u64,
     /// ACK_TIMEOUT in milliseconds (RFC 7252 §4.8).
     #[arg(long, default_value_t = 2000)]
     ack_timeout_ms: u64,
@@ -83,7 +87,9 @@ async fn run(args: Args) -> Result<Vec<u8>, (u8, String)> {
         oscore::ctxfile::init_state(f).map_err(|e| usage(format!("{e}")))?;
     }
     let ctx = match &args.context {
-        Some(f) => Some(oscore::ctxfile::open(f).map_err(|e| usage(format!("{e}")))?),
+        Some(f) => Some(
+            oscore::ctxfile::open_with_step(f, args.seq_step).map_err(|e| usage(format!("{e}")))?,
+        ),
         None => None,
     };
     let cfg = ClientConfig {

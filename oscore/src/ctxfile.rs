@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use crate::context::{ContextParams, SecurityContext};
 use crate::error::{Error, Result};
 use crate::lock::{ContextLock, Hold};
-use crate::seq::FileSeqStore;
+use crate::seq::{DEFAULT_STEP, FileSeqStore};
 
 #[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -186,14 +186,19 @@ pub fn init_state(path: &Path) -> Result<()> {
     FileSeqStore::init(&seq).map_err(|e| bad(&seq, e.to_string()))
 }
 
-fn open_with(path: &Path, params: &ContextParams, hold: Hold) -> Result<SecurityContext> {
+fn open_with(
+    path: &Path,
+    params: &ContextParams,
+    hold: Hold,
+    step: u64,
+) -> Result<SecurityContext> {
     let seq = seq_path(path);
     if !seq.exists() {
         return Err(Error::StateMissing {
             path: seq.display().to_string(),
         });
     }
-    let store = FileSeqStore::new(&seq).holding(hold);
+    let store = FileSeqStore::with_step(&seq, step).holding(hold);
     SecurityContext::new(params, Box::new(store))
 }
 
@@ -202,9 +207,16 @@ fn open_with(path: &Path, params: &ContextParams, hold: Hold) -> Result<Security
 /// ([`Error::StateMissing`] without one). The lock is held as long as the context lives.
 /// The replay window starts lost (see the module documentation).
 pub fn open(path: &Path) -> Result<SecurityContext> {
+    open_with_step(path, DEFAULT_STEP)
+}
+
+/// As [`open`], persisting the sequence number `step` numbers ahead (Appendix B.1.1's K;
+/// [`DEFAULT_STEP`] otherwise). A smaller step writes more often and skips fewer numbers
+/// after a crash.
+pub fn open_with_step(path: &Path, step: u64) -> Result<SecurityContext> {
     let params = load_params(path)?;
     let lock = ContextLock::file(path)?;
-    open_with(path, &params, Hold::File(lock))
+    open_with(path, &params, Hold::File(lock), step)
 }
 
 /// As [`open`], for a context file below the directory of the tree lock `tree` (one lock for
@@ -212,7 +224,7 @@ pub fn open(path: &Path) -> Result<SecurityContext> {
 pub fn open_in(tree: &Arc<ContextLock>, path: &Path) -> Result<SecurityContext> {
     let params = load_params(path)?;
     let member = tree.enter(path)?;
-    open_with(path, &params, Hold::Tree(member))
+    open_with(path, &params, Hold::Tree(member), DEFAULT_STEP)
 }
 
 /// Former name of [`open`].

@@ -337,3 +337,72 @@ fn context_without_state_is_refused_until_initialised() {
     let out = run(&["--init-state"]);
     assert_eq!(out.status.code(), Some(2), "the state is never reset");
 }
+
+/// Crash safety of the sequence state itself: a client that writes its state before every
+/// request (`--seq-step 1`, so a write is under way most of the time) is SIGKILLed at
+/// several points of a download. Each time the state file must still parse (it is replaced
+/// atomically: temporary file, fsync, rename, fsync of the directory) and lie above every
+/// number used: the next client run is accepted by the still-running server, which would
+/// answer 4.01 "Replay detected" to a reused sequence number.
+#[test]
+fn client_killed_while_writing_its_state_never_reuses_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir(&serve).unwrap();
+    std::fs::write(serve.join("big.bin"), data(2 << 20, 29)).unwrap();
+    std::fs::write(serve.join("small"), b"ok").unwrap();
+    let sctx = dir.path().join("server.json");
+    let cctx = dir.path().join("client.json");
+    write_ctx(&sctx, "01", "");
+    write_ctx(&cctx, "", "01");
+    let seq_file = dir.path().join("client.json.seq");
+    let (_srv, addr) = start_server(&serve, Some(&sctx));
+    let limit = || -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&seq_file).unwrap()).unwrap();
+        v["sender_seq_limit"].as_u64().unwrap()
+    };
+    let mut last = limit();
+    for (round, after) in [3u64, 17, 40, 90, 150].into_iter().enumerate() {
+        let mut child = Command::new(example("client"))
+            .arg("--context")
+            .arg(&cctx)
+            .args(["--seq-step", "1"])
+            .arg(format!("coap://{addr}/big.bin"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill once the state moved past where it was (the client is writing), plus a little.
+        for _ in 0..4000 {
+            if limit() > last + after || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        let now = limit(); // parses: never a torn file
+        assert!(now > last, "round {round}: the state did not advance");
+        let out = Command::new(example("client"))
+            .arg("--context")
+            .arg(&cctx)
+            .arg(format!("coap://{addr}/small"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"ok");
+        last = limit();
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    // A kill between the write of the temporary file and the rename leaves it behind; it is
+    // never read, and the next write replaces it.
+    assert!(leftovers.len() <= 1, "{leftovers:?}");
+}
