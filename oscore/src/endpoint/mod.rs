@@ -26,12 +26,12 @@
 mod client;
 mod contexts;
 mod server;
+mod types;
 
 pub use client::{
     Block1Step, Block1Upload, Block2Download, Exchange, MAX_ECHO_ROUNDS, Step, response_error,
     too_large_hint,
 };
 pub use contexts::ContextSet;
-pub use server::{
-    Handler, Notification, Observation, Output, Reply, Request, ServerConfig, ServerEndpoint,
-};
+pub use server::ServerEndpoint;
+pub use types::{Handler, Notification, Observation, Output, Reply, Request, ServerConfig};
