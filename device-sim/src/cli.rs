@@ -63,6 +63,11 @@ enum Command {
         /// direction. Overrides delay_ms of DIR/link.json.
         #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(0..=2000))]
         delay_ms: Option<u32>,
+        /// How recent (milliseconds) the Echo value of a request that starts an install must
+        /// be: the last block of a pushed blob, or a pull request (docs/device.md, "Freshness
+        /// of pushes").
+        #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        push_freshness_ms: u64,
     },
     /// Run N devices in one process (DIR/dev-0000 ...), each with its own UDP socket and state.
     /// Each device reads its own link.json; --loss-percent and --delay-ms apply to all.
@@ -94,6 +99,11 @@ enum Command {
         /// direction. Overrides delay_ms of each device's link.json.
         #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(0..=2000))]
         delay_ms: Option<u32>,
+        /// How recent (milliseconds) the Echo value of a request that starts an install must
+        /// be: the last block of a pushed blob, or a pull request (docs/device.md, "Freshness
+        /// of pushes").
+        #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        push_freshness_ms: u64,
     },
     /// Show a device's identity, slots, versions, anti-rollback counter and recent events.
     Status {
@@ -143,10 +153,12 @@ fn run(cli: Cli) -> Result<(), String> {
             checkin_interval,
             loss_percent,
             delay_ms,
+            push_freshness_ms,
         } => {
             let rt = runtime()?;
             rt.block_on(async {
                 let mut cfg = UplinkConfig::new(max_blob);
+                cfg.push_freshness = Duration::from_millis(push_freshness_ms);
                 cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
                 cfg.link = LinkOverride {
                     loss_percent,
@@ -180,11 +192,19 @@ fn run(cli: Cli) -> Result<(), String> {
             max_pulls,
             loss_percent,
             delay_ms,
+            push_freshness_ms,
         } => {
+            // One lock for every device of the fleet (DIR/.oscore.lock): a `run` of one of its
+            // devices, or a second fleet, is refused; one file descriptor, not one per device.
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let lock =
+                crate::coap::lock_device(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let dirs = fleet_dirs(&dir, count, provision.as_deref())?;
             let rt = runtime()?;
             rt.block_on(async {
                 let mut cfg = UplinkConfig::new(max_blob);
+                cfg.lock = Some(lock);
+                cfg.push_freshness = Duration::from_millis(push_freshness_ms);
                 cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
                 cfg.first_spread = fleet_spread(count, cfg.interval);
                 cfg.pulls = std::sync::Arc::new(tokio::sync::Semaphore::new(max_pulls.max(1)));

@@ -23,10 +23,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
 
+use oscore::SecurityContext;
+use oscore::lock::ContextLock;
 use oscore::message::code;
 use oscore::transport::{Handler, Reply, Request, Server, ServerConfig, ServerHandle};
-use oscore::{FileSeqStore, SecurityContext};
 use serde::Deserialize;
 
 use fleet_proto::coap::{content_format, device as paths};
@@ -104,7 +106,14 @@ pub struct DeviceHandler {
     dir: DeviceDir,
     staging: PathBuf,
     pull: PullSignal,
+    push_freshness: Duration,
 }
+
+/// How recent the Echo value of a request that starts an install must be, by default.
+/// Longer than a round trip with a few retransmissions on a slow link (a repeat that arrives
+/// later costs one more challenge, not a failure); short enough that a block held back on the
+/// path is useless long before an operator has aborted and walked away.
+pub const DEFAULT_PUSH_FRESHNESS: Duration = Duration::from_secs(10);
 
 /// `POST suit/pull` → the uplink task: the release last asked for, and a wake-up.
 #[derive(Debug, Default)]
@@ -189,7 +198,19 @@ impl DeviceHandler {
             dir,
             staging,
             pull: PullSignal::default(),
+            push_freshness: DEFAULT_PUSH_FRESHNESS,
         })
+    }
+
+    /// Sets how recent the Echo value of a request that starts an install must be.
+    pub fn with_push_freshness(mut self, max_age: Duration) -> Self {
+        self.push_freshness = max_age;
+        self
+    }
+
+    /// How recent the Echo value of a request that starts an install must be.
+    pub fn push_freshness(&self) -> Duration {
+        self.push_freshness
     }
 
     /// The device's directory.
@@ -368,6 +389,14 @@ fn poisoned() -> InstallError {
 const PULL_BLOB: &str = "pull-blob.bin";
 
 impl Handler for DeviceHandler {
+    /// The requests that make the device act must be fresh (see the type's documentation).
+    fn required_freshness(&self, method: u8, path: &str) -> Option<Duration> {
+        match (method, path) {
+            (code::PUT, "suit/blob") | (code::POST, "suit/pull") => Some(self.push_freshness),
+            _ => None,
+        }
+    }
+
     fn handle(&self, req: &Request) -> Reply {
         match (req.method, req.path.as_str()) {
             (code::PUT, paths::ENVELOPE) if req.payload.len() <= MAX_ENVELOPE => {
@@ -405,16 +434,19 @@ impl Handler for DeviceHandler {
 }
 
 /// The device's OSCORE context from `DIR/oscore.json`, with its sender sequence number
-/// persisted beside it (`oscore.json.seq`, RFC 8613 Appendix B.1.1).
-pub fn security_context(dir: &Path) -> Result<SecurityContext, DeviceError> {
-    let file = dir.join("oscore.json");
-    let params =
-        oscore::ctxfile::load_params(&file).map_err(|e| DeviceError::Corrupt(e.to_string()))?;
-    SecurityContext::new(
-        &params,
-        Box::new(FileSeqStore::new(dir.join("oscore.json.seq"))),
-    )
-    .map_err(|e| DeviceError::Corrupt(e.to_string()))
+/// persisted beside it (`oscore.json.seq`, RFC 8613 Appendix B.1.1), opened under `lock` (the
+/// device directory's or the fleet's tree lock).
+pub fn security_context(
+    lock: &Arc<ContextLock>,
+    dir: &Path,
+) -> Result<SecurityContext, DeviceError> {
+    oscore::ctxfile::open_in(lock, &dir.join("oscore.json")).map_err(DeviceError::Context)
+}
+
+/// Locks a device directory (`DIR/.oscore.lock`): its contexts and state are used by one
+/// process at a time.
+pub fn lock_device(dir: &Path) -> Result<Arc<ContextLock>, DeviceError> {
+    ContextLock::tree(dir).map_err(DeviceError::Context)
 }
 
 /// Server settings for one simulated device: small bounds so thousands fit in a process.
@@ -435,18 +467,21 @@ pub async fn start(
     listen: SocketAddr,
     max_blob: usize,
 ) -> Result<ServerHandle, DeviceError> {
+    let lock = lock_device(dir)?;
     let handler = Arc::new(DeviceHandler::new(DeviceDir::new(dir))?);
-    start_with(handler, dir, listen, max_blob).await
+    start_with(handler, &lock, dir, listen, max_blob).await
 }
 
-/// Starts the CoAP server of `handler` (the device in `dir`) on `listen`.
+/// Starts the CoAP server of `handler` (the device in `dir`) on `listen`, its context opened
+/// under `lock`.
 pub async fn start_with(
     handler: Arc<DeviceHandler>,
+    lock: &Arc<ContextLock>,
     dir: &Path,
     listen: SocketAddr,
     max_blob: usize,
 ) -> Result<ServerHandle, DeviceError> {
-    let ctx = security_context(dir)?;
+    let ctx = security_context(lock, dir)?;
     let sock = oscore::transport::bind_udp(listen, 1 << 20).map_err(|source| DeviceError::Io {
         what: "cannot bind",
         path: dir.to_owned(),
@@ -493,6 +528,7 @@ mod tests {
             peer: "127.0.0.1:1".parse().unwrap(),
             kid: Some(vec![0]),
             message: oscore::coap_lite::Packet::new(),
+            echo_age: None,
         }
     }
 

@@ -48,12 +48,19 @@ pub enum DeviceError {
     /// The link fault (`DIR/link.json` or the command-line options) is invalid.
     #[error(transparent)]
     Link(#[from] link::LinkError),
+    /// An OSCORE security context cannot be created or opened: missing or invalid file,
+    /// sequence state missing, or in use by another process (`oscore::Error::ContextLocked`).
+    #[error("OSCORE security context: {0}")]
+    Context(#[source] oscore::Error),
 }
 
 /// Provisions a device directory from a bundle: identity, trust anchors, the OSCORE context
-/// (`oscore.json`, mode 0600, with its sequence state kept beside it), the uplink context
-/// when the bundle has one (`uplink.json`, mode 0600, sequence state in `uplink.json.seq`),
-/// and the dispatcher's address (`network.json`), with `factory_image` in slot A.
+/// (`oscore.json`, mode 0600) and the uplink context when the bundle has one (`uplink.json`,
+/// mode 0600), each created with its persistent sequence state beside it (`*.seq`, RFC 8613
+/// Appendix B.1.1: written now, not at the first graceful stop, so a device that loses power
+/// at any time restarts above every sequence number it used and with a replay window it
+/// must re-establish by Echo), and the dispatcher's address (`network.json`), with
+/// `factory_image` in slot A.
 pub fn provision_from_bundle(
     dir: DeviceDir,
     b: &bundle::Bundle,
@@ -67,9 +74,9 @@ pub fn provision_from_bundle(
         path: dir.root().to_owned(),
         source,
     })?;
-    write_secret(&dir.root().join("oscore.json"), &b.oscore)?;
+    create_context(&dir.root().join("oscore.json"), "oscore", &b.oscore)?;
     if let Some(u) = &b.uplink {
-        write_secret(&dir.root().join(uplink::UPLINK_FILE), u)?;
+        create_context(&dir.root().join(uplink::UPLINK_FILE), "uplink", u)?;
     }
     dir.write_json(
         "network.json",
@@ -84,27 +91,30 @@ pub fn provision_from_bundle(
     )
 }
 
-fn write_secret<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), DeviceError> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |what| {
-        move |source| DeviceError::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        }
+/// Writes one context of a bundle with `oscore::ctxfile::create` (refuses to replace one).
+fn create_context(
+    path: &std::path::Path,
+    name: &str,
+    p: &bundle::OscoreParams,
+) -> Result<(), DeviceError> {
+    let h = |field: &str, v: &str| {
+        hex::decode(v).map_err(|_| DeviceError::Corrupt(format!("{name}.{field}: not hex")))
     };
-    let data = zeroize::Zeroizing::new(
-        serde_json::to_vec_pretty(value).map_err(|e| DeviceError::Corrupt(e.to_string()))?,
-    );
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path).map_err(io("cannot create"))?;
-    f.write_all(&data).map_err(io("cannot write"))?;
-    f.sync_all().map_err(io("cannot sync"))
+    let params = oscore::ContextParams {
+        master_secret: p.master_secret_hex.to_bytes(),
+        master_salt: match &p.master_salt_hex {
+            Some(v) => h("master_salt_hex", v)?,
+            None => Vec::new(),
+        },
+        id_context: p
+            .id_context_hex
+            .as_deref()
+            .map(|v| h("id_context_hex", v))
+            .transpose()?,
+        sender_id: h("sender_id_hex", &p.sender_id_hex)?,
+        recipient_id: h("recipient_id_hex", &p.recipient_id_hex)?,
+    };
+    oscore::ctxfile::create(path, &params).map_err(DeviceError::Context)
 }
 
 /// What `device-sim status` shows and `GET status` answers (`fleet_proto::push::Status`).

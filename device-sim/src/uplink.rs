@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use fleet_proto::coap::{Artifact, dispatcher as paths};
 use fleet_proto::uplink::{CheckIn, CheckInReply, Pending};
+use oscore::SecurityContext;
+use oscore::lock::ContextLock;
 use oscore::message::code;
 use oscore::transport::{Client, ClientConfig, ServerHandle};
-use oscore::{FileSeqStore, SecurityContext};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -53,21 +54,20 @@ const MAX_REPLY: usize = fleet_proto::limits::MAX_CHECKIN_REPLY;
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 
 /// The device's uplink context from `DIR/uplink.json` (None when the device has none), its
-/// sender sequence number persisted in `uplink.json.seq` (RFC 8613 Appendix B.1.1). Load it
-/// once per process: two live contexts from one file would reuse nonces.
-pub fn uplink_context(dir: &Path) -> Result<Option<SecurityContext>, DeviceError> {
+/// sender sequence number persisted in `uplink.json.seq` (RFC 8613 Appendix B.1.1), opened
+/// under `lock` (the device directory's or the fleet's): one live context per process, and
+/// none in another process.
+pub fn uplink_context(
+    lock: &Arc<ContextLock>,
+    dir: &Path,
+) -> Result<Option<SecurityContext>, DeviceError> {
     let file = dir.join(UPLINK_FILE);
     if !file.exists() {
         return Ok(None);
     }
-    let params =
-        oscore::ctxfile::load_params(&file).map_err(|e| DeviceError::Corrupt(e.to_string()))?;
-    SecurityContext::new(
-        &params,
-        Box::new(FileSeqStore::new(oscore::ctxfile::seq_path(&file))),
-    )
-    .map(Some)
-    .map_err(|e| DeviceError::Corrupt(format!("{}: {e}", file.display())))
+    oscore::ctxfile::open_in(lock, &file)
+        .map(Some)
+        .map_err(DeviceError::Context)
 }
 
 /// The dispatcher's address from `DIR/network.json` (`{"dispatcher": "coap://host:port"}`;
@@ -120,6 +120,12 @@ pub struct UplinkConfig {
     /// Link faults from the command line; they override `DIR/link.json` field by field
     /// ([`LinkOverride::apply`]).
     pub link: LinkOverride,
+    /// The lock the device's contexts are opened under: a fleet's lock on the parent
+    /// directory, shared by its devices; `None`: [`start_device`] locks the device directory.
+    pub lock: Option<Arc<ContextLock>>,
+    /// How recent the Echo value of a request that starts an install must be
+    /// ([`crate::coap::DEFAULT_PUSH_FRESHNESS`]).
+    pub push_freshness: Duration,
 }
 
 impl UplinkConfig {
@@ -132,6 +138,8 @@ impl UplinkConfig {
             max_blob,
             pulls: Arc::new(Semaphore::new(1)),
             link: LinkOverride::default(),
+            lock: None,
+            push_freshness: crate::coap::DEFAULT_PUSH_FRESHNESS,
         }
     }
 }
@@ -247,11 +255,19 @@ fn loopback_like(addr: SocketAddr) -> SocketAddr {
 pub async fn start_device(
     dir: &Path,
     listen: SocketAddr,
-    cfg: UplinkConfig,
+    mut cfg: UplinkConfig,
 ) -> Result<RunningDevice, DeviceError> {
     let link = cfg.link.resolve(dir)?;
-    let handler = Arc::new(DeviceHandler::new(DeviceDir::new(dir))?);
-    let ctx = uplink_context(dir)?;
+    // Locked before the device boots (boot recovery writes its state): one process per
+    // device, whose contexts no other process can open.
+    let lock = match &cfg.lock {
+        Some(l) => l.clone(),
+        None => crate::coap::lock_device(dir)?,
+    };
+    cfg.lock = Some(lock.clone());
+    let handler =
+        Arc::new(DeviceHandler::new(DeviceDir::new(dir))?.with_push_freshness(cfg.push_freshness));
+    let ctx = uplink_context(&lock, dir)?;
     let dispatcher = match ctx {
         Some(_) => Some(dispatcher_addr(dir).await?),
         None => None,
@@ -271,9 +287,14 @@ pub async fn start_device(
     let mut relays = Vec::new();
     let (server, addr) = match (link, seed) {
         (Some(fault), Some(seed)) => {
-            let server =
-                crate::coap::start_with(handler.clone(), dir, loopback_like(listen), cfg.max_blob)
-                    .await?;
+            let server = crate::coap::start_with(
+                handler.clone(),
+                &lock,
+                dir,
+                loopback_like(listen),
+                cfg.max_blob,
+            )
+            .await?;
             let front = oscore::transport::bind_udp(listen, 1 << 20).map_err(bind_err)?;
             let relay = Relay::spawn(front, server.addr, &fault, seed, RelayLimits::default())
                 .map_err(bind_err)?;
@@ -283,7 +304,7 @@ pub async fn start_device(
         }
         _ => {
             let server =
-                crate::coap::start_with(handler.clone(), dir, listen, cfg.max_blob).await?;
+                crate::coap::start_with(handler.clone(), &lock, dir, listen, cfg.max_blob).await?;
             let addr = server.addr;
             (server, addr)
         }
@@ -414,21 +435,30 @@ impl Agent {
     async fn client(&mut self, max_body: usize) -> Result<Client, oscore::Error> {
         let ctx = match self.ctx.take() {
             Some(c) => c,
-            None => uplink_context(self.handler.dir().root())
-                .map_err(|e| oscore::Error::ContextFile {
-                    path: UPLINK_FILE.into(),
-                    reason: e.to_string(),
-                })?
-                .ok_or_else(|| oscore::Error::ContextFile {
-                    path: UPLINK_FILE.into(),
-                    reason: "missing".into(),
-                })?,
+            None => self.reopen()?,
         };
         let cfg = ClientConfig {
             max_body,
             ..self.cfg.client.clone()
         };
         Client::connect(self.dispatcher, Some(ctx), cfg).await
+    }
+
+    /// The uplink context again from its file (it was lost with a client that failed to
+    /// start), under the device's lock.
+    fn reopen(&self) -> Result<SecurityContext, oscore::Error> {
+        let bad = |reason: String| oscore::Error::ContextFile {
+            path: UPLINK_FILE.into(),
+            reason,
+        };
+        let lock = self
+            .cfg
+            .lock
+            .as_ref()
+            .ok_or_else(|| bad("no lock to open it under".into()))?;
+        uplink_context(lock, self.handler.dir().root())
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("missing".into()))
     }
 
     /// One request with a fresh client; the context comes back whatever the outcome.

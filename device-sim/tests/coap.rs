@@ -257,7 +257,7 @@ async fn replayed_oscore_request_is_refused() {
     let mut req = oscore::message::packet(MessageType::Confirmable, code::PUT, 0x1000, b"t1");
     oscore::message::set_path(&mut req, "suit/envelope");
     req.payload = b"captured envelope".to_vec();
-    let (mut outer, binding) = oscore::protect::protect_request(&mut ctx, &req).unwrap();
+    let (challenged, challenge_binding) = oscore::protect::protect_request(&mut ctx, &req).unwrap();
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.connect(device.addr).await.unwrap();
     let exchange = |bytes: Vec<u8>| {
@@ -272,6 +272,22 @@ async fn replayed_oscore_request_is_refused() {
             oscore::message::decode(&buf[..n], 2048).unwrap()
         }
     };
+
+    // The device started from its stored state: the first request is answered with an Echo
+    // challenge (RFC 8613 Appendix B.1.2) and not acted on; the repeat with the Echo value is.
+    let answer = exchange(oscore::message::encode(&challenged, 1500).unwrap()).await;
+    let inner = oscore::protect::unprotect_response(&mut ctx, &challenge_binding, &answer).unwrap();
+    assert_eq!(
+        inner.header.code,
+        coap_lite::MessageClass::from(code::UNAUTHORIZED)
+    );
+    assert!(!dir.join("incoming/envelope.suit").exists());
+    let echo = oscore::message::first(&inner, oscore::message::opt::ECHO)
+        .unwrap()
+        .clone();
+    oscore::message::set(&mut req, oscore::message::opt::ECHO, echo);
+    req.header.message_id = 0x1001;
+    let (mut outer, binding) = oscore::protect::protect_request(&mut ctx, &req).unwrap();
 
     // The original request is accepted (2.04 inside the protected response).
     let first = exchange(oscore::message::encode(&outer, 1500).unwrap()).await;
@@ -295,6 +311,193 @@ async fn replayed_oscore_request_is_refused() {
         !dir.join("incoming/envelope.suit").exists(),
         "the replayed request must not be acted on"
     );
+}
+
+/// A UDP relay on the path between a client and the device that records every datagram the
+/// client sends (what an attacker on the path captures).
+struct Recorder {
+    addr: SocketAddr,
+    recorded: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn recorder(device: SocketAddr) -> Recorder {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    back.connect(device).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = recorded.clone();
+    let task = tokio::spawn(async move {
+        let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let mut client = None;
+        loop {
+            tokio::select! {
+                r = front.recv_from(&mut b1) => {
+                    let Ok((n, from)) = r else { continue };
+                    client = Some(from);
+                    rec.lock().unwrap().push(b1[..n].to_vec());
+                    let _ = back.send(&b1[..n]).await;
+                }
+                r = back.recv(&mut b2) => {
+                    let (Ok(n), Some(c)) = (r, client) else { continue };
+                    let _ = front.send_to(&b2[..n], c).await;
+                }
+            }
+        }
+    });
+    Recorder {
+        addr,
+        recorded,
+        task,
+    }
+}
+
+fn counter(dir: &std::path::Path) -> u64 {
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    s["counter"].as_u64().unwrap()
+}
+
+fn install_attempts(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("install.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "install")
+        .count()
+}
+
+/// Attack (issue 13): a push is recorded on the path; it did not install (a power loss during
+/// decryption, 5.03), and the device loses power again (SIGKILL) and restarts. The attacker
+/// replays every recorded datagram. Before the fix the restarted device had no replay state
+/// and accepted them as new: it staged the envelope and key again and installed the release
+/// (the dispatcher never decided to send it again), answering under the requests' nonces.
+///
+/// Check: every replayed datagram is answered either unprotected (a verification error) or
+/// with the device's own Partial IV (an Echo challenge), never under the request's nonce;
+/// nothing is staged, no install is attempted, the counter does not move. A genuine push
+/// afterwards installs (the device works; the refusal was the replay's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_replayed_push_after_power_loss_not_installed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plc-9");
+    let keys = Keys {
+        maker: SigningKey::generate(&mut rng()).with_kid(b"maker".to_vec()),
+        dispatcher: SigningKey::generate(&mut rng()).with_kid(b"dispatcher".to_vec()),
+    };
+    provision(&dir, &keys);
+    let device = run(&dir);
+    let path = recorder(device.addr).await;
+    let image: Vec<u8> = (0..20 * 1024).map(|i| (i % 249) as u8).collect();
+    let rel = release(&keys, 5, &image);
+    std::fs::write(
+        dir.join("faults.json"),
+        r#"{"power_loss": {"step": "decrypt", "after_bytes": 4096}}"#,
+    )
+    .unwrap();
+    let mut c = dispatcher_client(path.addr, true).await;
+    match push(&mut c, &rel).await {
+        Err(oscore::Error::Response { code: c, .. }) => assert_eq!(c, "5.03"),
+        other => panic!("expected the power loss (5.03), got {other:?}"),
+    }
+    assert_eq!(counter(&dir), 0);
+    let recorded = path.recorded.lock().unwrap().clone();
+    assert!(recorded.len() > 20, "{} datagrams recorded", recorded.len());
+
+    // Power loss (SIGKILL) and restart.
+    drop(device);
+    let device = run(&dir);
+    let _ = std::fs::remove_file(dir.join("incoming/envelope.suit"));
+    let attempts = install_attempts(&dir);
+
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(device.addr).await.unwrap();
+    let mut challenged = 0;
+    for (i, d) in recorded.iter().enumerate() {
+        sock.send(d).await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), sock.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to replayed datagram {i}"))
+            .unwrap();
+        let resp = oscore::message::decode(&buf[..n], 2048).unwrap();
+        match oscore::protect::oscore_option(&resp).unwrap() {
+            None => {} // an unprotected verification error (e.g. 4.01 "Replay detected")
+            Some(o) => {
+                assert!(
+                    o.piv.is_some(),
+                    "replayed datagram {i} was answered under the request's nonce"
+                );
+                challenged += 1;
+            }
+        }
+    }
+    assert!(challenged > 0, "the device never even challenged");
+    assert_eq!(counter(&dir), 0, "the replayed push installed");
+    assert_eq!(install_attempts(&dir), attempts, "an install was attempted");
+    assert!(
+        !dir.join("incoming/envelope.suit").exists(),
+        "the replayed envelope was staged"
+    );
+
+    // The genuine dispatcher, continuing in its own sequence space, still gets through: the
+    // device re-establishes its window by Echo and installs.
+    let cfg = ClientConfig {
+        ack_timeout: std::time::Duration::from_millis(500),
+        ..ClientConfig::default()
+    };
+    let mut c = Client::connect(device.addr, c.into_context(), cfg)
+        .await
+        .unwrap();
+    let r = push(&mut c, &rel).await;
+    let report: serde_json::Value = serde_json::from_slice(&r.unwrap().payload).unwrap();
+    assert_eq!(report["outcome"], "installed", "{report}");
+    assert_eq!(counter(&dir), 5);
+}
+
+/// Attack (issue 13): a second process opens a device's contexts (a second `run` of the same
+/// directory, or a fleet over its parent), so both answer under the same keys from the same
+/// sequence numbers. Check: refused at start with a clear message (exit 2), nothing bound.
+#[test]
+fn second_process_cannot_open_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev-0000");
+    let keys = Keys {
+        maker: SigningKey::generate(&mut rng()).with_kid(b"maker".to_vec()),
+        dispatcher: SigningKey::generate(&mut rng()).with_kid(b"dispatcher".to_vec()),
+    };
+    provision(&dir, &keys);
+    let first = run(&dir);
+    let second = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+        .args(["run", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use"), "{err}");
+    assert!(second.stdout.is_empty(), "the second device never listened");
+    // A fleet over the parent directory would open the same contexts: refused too.
+    let fleet = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+        .args([
+            "fleet",
+            "--count",
+            "1",
+            "--dir",
+            tmp.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(fleet.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&fleet.stderr);
+    assert!(err.contains("in use"), "{err}");
+    drop(first);
 }
 
 /// A key's kid as text.

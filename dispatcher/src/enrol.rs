@@ -78,12 +78,25 @@ fn context(secret: &[u8], salt: &[u8], sender: &[u8], recipient: &[u8]) -> Oscor
     }
 }
 
-fn write_ctx(path: &std::path::Path, p: &OscoreParams) -> Result<(), Error> {
-    let json = zeroize::Zeroizing::new(
-        serde_json::to_vec_pretty(p).map_err(|e| Error::Other(e.to_string()))?,
-    );
-    key_repo::crypto::write_file_atomic(path, &json, 0o600)?;
-    Ok(())
+/// Writes the dispatcher's side of a context with its persistent sequence state (RFC 8613
+/// Appendix B.1.1: written at enrolment, so a crash at any later time never restarts the
+/// context at sequence number 0 or with a replay window it cannot vouch for).
+fn write_ctx(
+    path: &std::path::Path,
+    secret: &[u8],
+    salt: &[u8],
+    sender: &[u8],
+    recipient: &[u8],
+) -> Result<(), Error> {
+    let params = oscore::ContextParams {
+        master_secret: zeroize::Zeroizing::new(secret.to_vec()),
+        master_salt: salt.to_vec(),
+        id_context: None,
+        sender_id: sender.to_vec(),
+        recipient_id: recipient.to_vec(),
+    };
+    oscore::ctxfile::create(path, &params)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))
 }
 
 /// Creates the device (see the module documentation).
@@ -192,11 +205,17 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     // uplink context.
     write_ctx(
         &dir.join("push.json"),
-        &context(&*push_secret, &push_salt, &DISPATCHER_SID, &DEVICE_PUSH_SID),
+        &*push_secret,
+        &push_salt,
+        &DISPATCHER_SID,
+        &DEVICE_PUSH_SID,
     )?;
     write_ctx(
         &dir.join("uplink.json"),
-        &context(&*up_secret, &up_salt, &DISPATCHER_SID, &uplink_sid),
+        &*up_secret,
+        &up_salt,
+        &DISPATCHER_SID,
+        &uplink_sid,
     )?;
     let record = DeviceRecord {
         id: req.name.clone(),

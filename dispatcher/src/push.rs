@@ -6,6 +6,14 @@
 //! Before sending, the driver asks the device what it runs (`GET status`): a device that
 //! already runs the release (installed before a dispatcher crash was recorded) is recorded
 //! as installed and not sent the release again.
+//!
+//! Freshness (issue 13, docs/transport.md "Freshness of pushes"): the device acts on the
+//! last block of the blob only when it echoes a recent Echo value of the device, so the
+//! device answers that block with an Echo challenge. Before answering any challenge the
+//! client asks [`Dispatcher::push_may_complete`]: a rollout aborted, paused or halted, or
+//! whose window closed, since the push started is never completed — the push ends there,
+//! and a copy of the block held back on the path is useless (without a fresh Echo value the
+//! device refuses it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,7 +69,7 @@ pub async fn run(d: Arc<Dispatcher>, shutdown: impl std::future::Future<Output =
                 let (d, pusher) = (d.clone(), pusher.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let outcome = push_one(&d, &pusher, &rid, &device).await;
+                    let outcome = push_one(&d, &pusher, &rollout, &rid, &device).await;
                     if let Err(e) = d.record_outcome(&rollout, &device, outcome) {
                         tracing::error!(%rollout, %device, error = %e, "cannot record outcome");
                     }
@@ -77,6 +85,9 @@ pub async fn run(d: Arc<Dispatcher>, shutdown: impl std::future::Future<Output =
     }
 }
 
+/// What the push reports when its Echo guard declined to go on.
+const STOPPED: &str = "stopped: the rollout no longer runs";
+
 fn client_config() -> ClientConfig {
     ClientConfig {
         ack_timeout: Duration::from_millis(1500),
@@ -85,10 +96,16 @@ fn client_config() -> ClientConfig {
     }
 }
 
-/// Pushes one release to one device and returns what the rollout should record.
-pub async fn push_one(d: &Dispatcher, p: &Pusher, rid: &str, device: &str) -> Outcome {
+/// Pushes one release of `rollout` to one device and returns what the rollout should record.
+pub async fn push_one(
+    d: &Arc<Dispatcher>,
+    p: &Pusher,
+    rollout: &str,
+    rid: &str,
+    device: &str,
+) -> Outcome {
     let timeout = Duration::from_secs(d.cfg().limits.push_timeout_secs.max(1));
-    match tokio::time::timeout(timeout, push_inner(d, p, rid, device)).await {
+    match tokio::time::timeout(timeout, push_inner(d, p, rollout, rid, device)).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
             tracing::debug!(%device, error = %e, "push failed (transient)");
@@ -102,7 +119,13 @@ pub async fn push_one(d: &Dispatcher, p: &Pusher, rid: &str, device: &str) -> Ou
     }
 }
 
-async fn push_inner(d: &Dispatcher, p: &Pusher, rid: &str, device: &str) -> Result<Outcome, Error> {
+async fn push_inner(
+    d: &Arc<Dispatcher>,
+    p: &Pusher,
+    rollout: &str,
+    rid: &str,
+    device: &str,
+) -> Result<Outcome, Error> {
     let rec = d
         .store()
         .device(device)?
@@ -115,15 +138,25 @@ async fn push_inner(d: &Dispatcher, p: &Pusher, rid: &str, device: &str) -> Resu
     let mut guard = slot.lock().await;
     let ctx = match guard.take() {
         Some(c) => c,
-        None => oscore::ctxfile::load(&d.store().device_dir(device).join("push.json"))
-            .map_err(|e| Error::Corrupt(format!("push context of {device}: {e}")))?,
+        None => d.push_context(device)?,
     };
     let mut client = Client::connect(addr, Some(ctx), client_config())
         .await
         .map_err(|e| Error::Remote(e.to_string()))?;
+    // Re-checked before every Echo answer: the answer is what lets the device act.
+    let (dd, r, dev) = (d.clone(), rollout.to_owned(), device.to_owned());
+    client.set_echo_guard(Box::new(move || dd.push_may_complete(&r, &dev)));
     let result = exchange(&mut client, &art, rid, device).await;
     *guard = client.into_context();
-    let (outcome, report) = result?;
+    let (outcome, report) = match result {
+        Err(Error::Remote(m)) if m == STOPPED => {
+            tracing::info!(%device, %rollout, "push stopped: the rollout no longer runs");
+            return Ok(Outcome::Transient {
+                reason: "not completed: the rollout stopped or its window closed".into(),
+            });
+        }
+        r => r?,
+    };
     if let Some(rep) = report {
         d.device_report(device, &rep)?;
     }
@@ -139,7 +172,10 @@ async fn exchange(
     rid: &str,
     device: &str,
 ) -> Result<(Outcome, Option<DeviceReport>), Error> {
-    let remote = |e: oscore::Error| Error::Remote(e.to_string());
+    let remote = |e: oscore::Error| match e {
+        oscore::Error::EchoRefused => Error::Remote(STOPPED.into()),
+        e => Error::Remote(e.to_string()),
+    };
     // Already installed (e.g. the report was lost in a crash)? Then do not send again.
     let st = c
         .request(code::GET, paths::STATUS, &[])

@@ -354,6 +354,16 @@ impl Rollout {
         }
     }
 
+    /// Whether a send to `device` may still be completed: the rollout is running and the
+    /// device's send is in flight (not settled, not waiting for a retry).
+    pub fn may_complete(&self, device: &str) -> bool {
+        self.status == Status::Running
+            && matches!(
+                self.devices.get(device),
+                Some(DeviceProgress::InFlight { .. })
+            )
+    }
+
     /// Operator pause.
     pub fn pause(&mut self) -> Result<(), String> {
         match self.status {

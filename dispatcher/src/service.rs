@@ -141,6 +141,9 @@ pub struct Dispatcher {
     pub wake: tokio::sync::Notify,
     started: AtomicU64,
     uplink: std::sync::OnceLock<oscore::transport::ContextSet>,
+    /// The lock on `DATA/devices` under which every device's OSCORE contexts are opened
+    /// (`oscore::lock`): no other process can use them while this dispatcher runs.
+    contexts_lock: Arc<oscore::lock::ContextLock>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -187,6 +190,15 @@ fn load_policy(path: &Path) -> Result<policies::Policy, Error> {
 impl Dispatcher {
     /// Opens the state and loads every file the configuration names.
     pub fn open(cfg: Config, injectable_clock: bool) -> Result<Dispatcher, Error> {
+        // First: a second dispatcher on the same data directory is refused here, before it
+        // touches anything (two users of one OSCORE context would reuse nonces).
+        let devices = cfg.data_dir.join("devices");
+        std::fs::create_dir_all(&devices).map_err(|e| Error::io(&devices, e))?;
+        let contexts_lock =
+            oscore::lock::ContextLock::tree(&devices).map_err(|e| Error::Config {
+                path: devices.display().to_string(),
+                reason: e.to_string(),
+            })?;
         let store = Store::open(&cfg.data_dir)?;
         let mac_hex = read_secret(&cfg.audit_key_file)?;
         let mac: [u8; 32] = hex::decode(mac_hex.as_str())
@@ -257,6 +269,7 @@ impl Dispatcher {
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
             started: AtomicU64::new(key_repo::util::now_unix()),
+            contexts_lock,
             uplink: std::sync::OnceLock::new(),
         })
     }
@@ -1239,11 +1252,50 @@ impl Dispatcher {
         Ok(out)
     }
 
-    /// The dispatcher's side of a device's uplink context (loaded once per process: two
-    /// live contexts from one set of parameters would reuse nonces).
+    /// The dispatcher's side of a device's uplink context. Opened once per process (a second
+    /// open is refused: two live contexts from one set of parameters would reuse nonces),
+    /// with a lost replay window: the device's first check-in after a start goes through the
+    /// Echo exchange (RFC 8613 Appendix B.1.2), so a check-in recorded before a crash cannot
+    /// be replayed.
     pub fn uplink_context(&self, d: &DeviceRecord) -> Result<oscore::SecurityContext, Error> {
-        let path = self.store.device_dir(&d.id).join("uplink.json");
-        oscore::ctxfile::load(&path).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
+        self.device_context(&d.id, "uplink.json")
+    }
+
+    /// The dispatcher's side of a device's push context (as [`Dispatcher::uplink_context`]).
+    pub fn push_context(&self, device: &str) -> Result<oscore::SecurityContext, Error> {
+        self.device_context(device, "push.json")
+    }
+
+    fn device_context(&self, device: &str, file: &str) -> Result<oscore::SecurityContext, Error> {
+        let path = self.store.device_dir(device).join(file);
+        oscore::ctxfile::open_in(&self.contexts_lock, &path)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
+    }
+
+    /// Whether a push of `rollout` to `device` may still be completed now: the rollout is
+    /// running, inside its maintenance window, and the device's send is in flight. Asked
+    /// before the push client answers the device's Echo challenge on the request that
+    /// starts the install (docs/transport.md, "Freshness of pushes"): an aborted, paused or
+    /// halted rollout, or a closed window, is never completed.
+    pub fn push_may_complete(&self, rollout: &str, device: &str) -> bool {
+        let now = self.clock.now();
+        let policy = self.policy();
+        let release = {
+            let Ok(map) = self.rollouts.lock() else {
+                return false;
+            };
+            match map.get(rollout) {
+                Some(r)
+                    if r.rollout.may_complete(device)
+                        && window_open(&policy, r.window.as_deref(), now) =>
+                {
+                    r.rollout.release_id.clone()
+                }
+                _ => return false,
+            }
+        };
+        // And the release is still acceptable (a signer revoked meanwhile stops it here).
+        self.check_approved(&release).is_ok()
     }
 
     /// Sets the running uplink server's context set (once, at start).

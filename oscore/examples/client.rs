@@ -2,7 +2,8 @@
 //! [--payload @FILE|TEXT] coap://HOST:PORT/PATH`
 //!
 //! Prints the response payload to stdout. Exit codes: 0 success, 1 the request failed (error
-//! response, timeout, verification failure), 2 bad arguments or context file.
+//! response, timeout, verification failure), 2 bad arguments or context file (missing,
+//! invalid, without sequence state, or in use by another process).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +16,14 @@ use oscore::transport::{Client, ClientConfig};
 #[derive(Parser, Debug)]
 #[command(about = "CoAP/OSCORE client with block-wise transfer")]
 struct Args {
-    /// Security context JSON file (sequence state is kept in FILE.seq).
+    /// Security context JSON file (sequence state in FILE.seq, written when the context is
+    /// created; the file is locked while in use: FILE.lock).
     #[arg(long)]
     context: Option<PathBuf>,
+    /// The context file is new and was never used: write its sequence state first (refused
+    /// when it has one; a context made with `oscore::ctxfile::create` already has it).
+    #[arg(long, requires = "context")]
+    init_state: bool,
     /// Method.
     #[arg(short = 'm', long = "method", default_value = "GET")]
     method: String,
@@ -27,6 +33,10 @@ struct Args {
     /// Block size in bytes (16..1024).
     #[arg(long, default_value_t = 1024)]
     block_size: usize,
+    /// Persist the sender sequence number this many numbers ahead (RFC 8613 Appendix
+    /// B.1.1's K; 1 writes the state before every request).
+    #[arg(long, default_value_t = oscore::seq::DEFAULT_STEP, value_parser = clap::value_parser!(u64).range(1..))]
+    seq_step: u64,
     /// ACK_TIMEOUT in milliseconds (RFC 7252 §4.8).
     #[arg(long, default_value_t = 2000)]
     ack_timeout_ms: u64,
@@ -71,8 +81,15 @@ async fn run(args: Args) -> Result<Vec<u8>, (u8, String)> {
         .map_err(|e| usage(format!("cannot resolve {authority}: {e}")))?
         .next()
         .ok_or_else(|| usage(format!("{authority} has no address")))?;
+    if args.init_state
+        && let Some(f) = &args.context
+    {
+        oscore::ctxfile::init_state(f).map_err(|e| usage(format!("{e}")))?;
+    }
     let ctx = match &args.context {
-        Some(f) => Some(oscore::ctxfile::load(f).map_err(|e| usage(format!("{e}")))?),
+        Some(f) => Some(
+            oscore::ctxfile::open_with_step(f, args.seq_step).map_err(|e| usage(format!("{e}")))?,
+        ),
         None => None,
     };
     let cfg = ClientConfig {

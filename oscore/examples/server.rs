@@ -3,7 +3,10 @@
 //! GET serves files below DIR, PUT stores them. With a context every request must be
 //! OSCORE-protected (unprotected requests get 4.01). Prints `listening on ADDR` on stdout
 //! once bound (port 0 picks a free port). Stops on ctrl-c, SIGTERM or after --exit-after seconds,
-//! flushing the sequence number to FILE.seq.
+//! flushing the sequence number to FILE.seq. However it stopped (SIGKILL included), the first
+//! request of the peer after a start is answered with 4.01 + Echo under the server's own
+//! Partial IV and is not acted on (RFC 8613 Appendix B.1.2). Exit codes: 0 stopped, 1 a
+//! runtime error, 2 bad arguments or context (missing, invalid, without state, in use).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,9 +20,14 @@ use oscore::transport::{FileHandler, Server, ServerConfig};
 #[derive(Parser, Debug)]
 #[command(about = "CoAP/OSCORE file server with block-wise transfer")]
 struct Args {
-    /// Security context JSON file (sequence state is kept in FILE.seq).
+    /// Security context JSON file (sequence state in FILE.seq, written when the context is
+    /// created; the file is locked while in use: FILE.lock).
     #[arg(long)]
     context: Option<PathBuf>,
+    /// The context file is new and was never used: write its sequence state first (refused
+    /// when it has one; a context made with `oscore::ctxfile::create` already has it).
+    #[arg(long, requires = "context")]
+    init_state: bool,
     /// UDP port (0 = any free port).
     #[arg(long)]
     port: u16,
@@ -40,8 +48,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if args.init_state
+        && let Some(f) = &args.context
+        && let Err(e) = oscore::ctxfile::init_state(f)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let contexts = match &args.context {
-        Some(f) => match oscore::ctxfile::load(f) {
+        // Locked while the server runs: a second process gets "in use" (exit 2).
+        Some(f) => match oscore::ctxfile::open(f) {
             Ok(c) => vec![c],
             Err(e) => {
                 eprintln!("error: {e}");

@@ -104,6 +104,34 @@ pub enum Error {
     /// Transport I/O.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// Another holder (a process, or another open in this one) uses the security context:
+    /// two users of one context would reuse nonces.
+    #[error("security context in use by another process or user (lock {path} is held)")]
+    ContextLocked {
+        /// The lock file that is held.
+        path: String,
+    },
+    /// RFC 8613 Appendix B.1.1: the persistent sequence state of a context file is missing,
+    /// so the numbers already used are unknown; starting at 0 could reuse nonces.
+    #[error(
+        "sequence state {path} is missing: the context may have been used, so it is not \
+         started at 0 (re-provision it; a context that was never used can be given a state \
+         with oscore::ctxfile::init_state)"
+    )]
+    StateMissing {
+        /// The missing file.
+        path: String,
+    },
+    /// RFC 9175 §2.4: the peer asked for an Echo round trip and the caller's guard declined
+    /// to answer it (e.g. the action is no longer wanted); nothing was done by the peer.
+    #[error("the peer asked to confirm the request (Echo) and the caller declined")]
+    EchoRefused,
+    /// RFC 9175 §2.4: the peer kept answering with Echo challenges.
+    #[error("the peer asked for Echo {rounds} times in one exchange")]
+    EchoLoop {
+        /// Rounds answered.
+        rounds: u32,
+    },
     /// Context file (JSON) errors.
     #[error("security context file {path}: {reason}")]
     ContextFile {

@@ -1,9 +1,9 @@
 //! OSCORE (RFC 8613) and CoAP block-wise transfer (RFC 7959). Built under issue 3.
 //!
-//! The core (`context`, `protect`, `replay`, `seq`, `message`, `block`) is sans-I/O: bytes and
-//! state in, bytes and events out; time and randomness come from the caller. The `transport`
-//! module runs it over tokio UDP (client with retransmission and block-wise, server with
-//! duplicate detection and block-wise assembly).
+//! The core (`context`, `protect`, `replay`, `seq`, `message`, `block`, `echo`, `endpoint`) is
+//! sans-I/O: bytes and state in, bytes and events out; time and randomness come from the
+//! caller. The `transport` module runs it over tokio UDP (sockets, retransmission timers, the
+//! clock and the OS RNG); `ctxfile` and `lock` keep contexts in files, one process at a time.
 //!
 //! ```
 //! use oscore::{ContextParams, SecurityContext, MemorySeqStore, protect, message};
@@ -28,7 +28,10 @@ pub mod block;
 mod cbor;
 pub mod context;
 pub mod ctxfile;
+pub mod echo;
+pub mod endpoint;
 pub mod error;
+pub mod lock;
 pub mod message;
 pub mod protect;
 pub mod replay;

@@ -255,8 +255,36 @@ pub fn oscore_option(msg: &Packet) -> Result<Option<OscoreOption>> {
 }
 
 /// Verifies a request with the context selected for its kid (RFC 8613 §8.2). The caller has
-/// looked the context up with [`oscore_option`]; this checks the kid (context) again.
+/// looked the context up with [`oscore_option`]; this checks the kid (context) again. With a
+/// lost replay window, the request is fresh only when it echoes the value last set with
+/// [`set_echo_challenge`] (see [`unprotect_request_with`] for other Echo schemes).
 pub fn unprotect_request(ctx: &mut SecurityContext, msg: &Packet) -> Result<VerifiedRequest> {
+    let challenge = ctx.echo_challenge.clone();
+    let mut matches = |e: &[u8]| {
+        challenge
+            .as_deref()
+            .is_some_and(|ch| bool::from(e.ct_eq(ch)))
+    };
+    let v = unprotect_request_with(ctx, msg, &mut matches)?;
+    if v.freshness == Freshness::Fresh && challenge.is_some() && ctx.echo_challenge == challenge {
+        // A challenge is answered once.
+        if message::first(&v.request, opt::ECHO).is_some() {
+            ctx.echo_challenge = None;
+        }
+    }
+    Ok(v)
+}
+
+/// As [`unprotect_request`], with the server's own test of an Echo value: while the replay
+/// window is lost (RFC 8613 Appendix B.1.2), the request is [`Freshness::Fresh`] (and the
+/// window restarts at its sequence number) only when it carries an Echo option for which
+/// `proves_fresh` returns true; otherwise it is [`Freshness::NeedsEcho`] and the window is
+/// left as it was.
+pub fn unprotect_request_with(
+    ctx: &mut SecurityContext,
+    msg: &Packet,
+    proves_fresh: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<VerifiedRequest> {
     let o = oscore_option(msg)?.ok_or(Error::NotProtected)?;
     // §8.2 step 2: a request carries kid and Partial IV.
     let kid = o.kid.ok_or(Error::MissingField("kid"))?;
@@ -290,12 +318,11 @@ pub fn unprotect_request(ctx: &mut SecurityContext, msg: &Packet) -> Result<Veri
         return Err(Error::BadInnerCode { code: c });
     }
     let freshness = if window_lost {
-        // RFC 8613 B.1.2 / RFC 9175 §2.4: accept when it echoes our challenge (constant time).
-        let echoed = message::first(&inner, opt::ECHO);
-        match (echoed, &ctx.echo_challenge) {
-            (Some(e), Some(ch)) if bool::from(e.as_slice().ct_eq(ch.as_slice())) => {
+        // RFC 8613 B.1.2 / RFC 9175 §2.4: accept when it echoes a value that proves it was
+        // made after the window was lost.
+        match message::first(&inner, opt::ECHO) {
+            Some(e) if proves_fresh(e) => {
                 ctx.replay.reinit(seq);
-                ctx.echo_challenge = None;
                 Freshness::Fresh
             }
             _ => Freshness::NeedsEcho,

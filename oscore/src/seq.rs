@@ -5,8 +5,14 @@
 //! may have used is below it, so no (key, nonce) pair is ever used twice.
 //!
 //! The core only talks to the [`SeqStore`] trait; [`FileSeqStore`] is the file-backed
-//! implementation used by the transport and the examples (atomic: temp file, fsync, rename,
-//! fsync of the directory).
+//! implementation (atomic: temp file, fsync, rename, fsync of the directory), normally made
+//! by [`crate::ctxfile`], which writes the first state when it creates a context and holds the
+//! context's lock inside the store.
+//!
+//! A store that holds a value belongs to a context that may have been used before, in
+//! another process: [`SecurityContext::new`](crate::SecurityContext::new) then starts with a
+//! lost replay window (RFC 8613 Appendix B.1.2). Only a store that was never written (an
+//! in-memory store of a context created in this process) starts with an empty one.
 
 use std::fmt;
 use std::fs;
@@ -15,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::lock::Hold;
 
 /// RFC 8613 §7.2.1: the largest sequence number (Partial IV is at most 5 bytes).
 pub const MAX_SEQ: u64 = (1 << 40) - 1;
@@ -24,7 +31,9 @@ pub const DEFAULT_STEP: u64 = 4096;
 
 /// Durable storage of the sender sequence number limit.
 pub trait SeqStore: Send + Sync + fmt::Debug {
-    /// The persisted limit, if any (None = never persisted: a fresh context).
+    /// The persisted limit, if any. `None` only for a store that was never written and cannot
+    /// have been used by another process (a fresh in-memory context); a file store without
+    /// its file is an error, not `None`.
     fn load(&mut self) -> io::Result<Option<u64>>;
     /// Durably stores `limit`; returns only once it is on stable storage.
     fn store(&mut self, limit: u64) -> io::Result<()>;
@@ -79,19 +88,25 @@ impl SeqStore for MemorySeqStore {
     }
 }
 
-/// File-backed store: `{"sender_seq_limit": N}` in one file, replaced atomically.
+/// File-backed store: `{"sender_seq_limit": N}` in one file, replaced atomically. The file
+/// must exist ([`FileSeqStore::init`] writes the first one): a missing file is an error, never
+/// "start at 0".
 #[derive(Debug)]
 pub struct FileSeqStore {
     path: PathBuf,
     step: u64,
+    /// The lock of the context this store belongs to, released with the store.
+    hold: Option<Hold>,
 }
 
 impl FileSeqStore {
-    /// Store at `path` (conventionally `CONTEXT_FILE.seq`).
+    /// Store at `path` (conventionally `CONTEXT_FILE.seq`). Takes no lock: the caller makes
+    /// sure no other live context uses this file ([`crate::ctxfile::open`] does).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileSeqStore {
             path: path.into(),
             step: DEFAULT_STEP,
+            hold: None,
         }
     }
 
@@ -100,7 +115,19 @@ impl FileSeqStore {
         FileSeqStore {
             path: path.into(),
             step: step.max(1),
+            hold: None,
         }
+    }
+
+    /// Keeps `hold` (a context lock) as long as the store lives.
+    pub(crate) fn holding(mut self, hold: Hold) -> Self {
+        self.hold = Some(hold);
+        self
+    }
+
+    /// Writes the first state of a new context (next sequence number 0), durably.
+    pub fn init(path: &Path) -> io::Result<()> {
+        FileSeqStore::new(path).store(0)
     }
 
     /// Path of the file.
@@ -116,11 +143,10 @@ struct SeqFile {
 
 impl SeqStore for FileSeqStore {
     fn load(&mut self) -> io::Result<Option<u64>> {
-        let text = match fs::read(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        // A missing file is an error too: the context may have used numbers that are not
+        // recorded anywhere else (Appendix B.1.1).
+        let text = fs::read(&self.path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
         // A corrupt file is an error, not "start from 0": that would reuse nonces.
         let f: SeqFile = serde_json::from_slice(&text).map_err(|e| {
             io::Error::new(
@@ -154,10 +180,8 @@ impl SeqStore for FileSeqStore {
             f.sync_all()?;
         }
         fs::rename(&tmp, &self.path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        // Make the rename itself durable: until it is, a crash could bring the old limit back.
+        fs::File::open(&dir)?.sync_all()?;
         Ok(())
     }
 

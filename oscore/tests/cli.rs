@@ -30,14 +30,21 @@ fn example(name: &str) -> PathBuf {
     p
 }
 
+/// A context file with its sequence state, as provisioning makes it.
 fn write_ctx(path: &Path, sender: &str, recipient: &str) {
-    std::fs::write(
-        path,
-        format!(
-            r#"{{"master_secret_hex": "0102030405060708090a0b0c0d0e0f10", "master_salt_hex": "9e7ca92223786340", "sender_id_hex": "{sender}", "recipient_id_hex": "{recipient}", "id_context_hex": "37cbf3210017a2d3"}}"#
+    oscore::ctxfile::create(path, &ctx_params(sender, recipient)).unwrap();
+}
+
+fn ctx_params(sender: &str, recipient: &str) -> oscore::ContextParams {
+    oscore::ContextParams {
+        master_secret: zeroize::Zeroizing::new(
+            hex::decode("0102030405060708090a0b0c0d0e0f10").unwrap(),
         ),
-    )
-    .unwrap();
+        master_salt: hex::decode("9e7ca92223786340").unwrap(),
+        id_context: Some(hex::decode("37cbf3210017a2d3").unwrap()),
+        sender_id: hex::decode(sender).unwrap(),
+        recipient_id: hex::decode(recipient).unwrap(),
+    }
 }
 
 fn start_server(dir: &Path, ctx: Option<&Path>) -> (Proc, String) {
@@ -289,5 +296,113 @@ fn server_stops_on_sigterm_and_flushes() {
     );
     let status = srv.0.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(dir.path().join("server.json.seq").exists());
+    let seq = std::fs::read_to_string(dir.path().join("server.json.seq")).unwrap();
+    assert!(seq.contains("sender_seq_limit"), "{seq}");
+}
+
+/// A context file written by hand has no sequence state: refused (exit 2) with a message
+/// that says why, until `--init-state` gives it one (once: never reset).
+#[test]
+fn context_without_state_is_refused_until_initialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("hand.json");
+    std::fs::write(
+        &c,
+        r#"{"master_secret_hex": "0102030405060708090a0b0c0d0e0f10", "sender_id_hex": "01", "recipient_id_hex": ""}"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(example("server"))
+            .arg("--context")
+            .arg(&c)
+            .args(extra)
+            .args(["--port", "0", "--exit-after", "0", "--serve"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hand.json.seq") && err.contains("missing"),
+        "{err}"
+    );
+    let out = run(&["--init-state"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--init-state"]);
+    assert_eq!(out.status.code(), Some(2), "the state is never reset");
+}
+
+/// Crash safety of the sequence state itself: a client that writes its state before every
+/// request (`--seq-step 1`, so a write is under way most of the time) is SIGKILLed at
+/// several points of a download. Each time the state file must still parse (it is replaced
+/// atomically: temporary file, fsync, rename, fsync of the directory) and lie above every
+/// number used: the next client run is accepted by the still-running server, which would
+/// answer 4.01 "Replay detected" to a reused sequence number.
+#[test]
+fn client_killed_while_writing_its_state_never_reuses_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir(&serve).unwrap();
+    std::fs::write(serve.join("big.bin"), data(2 << 20, 29)).unwrap();
+    std::fs::write(serve.join("small"), b"ok").unwrap();
+    let sctx = dir.path().join("server.json");
+    let cctx = dir.path().join("client.json");
+    write_ctx(&sctx, "01", "");
+    write_ctx(&cctx, "", "01");
+    let seq_file = dir.path().join("client.json.seq");
+    let (_srv, addr) = start_server(&serve, Some(&sctx));
+    let limit = || -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&seq_file).unwrap()).unwrap();
+        v["sender_seq_limit"].as_u64().unwrap()
+    };
+    let mut last = limit();
+    for (round, after) in [3u64, 17, 40, 90, 150].into_iter().enumerate() {
+        let mut child = Command::new(example("client"))
+            .arg("--context")
+            .arg(&cctx)
+            .args(["--seq-step", "1"])
+            .arg(format!("coap://{addr}/big.bin"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill once the state moved past where it was (the client is writing), plus a little.
+        for _ in 0..4000 {
+            if limit() > last + after || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        let now = limit(); // parses: never a torn file
+        assert!(now > last, "round {round}: the state did not advance");
+        let out = Command::new(example("client"))
+            .arg("--context")
+            .arg(&cctx)
+            .arg(format!("coap://{addr}/small"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"ok");
+        last = limit();
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    // A kill between the write of the temporary file and the rename leaves it behind; it is
+    // never read, and the next write replaces it.
+    assert!(leftovers.len() <= 1, "{leftovers:?}");
 }

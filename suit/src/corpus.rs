@@ -296,475 +296,35 @@ impl Corpus {
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R, now: UnixTime) -> Corpus {
         let keys = Keys::new(rng);
         let trust_toml = keys.trust_file(now).to_toml();
-        let mut cases = Vec::new();
         let (base, good_key) = draft(&params(7, UpdateType::T2), &keys.maker, rng);
         let good_env = base.sign(&[&keys.maker]);
-        let case = |name, expect, envelope: Vec<u8>, blob: &[u8], device: bool| Case {
-            name,
-            expect,
-            for_device: if device {
-                approved(&envelope, &keys.approver)
-            } else {
-                envelope.clone()
-            },
-            envelope,
-            blob: blob.to_vec(),
-        };
-        let good = case("genuine", "ok", good_env.clone(), &base.blob, true);
-        let b = &base.blob;
-
-        // --- Authentication wrapper: padding and junk (unauthenticated bytes).
-        let sig = parts(&good_env).1[0].clone();
-        let mut junk = |kid: &str| {
-            let mut s = k(rng, kid).sign1_detached(b"not this manifest");
-            // Keep the structure, break nothing but the signature's meaning.
-            let n = s.len();
-            s[n - 1] ^= 0x55;
-            s
-        };
-        cases.push(case(
-            "padded-wrapper-copies-of-the-signature",
-            "duplicate-signature",
-            with_blocks(&good_env, |bl| {
-                bl.extend(std::iter::repeat_n(sig.clone(), 3))
-            }),
-            b,
-            true,
-        ));
-        let junk_blocks: Vec<Vec<u8>> = (0..3).map(|i| junk(&format!("junk-{i}"))).collect();
-        cases.push(case(
-            "padded-wrapper-junk-blocks",
-            "untrusted-signer",
-            with_blocks(&good_env, |bl| bl.extend(junk_blocks)),
-            b,
-            true,
-        ));
-        let junk_approval = junk("dispatcher");
-        cases.push(case(
-            "junk-block-under-approval-kid",
-            "signature-invalid",
-            with_blocks(&good_env, |bl| bl.push(junk_approval)),
-            b,
-            true,
-        ));
-        let junk_maker = junk("maker");
-        cases.push(case(
-            "junk-block-under-publisher-kid",
-            "signature-invalid",
-            with_blocks(&good_env, |bl| bl.push(junk_maker)),
-            b,
-            true,
-        ));
-        // COSE_Sign (tag 98) [h'', {}, nil, []]: decodable, never verified here.
-        cases.push(case(
-            "unsupported-cose-sign-block",
-            "untrusted-signer",
-            with_blocks(&good_env, |bl| {
-                bl.push(vec![0xd8, 0x62, 0x84, 0x40, 0xa0, 0xf6, 0x80])
-            }),
-            b,
-            true,
-        ));
-        let mac = crate::cose::mac0_detached(&[7u8; 32], &manifest_digest(&base.content)).unwrap();
-        cases.push(case(
-            "mac-block-without-mac-trust",
-            "untrusted-signer",
-            with_blocks(&good_env, |bl| bl.push(mac)),
-            b,
-            true,
-        ));
-        let nine: Vec<Vec<u8>> = (0..8).map(|i| junk(&format!("pad-{i}"))).collect();
-        cases.push(case(
-            "wrapper-over-the-block-limit",
-            "malformed-envelope",
-            with_blocks(&good_env, |bl| bl.extend(nine)),
-            b,
-            false,
-        ));
-
-        // --- Signers: unknown, impostor, revoked, out of validity.
-        let attacker = k(rng, "attacker");
-        cases.push(case(
-            "unknown-signer",
-            "untrusted-signer",
-            base.sign(&[&attacker]),
-            b,
-            true,
-        ));
-        let impostor = k(rng, "maker");
-        cases.push(case(
-            "impostor-reusing-kid",
-            "signature-invalid",
-            base.sign(&[&impostor]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "revoked-signer",
-            "signer-revoked",
-            base.sign(&[&keys.revoked]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "expired-signer",
-            "signer-expired",
-            base.sign(&[&keys.expired]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "signer-not-yet-valid",
-            "signer-not-yet-valid",
-            base.sign(&[&keys.future]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "good-and-revoked-signers",
-            "signer-revoked",
-            base.sign(&[&keys.maker, &keys.revoked]),
-            b,
-            true,
-        ));
-        let other = draft(&params(8, UpdateType::T2), &keys.maker, rng).0;
-        let other_sig = parts(&other.sign(&[&keys.maker])).1[0].clone();
-        cases.push(case(
-            "signature-lifted-from-another-release",
-            "signature-invalid",
-            with_blocks(&good_env, |bl| bl[0] = other_sig),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "unauthenticated-no-blocks",
-            "unauthenticated",
-            with_blocks(&good_env, Vec::clear),
-            b,
-            false,
-        ));
-
-        // --- Roles, update types, vendors.
-        cases.push(case(
-            "third-party-signs-t2",
-            "signer-not-authorized",
-            base.sign(&[&keys.third]),
-            b,
-            true,
-        ));
         let t3 = draft(&params(9, UpdateType::T3), &keys.maker, rng).0;
         let t3_signed = t3.edit(|m| set_author(m, &author_sign(IMAGE, &keys.author)));
-        cases.push(case(
-            "third-party-signs-t3",
-            "signer-not-authorized",
-            t3_signed.sign(&[&keys.third]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "internal-signs-t2",
-            "signer-not-authorized",
-            base.sign(&[&keys.internal]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "manufacturer-of-another-vendor",
-            "signer-not-authorized",
-            base.sign(&[&keys.maker_other]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "key-narrowed-to-t2-signs-t3",
-            "signer-not-authorized",
-            t3_signed.sign(&[&keys.maker_t2_only]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "author-key-signs-envelope",
-            "signer-not-authorized",
-            base.sign(&[&keys.author]),
-            b,
-            true,
-        ));
-
-        // --- T3 author signature.
-        let good_t3 = case(
-            "genuine-t3",
-            "ok",
-            t3_signed.sign(&[&keys.maker]),
-            &t3.blob,
-            true,
-        );
-        let t3_with = |sig: &[u8]| t3.edit(|m| set_author(m, sig)).sign(&[&keys.maker]);
-        cases.push(case(
-            "t3-author-signed-another-image",
-            "author-signature-invalid",
-            t3_with(&author_sign(OTHER_IMAGE, &keys.author)),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "t3-unknown-author",
-            "author-signature-invalid",
-            t3_with(&author_sign(IMAGE, &k(rng, "someone"))),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "t3-revoked-author",
-            "author-signature-invalid",
-            t3_with(&author_sign(IMAGE, &keys.author_revoked)),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "t3-author-signature-garbage",
-            "author-signature-invalid",
-            t3_with(&[0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x40]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "t3-author-signature-missing",
-            "author-signature-missing",
-            t3.sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        // The install sequence overrides the image digest the author vouched for (shared
-        // sequence) with another image's: one resolver refuses the second value.
-        let other_digest = Param::Digest(SuitDigest::sha256(OTHER_IMAGE));
-        cases.push(case(
-            "install-sequence-overrides-author-vouched-digest",
-            "parameter-conflict",
-            t3_signed
-                .edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
-                    let o = c.iter_mut().rev().find_map(override_of).unwrap();
-                    o.push((param::IMAGE_DIGEST, other_digest.clone()));
-                })
-                .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-
-        // --- Parameters and the profile.
-        cases.push(case(
-            "install-sequence-overrides-image-digest",
-            "parameter-conflict",
-            base.edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
-                let o = c.iter_mut().rev().find_map(override_of).unwrap();
-                o.push((param::IMAGE_DIGEST, other_digest.clone()));
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "install-sequence-overrides-vendor",
-            "parameter-conflict",
-            base.edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
-                let o = c.iter_mut().rev().find_map(override_of).unwrap();
-                o.push((
-                    param::VENDOR_IDENTIFIER,
-                    Param::Vendor(VendorId::Uuid(OTHER)),
-                ));
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "try-each-hides-another-digest",
-            "parameter-conflict",
-            base.edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
-                c.push(Command::TryEach {
-                    alternatives: vec![CommandSequence(vec![
-                        Command::SetComponentIndex(ComponentIndex::One(0)),
-                        Command::OverrideParameters(vec![(
-                            param::IMAGE_DIGEST,
-                            other_digest.clone(),
-                        )]),
-                    ])],
-                    allow_none: true,
-                });
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "sequence-without-component-index",
-            "profile-violation",
-            base.edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
-                c.remove(0);
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "vendor-condition-removed",
-            "profile-violation",
-            base.edit_seq(None, |c| {
-                c.retain(|x| {
-                    !matches!(x, Command::Condition { id, .. } if *id == cmd::VENDOR_IDENTIFIER)
-                })
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "vendor-id-not-a-uuid",
-            "profile-violation",
-            base.edit_seq(None, |c| {
-                let o = c.iter_mut().find_map(override_of).unwrap();
-                for (key, v) in o.iter_mut() {
-                    if *key == param::VENDOR_IDENTIFIER {
-                        *v = Param::Vendor(VendorId::Pen(vec![0x1a, 0x2b]));
-                    }
-                }
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "ciphertext-digest-removed",
-            "profile-violation",
-            base.edit_seq(None, |c| {
-                let last = c
-                    .iter()
-                    .rposition(|x| matches!(x, Command::OverrideParameters(_)))
-                    .unwrap();
-                c.remove(last);
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "ics-metadata-removed",
-            "profile-violation",
-            base.edit(|m| {
-                m.retain(|(key, _)| {
-                    *key != Value::Integer(crate::consts::manifest::ICS_METADATA.into())
-                })
-            })
-            .sign(&[&keys.maker]),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "integrated-payload-smuggled",
-            "profile-violation",
-            with_members(&good_env, |m| {
-                m.push((
-                    cbor::encode(&Value::Text("#blob".into())),
-                    cbor::bstr_wrap(b"x"),
-                ))
-            }),
-            b,
-            true,
-        ));
-        cases.push(case(
-            "delegation-chain-smuggled",
-            "profile-violation",
-            with_members(&good_env, |m| m.push((vec![0x01], cbor::bstr_wrap(b"cwt")))),
-            b,
-            true,
-        ));
-
-        // --- Encoding: non-canonical CBOR, truncation, tampering.
-        let mut nonmin = good_env.clone();
-        assert_eq!(&nonmin[..5], &[0xd8, 0x6b, 0xa2, 0x02, 0x58]);
-        nonmin.splice(4..5, [0x59, 0x00]);
-        cases.push(case(
-            "non-minimal-cbor-head",
-            "malformed-envelope",
-            nonmin,
-            b,
-            false,
-        ));
-        let mut indef = good_env.clone();
-        indef[2] = 0xbf;
-        indef.push(0xff);
-        cases.push(case(
-            "indefinite-length-map",
-            "malformed-envelope",
-            indef,
-            b,
-            false,
-        ));
-        let mut trailing = good_env.clone();
-        trailing.push(0x00);
-        cases.push(case(
-            "trailing-bytes",
-            "malformed-envelope",
-            trailing,
-            b,
-            false,
-        ));
-        cases.push(case(
-            "truncated-envelope",
-            "malformed-envelope",
-            good_env[..good_env.len() - 1].to_vec(),
-            b,
-            false,
-        ));
-        cases.push(case(
-            "duplicate-key-in-manifest",
-            "malformed-envelope",
-            base.edit(|m| m.push((Value::Integer(2.into()), Value::Integer(99.into()))))
-                .sign(&[&keys.maker]),
-            b,
-            false,
-        ));
-        cases.push(case(
-            "unknown-critical-manifest-member",
-            "malformed-envelope",
-            base.edit(|m| m.push((Value::Integer(99.into()), Value::Integer(1.into()))))
-                .sign(&[&keys.maker]),
-            b,
-            false,
-        ));
-        cases.push(case(
-            "severed-member-without-digest",
-            "malformed-envelope",
-            with_members(&good_env, |m| {
-                m.push((vec![0x14], cbor::bstr_wrap(&[0x80])))
-            }),
-            b,
-            false,
-        ));
-        let mut tampered = good_env.clone();
-        let at = tampered
-            .windows(16)
-            .position(|w| w == CLASS.as_bytes())
-            .unwrap();
-        tampered[at] ^= 0xff;
-        cases.push(case(
-            "manifest-changed-after-signing",
-            "manifest-digest-mismatch",
-            tampered,
-            b,
-            true,
-        ));
-        let (_, blocks, members) = parts(&good_env);
-        let sha384 = cbor::encode(&Value::Array(vec![
-            Value::Integer((-43).into()),
-            Value::Bytes(vec![0; 48]),
-        ]));
-        cases.push(case(
-            "wrapper-digest-not-sha256",
-            "unsupported-algorithm",
-            reassemble(&sha384, &blocks, &members),
-            b,
-            false,
-        ));
+        let mut g = Gen {
+            keys: &keys,
+            base,
+            good_env,
+            t3,
+            t3_signed,
+            other_digest: Param::Digest(SuitDigest::sha256(OTHER_IMAGE)),
+            cases: Vec::new(),
+        };
+        let good = g.case("genuine", "ok", g.good_env.clone(), true);
+        let good_t3 = Case {
+            blob: g.t3.blob.clone(),
+            ..g.case("genuine-t3", "ok", g.t3_signed.sign(&[&keys.maker]), true)
+        };
+        for section in [
+            wrapper_cases::<R>,
+            signer_cases::<R>,
+            role_cases::<R>,
+            t3_cases::<R>,
+            profile_cases::<R>,
+            encoding_cases::<R>,
+        ] {
+            section(&mut g, rng);
+        }
+        let cases = g.cases;
         Corpus {
             trust_toml,
             approver: keys.approver,
@@ -774,6 +334,458 @@ impl Corpus {
             cases,
         }
     }
+}
+
+/// What every case is built from.
+struct Gen<'k> {
+    keys: &'k Keys,
+    /// A genuine T2 release.
+    base: Draft,
+    /// It signed by the manufacturer.
+    good_env: Vec<u8>,
+    /// A T3 release without, and with, a valid author signature.
+    t3: Draft,
+    t3_signed: Draft,
+    /// The digest of an image nobody vouched for.
+    other_digest: Param,
+    cases: Vec<Case>,
+}
+
+impl Gen<'_> {
+    fn case(
+        &self,
+        name: &'static str,
+        expect: &'static str,
+        envelope: Vec<u8>,
+        device: bool,
+    ) -> Case {
+        Case {
+            name,
+            expect,
+            for_device: if device {
+                approved(&envelope, &self.keys.approver)
+            } else {
+                envelope.clone()
+            },
+            envelope,
+            blob: self.base.blob.clone(),
+        }
+    }
+
+    fn push(&mut self, name: &'static str, expect: &'static str, envelope: Vec<u8>, device: bool) {
+        let c = self.case(name, expect, envelope, device);
+        self.cases.push(c);
+    }
+}
+
+fn wrapper_cases<R: rand_core::CryptoRng + ?Sized>(g: &mut Gen<'_>, rng: &mut R) {
+    // --- Authentication wrapper: padding and junk (unauthenticated bytes).
+    let sig = parts(&g.good_env).1[0].clone();
+    let mut junk = |kid: &str| {
+        let mut s = k(rng, kid).sign1_detached(b"not this manifest");
+        // Keep the structure, break nothing but the signature's meaning.
+        let n = s.len();
+        s[n - 1] ^= 0x55;
+        s
+    };
+    g.push(
+        "padded-wrapper-copies-of-the-signature",
+        "duplicate-signature",
+        with_blocks(&g.good_env, |bl| {
+            bl.extend(std::iter::repeat_n(sig.clone(), 3))
+        }),
+        true,
+    );
+    let junk_blocks: Vec<Vec<u8>> = (0..3).map(|i| junk(&format!("junk-{i}"))).collect();
+    g.push(
+        "padded-wrapper-junk-blocks",
+        "untrusted-signer",
+        with_blocks(&g.good_env, |bl| bl.extend(junk_blocks)),
+        true,
+    );
+    let junk_approval = junk("dispatcher");
+    g.push(
+        "junk-block-under-approval-kid",
+        "signature-invalid",
+        with_blocks(&g.good_env, |bl| bl.push(junk_approval)),
+        true,
+    );
+    let junk_maker = junk("maker");
+    g.push(
+        "junk-block-under-publisher-kid",
+        "signature-invalid",
+        with_blocks(&g.good_env, |bl| bl.push(junk_maker)),
+        true,
+    );
+    // COSE_Sign (tag 98) [h'', {}, nil, []]: decodable, never verified here.
+    g.push(
+        "unsupported-cose-sign-block",
+        "untrusted-signer",
+        with_blocks(&g.good_env, |bl| {
+            bl.push(vec![0xd8, 0x62, 0x84, 0x40, 0xa0, 0xf6, 0x80])
+        }),
+        true,
+    );
+    let mac = crate::cose::mac0_detached(&[7u8; 32], &manifest_digest(&g.base.content)).unwrap();
+    g.push(
+        "mac-block-without-mac-trust",
+        "untrusted-signer",
+        with_blocks(&g.good_env, |bl| bl.push(mac)),
+        true,
+    );
+    let nine: Vec<Vec<u8>> = (0..8).map(|i| junk(&format!("pad-{i}"))).collect();
+    g.push(
+        "wrapper-over-the-block-limit",
+        "malformed-envelope",
+        with_blocks(&g.good_env, |bl| bl.extend(nine)),
+        false,
+    );
+}
+
+fn signer_cases<R: rand_core::CryptoRng + ?Sized>(g: &mut Gen<'_>, rng: &mut R) {
+    // --- Signers: unknown, impostor, revoked, out of validity.
+    let attacker = k(rng, "attacker");
+    g.push(
+        "unknown-signer",
+        "untrusted-signer",
+        g.base.sign(&[&attacker]),
+        true,
+    );
+    let impostor = k(rng, "maker");
+    g.push(
+        "impostor-reusing-kid",
+        "signature-invalid",
+        g.base.sign(&[&impostor]),
+        true,
+    );
+    g.push(
+        "revoked-signer",
+        "signer-revoked",
+        g.base.sign(&[&g.keys.revoked]),
+        true,
+    );
+    g.push(
+        "expired-signer",
+        "signer-expired",
+        g.base.sign(&[&g.keys.expired]),
+        true,
+    );
+    g.push(
+        "signer-not-yet-valid",
+        "signer-not-yet-valid",
+        g.base.sign(&[&g.keys.future]),
+        true,
+    );
+    g.push(
+        "good-and-revoked-signers",
+        "signer-revoked",
+        g.base.sign(&[&g.keys.maker, &g.keys.revoked]),
+        true,
+    );
+    let other = draft(&params(8, UpdateType::T2), &g.keys.maker, rng).0;
+    let other_sig = parts(&other.sign(&[&g.keys.maker])).1[0].clone();
+    g.push(
+        "signature-lifted-from-another-release",
+        "signature-invalid",
+        with_blocks(&g.good_env, |bl| bl[0] = other_sig),
+        true,
+    );
+    g.push(
+        "unauthenticated-no-blocks",
+        "unauthenticated",
+        with_blocks(&g.good_env, Vec::clear),
+        false,
+    );
+}
+
+fn role_cases<R: rand_core::CryptoRng + ?Sized>(g: &mut Gen<'_>, _rng: &mut R) {
+    // --- Roles, update types, vendors.
+    g.push(
+        "third-party-signs-t2",
+        "signer-not-authorized",
+        g.base.sign(&[&g.keys.third]),
+        true,
+    );
+    g.push(
+        "third-party-signs-t3",
+        "signer-not-authorized",
+        g.t3_signed.sign(&[&g.keys.third]),
+        true,
+    );
+    g.push(
+        "internal-signs-t2",
+        "signer-not-authorized",
+        g.base.sign(&[&g.keys.internal]),
+        true,
+    );
+    g.push(
+        "manufacturer-of-another-vendor",
+        "signer-not-authorized",
+        g.base.sign(&[&g.keys.maker_other]),
+        true,
+    );
+    g.push(
+        "key-narrowed-to-t2-signs-t3",
+        "signer-not-authorized",
+        g.t3_signed.sign(&[&g.keys.maker_t2_only]),
+        true,
+    );
+    g.push(
+        "author-key-signs-envelope",
+        "signer-not-authorized",
+        g.base.sign(&[&g.keys.author]),
+        true,
+    );
+}
+
+fn t3_cases<R: rand_core::CryptoRng + ?Sized>(g: &mut Gen<'_>, rng: &mut R) {
+    // --- T3 author signature.
+    g.push(
+        "t3-author-signed-another-image",
+        "author-signature-invalid",
+        t3_signed_with(g, &author_sign(OTHER_IMAGE, &g.keys.author)),
+        true,
+    );
+    g.push(
+        "t3-unknown-author",
+        "author-signature-invalid",
+        t3_signed_with(g, &author_sign(IMAGE, &k(rng, "someone"))),
+        true,
+    );
+    g.push(
+        "t3-revoked-author",
+        "author-signature-invalid",
+        t3_signed_with(g, &author_sign(IMAGE, &g.keys.author_revoked)),
+        true,
+    );
+    g.push(
+        "t3-author-signature-garbage",
+        "author-signature-invalid",
+        t3_signed_with(g, &[0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x40]),
+        true,
+    );
+    g.push(
+        "t3-author-signature-missing",
+        "author-signature-missing",
+        g.t3.sign(&[&g.keys.maker]),
+        true,
+    );
+    // The install sequence overrides the image digest the author vouched for (shared
+    // sequence) with another image's: one resolver refuses the second value.
+    g.push(
+        "install-sequence-overrides-author-vouched-digest",
+        "parameter-conflict",
+        g.t3_signed
+            .edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
+                let o = c.iter_mut().rev().find_map(override_of).unwrap();
+                o.push((param::IMAGE_DIGEST, g.other_digest.clone()));
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+}
+
+fn profile_cases<R: rand_core::CryptoRng + ?Sized>(g: &mut Gen<'_>, _rng: &mut R) {
+    // --- Parameters and the profile.
+    g.push(
+        "install-sequence-overrides-image-digest",
+        "parameter-conflict",
+        g.base
+            .edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
+                let o = c.iter_mut().rev().find_map(override_of).unwrap();
+                o.push((param::IMAGE_DIGEST, g.other_digest.clone()));
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "install-sequence-overrides-vendor",
+        "parameter-conflict",
+        g.base
+            .edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
+                let o = c.iter_mut().rev().find_map(override_of).unwrap();
+                o.push((
+                    param::VENDOR_IDENTIFIER,
+                    Param::Vendor(VendorId::Uuid(OTHER)),
+                ));
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "try-each-hides-another-digest",
+        "parameter-conflict",
+        g.base
+            .edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
+                c.push(Command::TryEach {
+                    alternatives: vec![CommandSequence(vec![
+                        Command::SetComponentIndex(ComponentIndex::One(0)),
+                        Command::OverrideParameters(vec![(
+                            param::IMAGE_DIGEST,
+                            g.other_digest.clone(),
+                        )]),
+                    ])],
+                    allow_none: true,
+                });
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "sequence-without-component-index",
+        "profile-violation",
+        g.base
+            .edit_seq(Some(crate::consts::manifest::INSTALL), |c| {
+                c.remove(0);
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "vendor-condition-removed",
+        "profile-violation",
+        g.base
+            .edit_seq(None, |c| {
+                c.retain(|x| {
+                !matches!(x, Command::Condition { id, .. } if *id == cmd::VENDOR_IDENTIFIER)
+            })
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "vendor-id-not-a-uuid",
+        "profile-violation",
+        g.base
+            .edit_seq(None, |c| {
+                let o = c.iter_mut().find_map(override_of).unwrap();
+                for (key, v) in o.iter_mut() {
+                    if *key == param::VENDOR_IDENTIFIER {
+                        *v = Param::Vendor(VendorId::Pen(vec![0x1a, 0x2b]));
+                    }
+                }
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "ciphertext-digest-removed",
+        "profile-violation",
+        g.base
+            .edit_seq(None, |c| {
+                let last = c
+                    .iter()
+                    .rposition(|x| matches!(x, Command::OverrideParameters(_)))
+                    .unwrap();
+                c.remove(last);
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "ics-metadata-removed",
+        "profile-violation",
+        g.base
+            .edit(|m| {
+                m.retain(|(key, _)| {
+                    *key != Value::Integer(crate::consts::manifest::ICS_METADATA.into())
+                })
+            })
+            .sign(&[&g.keys.maker]),
+        true,
+    );
+    g.push(
+        "integrated-payload-smuggled",
+        "profile-violation",
+        with_members(&g.good_env, |m| {
+            m.push((
+                cbor::encode(&Value::Text("#blob".into())),
+                cbor::bstr_wrap(b"x"),
+            ))
+        }),
+        true,
+    );
+    g.push(
+        "delegation-chain-smuggled",
+        "profile-violation",
+        with_members(&g.good_env, |m| {
+            m.push((vec![0x01], cbor::bstr_wrap(b"cwt")))
+        }),
+        true,
+    );
+}
+
+fn encoding_cases<R: rand_core::CryptoRng + ?Sized>(g: &mut Gen<'_>, _rng: &mut R) {
+    // --- Encoding: non-canonical CBOR, truncation, tampering.
+    let mut nonmin = g.good_env.clone();
+    assert_eq!(&nonmin[..5], &[0xd8, 0x6b, 0xa2, 0x02, 0x58]);
+    nonmin.splice(4..5, [0x59, 0x00]);
+    g.push("non-minimal-cbor-head", "malformed-envelope", nonmin, false);
+    let mut indef = g.good_env.clone();
+    indef[2] = 0xbf;
+    indef.push(0xff);
+    g.push("indefinite-length-map", "malformed-envelope", indef, false);
+    let mut trailing = g.good_env.clone();
+    trailing.push(0x00);
+    g.push("trailing-bytes", "malformed-envelope", trailing, false);
+    g.push(
+        "truncated-envelope",
+        "malformed-envelope",
+        g.good_env[..g.good_env.len() - 1].to_vec(),
+        false,
+    );
+    g.push(
+        "duplicate-key-in-manifest",
+        "malformed-envelope",
+        g.base
+            .edit(|m| m.push((Value::Integer(2.into()), Value::Integer(99.into()))))
+            .sign(&[&g.keys.maker]),
+        false,
+    );
+    g.push(
+        "unknown-critical-manifest-member",
+        "malformed-envelope",
+        g.base
+            .edit(|m| m.push((Value::Integer(99.into()), Value::Integer(1.into()))))
+            .sign(&[&g.keys.maker]),
+        false,
+    );
+    g.push(
+        "severed-member-without-digest",
+        "malformed-envelope",
+        with_members(&g.good_env, |m| {
+            m.push((vec![0x14], cbor::bstr_wrap(&[0x80])))
+        }),
+        false,
+    );
+    let mut tampered = g.good_env.clone();
+    let at = tampered
+        .windows(16)
+        .position(|w| w == CLASS.as_bytes())
+        .unwrap();
+    tampered[at] ^= 0xff;
+    g.push(
+        "manifest-changed-after-signing",
+        "manifest-digest-mismatch",
+        tampered,
+        true,
+    );
+    let (_, blocks, members) = parts(&g.good_env);
+    let sha384 = cbor::encode(&Value::Array(vec![
+        Value::Integer((-43).into()),
+        Value::Bytes(vec![0; 48]),
+    ]));
+    g.push(
+        "wrapper-digest-not-sha256",
+        "unsupported-algorithm",
+        reassemble(&sha384, &blocks, &members),
+        false,
+    );
+}
+
+/// The T3 release with `sig` as its author signature, signed by the manufacturer.
+fn t3_signed_with(g: &Gen<'_>, sig: &[u8]) -> Vec<u8> {
+    g.t3.edit(|m| set_author(m, sig)).sign(&[&g.keys.maker])
 }
 
 fn set_author(m: &mut [(Value, Value)], sig: &[u8]) {

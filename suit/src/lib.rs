@@ -40,12 +40,13 @@ pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod process;
+pub mod profile;
 pub mod release;
+pub mod resolve;
 pub mod trust;
 
 pub use accept::{
-    Accepted, ApprovalRule, AuthorRule, AuthorStatus, Profile, Release, Rules, Signer, accept,
-    approve,
+    Accepted, ApprovalRule, AuthorRule, AuthorStatus, Profile, Rules, Signer, accept, approve,
 };
 pub use cose::{PublicKey, SigningKey};
 pub use encryption::{EncryptionInfo, PayloadDecryptor, PayloadEncryptor, ReleaseKey};
@@ -55,5 +56,6 @@ pub use ics::{Category, IcsMetadata, Severity, UpdateType};
 pub use limits::Limits;
 pub use manifest::{Manifest, SuitDigest};
 pub use process::{DeviceState, Plan, evaluate};
+pub use profile::Release;
 pub use release::{ImageInfo, ReleaseParams};
 pub use trust::{KeyStanding, Role, TrustAnchor, TrustFile, TrustStore, UnixTime};

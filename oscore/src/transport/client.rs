@@ -9,9 +9,11 @@ use tokio::time::Instant;
 use super::{ClientConfig, Jitter};
 use crate::block::BlockValue;
 use crate::context::SecurityContext;
+use crate::endpoint::{
+    Block1Step, Block1Upload, Block2Download, Exchange, Step, response_error, too_large_hint,
+};
 use crate::error::{Error, Result};
 use crate::message::{self, code, opt};
-use crate::protect;
 
 /// A complete response (after block-wise reassembly).
 #[derive(Debug, Clone)]
@@ -24,7 +26,18 @@ pub struct Response {
     pub content_format: Option<u32>,
 }
 
-/// A CoAP client bound to one server (and one OSCORE context, if given).
+/// The guard of [`Client::set_echo_guard`].
+struct EchoGuard(Box<dyn FnMut() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for EchoGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EchoGuard")
+    }
+}
+
+/// A CoAP client bound to one server (and one OSCORE context, if given): a thin async loop
+/// around the sans-I/O [`Exchange`], [`Block1Upload`] and [`Block2Download`] that sends,
+/// retransmits (RFC 7252 §4.2) and receives.
 #[derive(Debug)]
 pub struct Client {
     sock: UdpSocket,
@@ -35,6 +48,7 @@ pub struct Client {
     rng: Jitter,
     buf: Vec<u8>,
     last_separate_mid: Option<u16>,
+    echo_guard: Option<EchoGuard>,
 }
 
 impl Client {
@@ -69,6 +83,7 @@ impl Client {
             rng,
             buf,
             last_separate_mid: None,
+            echo_guard: None,
         })
     }
 
@@ -100,10 +115,9 @@ impl Client {
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<usize> {
         let base = self.base_request(code::GET, path);
-        let mut total = 0usize;
-        self.block2_loop(&base, 0, self.cfg.block_szx, &mut total, sink)
-            .await?;
-        Ok(total)
+        let mut dl = Block2Download::new(base, 0, self.cfg.block_szx, 0, self.cfg.max_body);
+        self.block2_loop(&mut dl, sink).await?;
+        Ok(dl.offset())
     }
 
     /// GET that continues a partial download: blocks already in `body` are not fetched again
@@ -113,11 +127,15 @@ impl Client {
         body.truncate(body.len() / size * size);
         let first = (body.len() / size) as u32;
         let base = self.base_request(code::GET, path);
-        let mut offset = body.len();
-        self.block2_loop(&base, first, self.cfg.block_szx, &mut offset, &mut |b| {
-            body.extend_from_slice(b)
-        })
-        .await
+        let mut dl = Block2Download::new(
+            base,
+            first,
+            self.cfg.block_szx,
+            body.len(),
+            self.cfg.max_body,
+        );
+        self.block2_loop(&mut dl, &mut |b| body.extend_from_slice(b))
+            .await
     }
 
     /// One request, block-wise as needed: Block1 when the body exceeds one block, Block2 when
@@ -164,20 +182,10 @@ impl Client {
                 }
                 let mut follow = base.clone();
                 follow.payload.clear();
-                let mut offset = payload.len();
-                let max = self.cfg.max_body;
-                let mut too_big = false;
-                self.block2_loop(&follow, 1, b.szx, &mut offset, &mut |blk| {
-                    if payload.len() + blk.len() > max {
-                        too_big = true;
-                    } else {
-                        payload.extend_from_slice(blk);
-                    }
-                })
-                .await?;
-                if too_big {
-                    return Err(Error::MessageTooLarge { len: offset, max });
-                }
+                let szx = b.szx.min(self.cfg.block_szx);
+                let mut dl = Block2Download::new(follow, 1, szx, payload.len(), self.cfg.max_body);
+                self.block2_loop(&mut dl, &mut |blk| payload.extend_from_slice(blk))
+                    .await?;
             }
         }
         Ok(Response {
@@ -193,123 +201,31 @@ impl Client {
         p
     }
 
-    /// Fetches Block2 blocks from `num` on; `offset` is the number of bytes already held
-    /// and advances with every block handed to `sink`. Returns the final code.
+    /// Runs a Block2 download to its end, handing each block to `sink`. Returns the final
+    /// code.
     async fn block2_loop(
         &mut self,
-        base: &Packet,
-        mut num: u32,
-        mut szx: u8,
-        offset: &mut usize,
+        dl: &mut Block2Download,
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<u8> {
-        szx = szx.min(self.cfg.block_szx);
         loop {
-            let mut req = base.clone();
-            message::set(
-                &mut req,
-                opt::BLOCK2,
-                BlockValue::new(num, false, szx).encode(),
-            );
-            let resp = self.exchange_retrying(req).await?;
-            let c = message::code_of(&resp);
-            if c >> 5 != 2 {
-                return Err(response_error(&resp));
-            }
-            let Some(v) = message::first(&resp, opt::BLOCK2) else {
-                if num == 0 && *offset == 0 {
-                    // RFC 7959 §2.2: a server may answer a small representation whole.
-                    sink(&resp.payload);
-                    *offset = resp.payload.len();
-                    return Ok(c);
-                }
-                // The representation is no longer block-wise: it changed under us.
-                return Err(Error::Blockwise("Block2 missing in a follow-up response"));
-            };
-            let b = BlockValue::decode(v)?;
-            // RFC 7959 §2.4: the server may use a smaller size; offsets must match.
-            if b.offset() != *offset {
-                return Err(Error::Blockwise("Block2 response for an unexpected offset"));
-            }
-            if b.more && resp.payload.len() != b.size() {
-                return Err(Error::Blockwise("Block2 block of wrong size"));
-            }
-            if *offset + resp.payload.len() > self.cfg.max_body {
-                return Err(Error::MessageTooLarge {
-                    len: *offset + resp.payload.len(),
-                    max: self.cfg.max_body,
-                });
-            }
+            let resp = self.exchange_retrying(dl.request()).await?;
+            let done = dl.on_response(&resp)?;
             sink(&resp.payload);
-            *offset += resp.payload.len();
-            if !b.more {
+            if let Some(c) = done {
                 return Ok(c);
             }
-            szx = b.szx;
-            num = (*offset / b.size()) as u32;
         }
     }
 
     /// Uploads `body` with Block1; returns the final response.
     async fn block1_upload(&mut self, base: &Packet, body: &[u8], szx: u8) -> Result<Packet> {
-        let mut szx = szx.min(self.cfg.block_szx);
-        let mut restarted = false;
-        let mut offset = 0usize;
+        let mut up = Block1Upload::new(base.clone(), body, szx.min(self.cfg.block_szx));
         loop {
-            let size = 1usize << (szx + 4);
-            let num = (offset / size) as u32;
-            let end = (offset + size).min(body.len());
-            let more = end < body.len();
-            let mut req = base.clone();
-            message::set(
-                &mut req,
-                opt::BLOCK1,
-                BlockValue::new(num, more, szx).encode(),
-            );
-            if num == 0 {
-                // RFC 7959 §4: Size1 announces the total size.
-                message::set(&mut req, opt::SIZE1, message::uint_bytes(body.len() as u32));
-            }
-            req.payload = body[offset..end].to_vec();
-            let resp = self.exchange_retrying(req).await?;
-            let c = message::code_of(&resp);
-            if c == code::REQUEST_ENTITY_TOO_LARGE {
-                // RFC 7959 §2.9.3: a smaller block size in the 4.13 means "start over with
-                // it"; anything else (Size1 below the body size) is final.
-                match too_large_hint(&resp) {
-                    Some(hint) if hint < szx && !restarted => {
-                        szx = hint;
-                        offset = 0;
-                        restarted = true;
-                        continue;
-                    }
-                    _ => return Err(response_error(&resp)),
-                }
-            }
-            if c >> 5 != 2 {
-                return Err(response_error(&resp));
-            }
-            let echoed = match message::first(&resp, opt::BLOCK1) {
-                Some(v) => Some(BlockValue::decode(v)?),
-                None => None,
-            };
-            if !more {
-                return Ok(resp);
-            }
-            if c != code::CONTINUE {
-                // RFC 7959 §2.3: a final response before the last block ends the transfer.
-                return Ok(resp);
-            }
-            let Some(b) = echoed else {
-                return Err(Error::Blockwise("2.31 without Block1"));
-            };
-            if b.num != num {
-                return Err(Error::Blockwise("2.31 for another block"));
-            }
-            offset = end;
-            // RFC 7959 §2.5: late negotiation, the server may ask for smaller blocks.
-            if b.szx < szx {
-                szx = b.szx;
+            let resp = self.exchange_retrying(up.request()).await?;
+            match up.on_response(resp)? {
+                Block1Step::Next => {}
+                Block1Step::Done(r) => return Ok(r),
             }
         }
     }
@@ -325,41 +241,38 @@ impl Client {
         }
     }
 
-    /// One request/response exchange, OSCORE-protected when a context is set. Handles the
-    /// Echo challenge of RFC 9175 / RFC 8613 B.1.2 by repeating the request once with Echo.
-    pub async fn exchange(&mut self, mut req: Packet) -> Result<Packet> {
-        for _ in 0..2 {
+    /// Sets a guard called before the client answers an Echo challenge (RFC 9175 §2.4): the
+    /// server did not act on the request and will act on the repeat, so the guard decides
+    /// whether the request is still wanted (e.g. a rollout still running). When it returns
+    /// false, the request fails with [`Error::EchoRefused`] and is not repeated.
+    pub fn set_echo_guard(&mut self, guard: Box<dyn FnMut() -> bool + Send + Sync>) {
+        self.echo_guard = Some(EchoGuard(guard));
+    }
+
+    /// One request/response exchange, OSCORE-protected when a context is set. Answers Echo
+    /// challenges (RFC 9175, RFC 8613 B.1.2) by repeating the request with the Echo value,
+    /// after asking the guard ([`Client::set_echo_guard`]), at most
+    /// [`MAX_ECHO_ROUNDS`](crate::endpoint::MAX_ECHO_ROUNDS) times.
+    pub async fn exchange(&mut self, req: Packet) -> Result<Packet> {
+        let mut ex = Exchange::new(req);
+        loop {
             self.mid = self.mid.wrapping_add(1);
             self.token = self.token.wrapping_add(1);
-            req.header.message_id = self.mid;
-            req.set_token(self.token.to_be_bytes().to_vec());
-            let Some(ctx) = self.ctx.as_mut() else {
-                let bytes = message::encode(&req, self.cfg.max_message)?;
-                return self.transmit(&bytes, self.mid, self.token).await;
-            };
-            let (outer, binding) = protect::protect_request(ctx, &req)?;
+            let outer = ex.outgoing(self.ctx.as_mut(), self.mid, &self.token.to_be_bytes())?;
             let bytes = message::encode(&outer, self.cfg.max_message)?;
             let resp = self.transmit(&bytes, self.mid, self.token).await?;
-            if protect::oscore_option(&resp)?.is_none() {
-                // RFC 8613 §8.2: verification errors come back unprotected; anything else
-                // unprotected (e.g. an injected 2.05) is never taken as an answer.
-                if message::code_of(&resp) >> 5 == 2 {
-                    return Err(Error::NotProtected);
+            match ex.on_response(self.ctx.as_mut(), &resp)? {
+                Step::Echo(value) => {
+                    if let Some(EchoGuard(g)) = self.echo_guard.as_mut()
+                        && !g()
+                    {
+                        return Err(Error::EchoRefused);
+                    }
+                    ex.answer_echo(value)?;
                 }
-                return Err(response_error(&resp));
+                Step::Response(p) => return Ok(p),
             }
-            let ctx = self.ctx.as_mut().ok_or(Error::NotProtected)?;
-            let inner = protect::unprotect_response(ctx, &binding, &resp)?;
-            // RFC 9175 §2.4: 4.01 with Echo → repeat the request with the Echo value.
-            if message::code_of(&inner) == code::UNAUTHORIZED
-                && let Some(echo) = message::first(&inner, opt::ECHO)
-            {
-                message::set(&mut req, opt::ECHO, echo.clone());
-                continue;
-            }
-            return Ok(inner);
         }
-        Err(Error::Blockwise("peer kept asking for Echo"))
     }
 
     /// Sends a CON message and waits for the matching response (RFC 7252 §4.2, §5.2).
@@ -447,25 +360,5 @@ impl Client {
         let ack = message::packet(MessageType::Acknowledgement, 0, mid, &[]);
         self.sock.send(&message::encode(&ack, 4)?).await?;
         Ok(())
-    }
-}
-
-/// The block size exponent a 4.13 response asks for (RFC 7959 §2.9.3), if any.
-fn too_large_hint(p: &Packet) -> Option<u8> {
-    if message::code_of(p) != code::REQUEST_ENTITY_TOO_LARGE {
-        return None;
-    }
-    message::first(p, opt::BLOCK1)
-        .and_then(|v| BlockValue::decode(v).ok())
-        .map(|b| b.szx)
-}
-
-fn response_error(p: &Packet) -> Error {
-    Error::Response {
-        code: message::code_string(message::code_of(p)),
-        diagnostic: String::from_utf8_lossy(&p.payload)
-            .chars()
-            .take(200)
-            .collect(),
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::server::{Handler, Reply, Request};
+use crate::endpoint::{Handler, Reply, Request};
 use crate::message::code;
 
 /// Cached file: modification time, length, content.

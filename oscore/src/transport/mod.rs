@@ -1,20 +1,18 @@
-//! The thin tokio UDP layer: a CoAP client (confirmable messages with retransmission and
-//! exponential back-off, separate responses, RST, block-wise inside OSCORE, Echo recovery)
-//! and a CoAP server (duplicate detection, piggybacked responses, Block1 reassembly, Block2
-//! slicing, OSCORE verification with 4.01/Echo handling). Time and randomness live here, not
-//! in the core.
+//! The thin tokio UDP layer around the sans-I/O [`crate::endpoint`]: a CoAP client
+//! (confirmable messages with retransmission and exponential back-off, separate responses,
+//! RST) and a CoAP server (receive/send loops, observation timers). Sockets, the clock and the
+//! OS RNG live here; duplicate detection, OSCORE, Echo and block-wise live in the core.
 
 mod client;
-mod contexts;
 mod files;
 mod server;
 
 use std::time::Duration;
 
+pub use crate::endpoint::{ContextSet, Handler, Notification, Reply, Request, ServerConfig};
 pub use client::{Client, Response};
-pub use contexts::ContextSet;
 pub use files::FileHandler;
-pub use server::{Handler, Notification, Reply, Request, Server, ServerConfig, ServerHandle};
+pub use server::{Server, ServerHandle};
 
 /// Default kernel buffer size for servers (see [`bind_udp`]).
 pub const SERVER_SOCKET_BUFFER: usize = 4 << 20;

@@ -25,7 +25,7 @@ type ContextMap = HashMap<Vec<u8>, Vec<Entry>>;
 /// Never add two contexts derived from the same parameters (even to different sets or
 /// clients) while both are alive: they would encrypt with the same keys and sequence numbers,
 /// i.e. reuse nonces. Move one context between users instead (see
-/// [`Client::into_context`](super::Client::into_context)).
+/// `transport::Client::into_context`).
 #[derive(Clone, Default)]
 pub struct ContextSet {
     inner: Arc<RwLock<ContextMap>>,
@@ -139,7 +139,7 @@ impl ContextSet {
 
     /// RFC 8613 §8.2 step 2: the context for `kid`. With a kid context in the message it
     /// must match; without, prefer a context without ID Context (§5.1), else the first.
-    pub(super) fn select(
+    pub(crate) fn select(
         &self,
         kid: &[u8],
         kid_context: Option<&[u8]>,

@@ -1,0 +1,640 @@
+//! The server side of a CoAP/OSCORE endpoint, without I/O: one datagram in, at most one
+//! datagram out. Duplicate detection (RFC 7252 §4.5), OSCORE verification and protection
+//! (RFC 8613 §8), the Echo exchanges of RFC 8613 Appendix B.1.2 and RFC 9175, Block1
+//! reassembly and Block2 slicing (RFC 7959) and Observe registration (RFC 7641) live here;
+//! the caller passes the time of each datagram and the randomness of the Echo key, and owns
+//! the socket (see `transport::Server`, a thin loop around [`ServerEndpoint::handle`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coap_lite::{MessageType, Packet};
+
+use super::contexts::ContextSet;
+use super::types::{Handler, Notification, Observation, Output, Reply, Request, ServerConfig};
+use crate::block::{AssemblerLimits, Block1Assembler, Block1Outcome, BlockValue};
+use crate::context::SecurityContext;
+use crate::echo::{EchoKey, EchoScope};
+use crate::error::Error;
+use crate::message::{self, code, opt};
+use crate::protect::{self, Freshness};
+
+type ExchangeKey = (SocketAddr, u16);
+
+/// RFC 7252 §4.5: answers remembered per (peer, message id).
+#[derive(Debug, Default)]
+struct Dedup {
+    map: HashMap<ExchangeKey, Option<Arc<Vec<u8>>>>,
+    order: VecDeque<(ExchangeKey, Instant)>,
+}
+
+impl Dedup {
+    fn expire(&mut self, now: Instant, lifetime: Duration, max: usize) {
+        while let Some((k, t)) = self.order.front() {
+            if now.saturating_duration_since(*t) > lifetime || self.order.len() > max {
+                self.map.remove(k);
+                self.order.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// Block1 uploads are keyed by client identity and path (RFC 7959 §2.4, RFC 9175 §3).
+type UploadKey = (Vec<u8>, SocketAddr, String);
+
+/// The owned identity of a context, for Echo values.
+struct ScopeIds {
+    recipient_id: Vec<u8>,
+    id_context: Option<Vec<u8>>,
+}
+
+impl ScopeIds {
+    fn of(ctx: &SecurityContext) -> Self {
+        ScopeIds {
+            recipient_id: ctx.recipient_id().to_vec(),
+            id_context: ctx.id_context().map(<[u8]>::to_vec),
+        }
+    }
+
+    fn scope(&self) -> EchoScope<'_> {
+        EchoScope {
+            recipient_id: &self.recipient_id,
+            id_context: self.id_context.as_deref(),
+        }
+    }
+}
+
+/// What the block-wise layer made of a verified request.
+struct AppAnswer {
+    inner: Packet,
+    /// The answer must carry the server's own Partial IV (an Echo challenge).
+    own_piv: bool,
+}
+
+/// The server endpoint: shared by the caller's worker tasks (`&self` methods, internal
+/// locks held only for bookkeeping, never while the handler runs).
+pub struct ServerEndpoint {
+    contexts: ContextSet,
+    /// Unprotected requests are refused even while the set is empty.
+    protected: bool,
+    cfg: ServerConfig,
+    dedup: Mutex<Dedup>,
+    uploads: Mutex<Block1Assembler<UploadKey>>,
+    echo: EchoKey,
+    /// Message ids of server-initiated messages (notifications).
+    next_mid: AtomicU16,
+}
+
+impl std::fmt::Debug for ServerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEndpoint")
+            .field("contexts", &self.contexts.len())
+            .field("protected", &self.protected)
+            .finish_non_exhaustive()
+    }
+}
+
+fn reply_type(req: &Packet) -> MessageType {
+    if req.header.get_type() == MessageType::Confirmable {
+        MessageType::Acknowledgement
+    } else {
+        MessageType::NonConfirmable
+    }
+}
+
+fn simple(code: u8, diag: &str) -> Packet {
+    let mut r = message::packet(MessageType::Acknowledgement, code, 0, &[]);
+    r.payload = diag.as_bytes().to_vec();
+    r
+}
+
+impl ServerEndpoint {
+    /// A server endpoint over `contexts`. With `protected`, unprotected requests get 4.01 even
+    /// while the set is empty (otherwise only once it holds a context). `echo_secret` comes
+    /// from the caller's cryptographic RNG and must be new for every endpoint (a restart
+    /// included: that is what invalidates the Echo values of the previous instance); `now`
+    /// starts the clock of its Echo values.
+    pub fn new(
+        contexts: ContextSet,
+        protected: bool,
+        cfg: ServerConfig,
+        echo_secret: [u8; 32],
+        now: Instant,
+    ) -> Self {
+        let uploads = Mutex::new(Block1Assembler::new(AssemblerLimits {
+            max_body: cfg.max_body,
+            max_uploads: cfg.max_uploads,
+            max_buffered: cfg.max_buffered,
+            idle_timeout: cfg.exchange_lifetime,
+        }));
+        ServerEndpoint {
+            contexts,
+            protected,
+            cfg,
+            dedup: Mutex::default(),
+            uploads,
+            echo: EchoKey::new(echo_secret, now),
+            next_mid: AtomicU16::new(0x8000),
+        }
+    }
+
+    /// The contexts (shared: changes apply at once).
+    pub fn contexts(&self) -> &ContextSet {
+        &self.contexts
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// Handles one datagram from `peer` received at `now`; calls `handler` for a complete,
+    /// verified and (where the handler asks for it) fresh request.
+    pub fn handle(
+        &self,
+        peer: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+        handler: &dyn Handler,
+    ) -> Output {
+        let cfg = &self.cfg;
+        let p = match message::decode(bytes, cfg.max_message) {
+            Ok(p) => p,
+            Err(e) => return reply_only(reject_undecodable(bytes, &e, cfg)),
+        };
+        let t = p.header.get_type();
+        let c = message::code_of(&p);
+        if c == 0 {
+            // RFC 7252 §4.3: an Empty CON is a ping, answered with RST. Empty ACK/RST: ignore.
+            if t == MessageType::Confirmable {
+                let rst = message::packet(MessageType::Reset, 0, p.header.message_id, &[]);
+                return reply_only(message::encode(&rst, 4).ok());
+            }
+            return Output::default();
+        }
+        if !message::is_request_code(c)
+            || matches!(t, MessageType::Acknowledgement | MessageType::Reset)
+        {
+            return Output::default();
+        }
+        // RFC 7252 §4.5: duplicate detection per (endpoint, message id).
+        let key = (peer, p.header.message_id);
+        {
+            let Ok(mut d) = self.dedup.lock() else {
+                return Output::default();
+            };
+            d.expire(now, cfg.exchange_lifetime, cfg.max_exchanges);
+            match d.map.get(&key) {
+                Some(Some(cached)) => {
+                    return Output {
+                        reply: Some(cached.clone()),
+                        observation: None,
+                    };
+                }
+                Some(None) => return Output::default(), // being processed by another worker
+                None => {
+                    d.map.insert(key, None);
+                    d.order.push_back((key, now));
+                }
+            }
+        }
+        let mut observation = None;
+        let out = self.process(peer, &p, now, handler, &mut observation);
+        let bytes = out
+            .and_then(|r| message::encode(&r, cfg.max_message).ok())
+            .map(Arc::new);
+        if let Ok(mut d) = self.dedup.lock() {
+            match &bytes {
+                Some(b) => {
+                    if let Some(slot) = d.map.get_mut(&key) {
+                        *slot = Some(b.clone());
+                    }
+                }
+                None => {
+                    d.map.remove(&key);
+                }
+            }
+        }
+        Output {
+            reply: bytes,
+            observation,
+        }
+    }
+
+    /// OSCORE verification, freshness, application, protection. Returns the outer response.
+    fn process(
+        &self,
+        peer: SocketAddr,
+        p: &Packet,
+        now: Instant,
+        handler: &dyn Handler,
+        observation: &mut Option<Observation>,
+    ) -> Option<Packet> {
+        let oscore = match protect::oscore_option(p) {
+            Ok(o) => o,
+            Err(e) => return Some(protect::error_response(p, &e)),
+        };
+        let Some(o) = oscore else {
+            let open = message::path_of(p).is_ok_and(|path| handler.allow_unprotected(&path));
+            if (self.protected || !self.contexts.is_empty()) && !open {
+                // Contexts configured: unprotected requests get 4.01 (issue 3).
+                return Some(protect::error_response(p, &Error::NotProtected));
+            }
+            let mut resp = self.app(peer, p, None, None, now, handler, &mut None).inner;
+            resp.header.set_type(reply_type(p));
+            resp.header.message_id = p.header.message_id;
+            resp.set_token(p.get_token().to_vec());
+            return Some(resp);
+        };
+        let kid = o.kid.clone().unwrap_or_default();
+        // RFC 8613 §8.2 step 2: select the context by kid (and kid context).
+        let Some(ctx_lock) = self.contexts.select(&kid, o.kid_context.as_deref()) else {
+            return Some(protect::error_response(
+                p,
+                &Error::UnknownKid {
+                    kid_hex: hex::encode(&kid),
+                },
+            ));
+        };
+        let (verified, ids) = {
+            let mut ctx = ctx_lock.lock().ok()?;
+            let ids = ScopeIds::of(&ctx);
+            // RFC 8613 Appendix B.1.2: a lost window is re-established only by a request
+            // that echoes a value of this server instance (made after the window was lost).
+            let max = self.cfg.echo_max_age;
+            let mut proves = |v: &[u8]| {
+                self.echo
+                    .age(v, ids.scope(), now)
+                    .is_some_and(|age| age <= max)
+            };
+            match protect::unprotect_request_with(&mut ctx, p, &mut proves) {
+                Ok(v) => (v, ids),
+                Err(e) => {
+                    tracing::debug!(peer = %peer, "OSCORE request rejected: {e}");
+                    return Some(protect::error_response(p, &e));
+                }
+            }
+        };
+        let answer = match verified.freshness {
+            Freshness::Fresh => {
+                let echo_age = message::first(&verified.request, opt::ECHO)
+                    .and_then(|v| self.echo.age(v, ids.scope(), now));
+                let mut notifications = None;
+                let a = self.app(
+                    peer,
+                    &verified.request,
+                    Some((&kid, &ids)),
+                    echo_age,
+                    now,
+                    handler,
+                    &mut notifications,
+                );
+                if let Some(n) = notifications {
+                    *observation = Some(Observation {
+                        ctx: Arc::downgrade(&ctx_lock),
+                        binding: verified.binding.clone(),
+                        token: p.get_token().to_vec(),
+                        peer,
+                        notifications: n,
+                    });
+                    // RFC 8613 §4.1.3.5.2: responses of an observation carry a Partial IV.
+                    AppAnswer { own_piv: true, ..a }
+                } else {
+                    a
+                }
+            }
+            _ => {
+                // RFC 8613 B.1.2 / RFC 9175 §2.4: the window is lost (a restart): 4.01 with an
+                // Echo value, and the request is not acted on. It may be a replay, so the
+                // answer must not use the request's nonce: own Partial IV.
+                AppAnswer {
+                    inner: self.echo_challenge(&ids, now),
+                    own_piv: true,
+                }
+            }
+        };
+        let mut inner = answer.inner;
+        inner.header.set_type(reply_type(p));
+        inner.header.message_id = p.header.message_id;
+        inner.set_token(p.get_token().to_vec());
+        let mut ctx = ctx_lock.lock().ok()?;
+        match protect::protect_response(&mut ctx, &verified.binding, &inner, answer.own_piv) {
+            Ok(mut r) => {
+                if observation.is_some()
+                    && let Some(v) = message::first(&inner, opt::OBSERVE)
+                {
+                    message::set(&mut r, opt::OBSERVE, v.clone());
+                }
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!("cannot protect response: {e}");
+                let mut r = message::packet(
+                    reply_type(p),
+                    code::INTERNAL_SERVER_ERROR,
+                    p.header.message_id,
+                    p.get_token(),
+                );
+                r.payload = b"internal error".to_vec();
+                Some(r)
+            }
+        }
+    }
+
+    /// RFC 9175 §2.4: 4.01 Unauthorized with a fresh Echo value (no payload).
+    fn echo_challenge(&self, ids: &ScopeIds, now: Instant) -> Packet {
+        let mut r = message::packet(MessageType::Acknowledgement, code::UNAUTHORIZED, 0, &[]);
+        message::set(&mut r, opt::ECHO, self.echo.issue(ids.scope(), now));
+        r
+    }
+
+    /// Block-wise handling and freshness around the application handler (RFC 7959, RFC
+    /// 9175). Returns the inner response (type, id and token are set by the caller).
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+    fn app(
+        &self,
+        peer: SocketAddr,
+        req: &Packet,
+        protected: Option<(&[u8], &ScopeIds)>,
+        echo_age: Option<Duration>,
+        now: Instant,
+        handler: &dyn Handler,
+        observation: &mut Option<Vec<Notification>>,
+    ) -> AppAnswer {
+        let plain = |inner| AppAnswer {
+            inner,
+            own_piv: false,
+        };
+        let cfg = &self.cfg;
+        let kid = protected.map(|(k, _)| k);
+        let method = message::code_of(req);
+        // RFC 7252 §5.4.1: a request with an unrecognised critical option is rejected with 4.02.
+        if let Some(n) = message::unknown_critical(req) {
+            return plain(simple(
+                code::BAD_OPTION,
+                &format!("unrecognised critical option {n}"),
+            ));
+        }
+        let Ok(path) = message::path_of(req) else {
+            return plain(simple(code::BAD_OPTION, "Uri-Path is not UTF-8"));
+        };
+        // RFC 9175 §2.3: is the message that completes this request fresh enough?
+        let stale = || match handler.required_freshness(method, &path) {
+            Some(max) => echo_age.is_none_or(|age| age > max),
+            None => false,
+        };
+        let challenge = || match protected {
+            Some((_, ids)) => AppAnswer {
+                inner: self.echo_challenge(ids, now),
+                own_piv: true,
+            },
+            // Freshness needs OSCORE (the Echo value is bound to a context).
+            None => plain(simple(code::UNAUTHORIZED, "OSCORE required")),
+        };
+        let size1 = message::first(req, opt::SIZE1).and_then(|v| message::uint_value(v).ok());
+        let mut body = req.payload.clone();
+        let mut block1_done = None;
+        if let Some(v) = message::first(req, opt::BLOCK1) {
+            let b = match BlockValue::decode(v) {
+                Ok(b) => b,
+                Err(_) => return plain(simple(code::BAD_OPTION, "bad Block1")),
+            };
+            // The last block completes the request: checked before it is stored, so a stale
+            // one leaves the upload as it was.
+            if !b.more && stale() {
+                return challenge();
+            }
+            let key = (
+                kid.map(<[u8]>::to_vec).unwrap_or_default(),
+                peer,
+                path.clone(),
+            );
+            let outcome = match self.uploads.lock() {
+                Ok(mut u) => u.feed(&key, b, size1, &req.payload, now),
+                Err(_) => return plain(simple(code::INTERNAL_SERVER_ERROR, "")),
+            };
+            match outcome {
+                Block1Outcome::Continue => {
+                    let mut r = simple(code::CONTINUE, "");
+                    r.payload.clear();
+                    message::set(
+                        &mut r,
+                        opt::BLOCK1,
+                        BlockValue::new(b.num, true, b.szx).encode(),
+                    );
+                    return plain(r);
+                }
+                Block1Outcome::Complete(all) => {
+                    body = all;
+                    block1_done = Some(b);
+                }
+                Block1Outcome::TooLarge { max } => {
+                    let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "body too large");
+                    message::set(&mut r, opt::SIZE1, message::uint_bytes(max as u32));
+                    return plain(r);
+                }
+                _ => {
+                    return plain(simple(
+                        code::REQUEST_ENTITY_INCOMPLETE,
+                        "block out of sequence",
+                    ));
+                }
+            }
+        } else if !body.is_empty() && body.len() > 1usize << (cfg.block_szx + 4) {
+            // RFC 7959 §2.9.3: a body larger than our block size must come block-wise; the
+            // Block1 option in the 4.13 names the size we accept.
+            let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "send block-wise");
+            message::set(
+                &mut r,
+                opt::BLOCK1,
+                BlockValue::new(0, false, cfg.block_szx).encode(),
+            );
+            message::set(&mut r, opt::SIZE1, message::uint_bytes(cfg.max_body as u32));
+            return plain(r);
+        } else if size1.is_some_and(|s| s as usize > cfg.max_body) || body.len() > cfg.max_body {
+            let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "body too large");
+            message::set(&mut r, opt::SIZE1, message::uint_bytes(cfg.max_body as u32));
+            return plain(r);
+        } else if stale() {
+            return challenge();
+        }
+        let request = Request {
+            method,
+            path,
+            payload: body,
+            peer,
+            kid: kid.map(<[u8]>::to_vec),
+            message: req.clone(),
+            echo_age,
+        };
+        let reply = handler.handle(&request);
+        let mut r = message::packet(MessageType::Acknowledgement, reply.code, 0, &[]);
+        // RFC 7641 §2: Observe 0 registers; only protected requests (kid known) may observe.
+        let registers = message::first(req, opt::OBSERVE)
+            .is_some_and(|v| message::uint_value(v).ok() == Some(0));
+        if registers
+            && kid.is_some()
+            && reply.code >> 5 == 2
+            && let Some(n) = handler.observe(&request)
+        {
+            message::set(&mut r, opt::OBSERVE, message::uint_bytes(1));
+            *observation = Some(n);
+        }
+        if let Some(cf) = reply.content_format {
+            message::set(&mut r, opt::CONTENT_FORMAT, message::uint_bytes(cf));
+        }
+        for (n, v) in &reply.options {
+            r.add_option(coap_lite::CoapOption::from(*n), v.clone());
+        }
+        if let Some(b) = block1_done {
+            message::set(
+                &mut r,
+                opt::BLOCK1,
+                BlockValue::new(b.num, false, b.szx).encode(),
+            );
+        }
+        plain(match block2(cfg, req, &reply, r) {
+            Ok(r) | Err(r) => r,
+        })
+    }
+
+    /// One notification of `obs` (RFC 7641 §4.2, RFC 8613 §4.1.3.5.2): a CON message
+    /// protected under the server's own Partial IV. `observe_seq` is the Observe value (2
+    /// for the first notification). None when the observation's context was removed (the
+    /// observation ends) or protection failed.
+    pub fn notification(
+        &self,
+        obs: &Observation,
+        observe_seq: u32,
+        reply: &Reply,
+    ) -> Option<Vec<u8>> {
+        let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
+        let mut inner = message::packet(MessageType::Confirmable, reply.code, mid, &obs.token);
+        if let Some(cf) = reply.content_format {
+            message::set(&mut inner, opt::CONTENT_FORMAT, message::uint_bytes(cf));
+        }
+        for (num, v) in &reply.options {
+            inner.add_option(coap_lite::CoapOption::from(*num), v.clone());
+        }
+        let success = reply.code >> 5 == 2;
+        if success {
+            message::set(&mut inner, opt::OBSERVE, message::uint_bytes(observe_seq));
+        }
+        inner.payload = reply.payload.to_vec();
+        let ctx_lock = obs.ctx.upgrade()?;
+        let mut outer = {
+            let mut ctx = ctx_lock.lock().ok()?;
+            match protect::protect_response(&mut ctx, &obs.binding, &inner, true) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!("cannot protect notification: {e}");
+                    return None;
+                }
+            }
+        };
+        if success {
+            // Observe is Class E and U: the outer copy lets proxies see the observation.
+            message::set(&mut outer, opt::OBSERVE, message::uint_bytes(observe_seq));
+        }
+        message::encode(&outer, self.cfg.max_message).ok()
+    }
+}
+
+fn reply_only(bytes: Option<Vec<u8>>) -> Output {
+    Output {
+        reply: bytes.map(Arc::new),
+        observation: None,
+    }
+}
+
+/// A datagram that does not decode: RFC 7252 §4.2 rejection of a CON (4.13 when it is only
+/// too large, so the sender can use smaller blocks, RFC 7959 §2.9.3; RST otherwise). Other
+/// messages are ignored.
+fn reject_undecodable(bytes: &[u8], e: &Error, cfg: &ServerConfig) -> Option<Vec<u8>> {
+    let is_con = bytes.len() >= 4 && (bytes[0] >> 4) & 3 == 0;
+    if !is_con {
+        return None;
+    }
+    let mid = u16::from_be_bytes([bytes[2], bytes[3]]);
+    if matches!(e, Error::MessageTooLarge { .. }) {
+        let mut tkl = usize::from(bytes[0] & 0x0f);
+        if tkl > 8 || bytes.len() < 4 + tkl {
+            tkl = 0;
+        }
+        let mut r = message::packet(
+            MessageType::Acknowledgement,
+            code::REQUEST_ENTITY_TOO_LARGE,
+            mid,
+            &bytes[4..4 + tkl],
+        );
+        message::set(
+            &mut r,
+            opt::SIZE1,
+            message::uint_bytes(1u32 << (cfg.block_szx + 4)),
+        );
+        return message::encode(&r, cfg.max_message).ok();
+    }
+    if bytes[0] >> 6 == 1 {
+        let rst = message::packet(MessageType::Reset, 0, mid, &[]);
+        return message::encode(&rst, 4).ok();
+    }
+    None
+}
+
+/// RFC 7959 §2.2/§2.4: Block2 when asked for, or when the body exceeds one block. `Err` is an
+/// error answer (a block beyond the end, a bad Block2 option).
+fn block2(
+    cfg: &ServerConfig,
+    req: &Packet,
+    reply: &Reply,
+    mut r: Packet,
+) -> Result<Packet, Packet> {
+    let want = match message::first(req, opt::BLOCK2) {
+        Some(v) => match BlockValue::decode(v) {
+            Ok(b) => Some(b),
+            Err(_) => return Err(simple(code::BAD_OPTION, "bad Block2")),
+        },
+        None => None,
+    };
+    let max_size = 1usize << (cfg.block_szx + 4);
+    let total = reply.payload.len();
+    if want.is_none() && total <= max_size {
+        r.payload = reply.payload.to_vec();
+        return Ok(r);
+    }
+    let (num, szx) = match want {
+        Some(b) => (b.num, b.szx.min(cfg.block_szx)),
+        None => (0, cfg.block_szx),
+    };
+    // Late negotiation: a smaller size than asked keeps the same offset (RFC 7959 §2.4).
+    let asked = want.map(|b| b.offset()).unwrap_or(0);
+    let size = 1usize << (szx + 4);
+    let num = if want.is_some_and(|b| b.szx > szx) {
+        (asked / size) as u32
+    } else {
+        num
+    };
+    let off = num as usize * size;
+    if off > total || (off == total && total > 0) {
+        // RFC 7959 §2.2: a block beyond the end is 4.02 Bad Option.
+        return Err(simple(code::BAD_OPTION, "Block2 out of range"));
+    }
+    let end = (off + size).min(total);
+    if total > size || want.is_some() {
+        message::set(
+            &mut r,
+            opt::BLOCK2,
+            BlockValue::new(num, end < total, szx).encode(),
+        );
+        if num == 0 || message::first(req, opt::SIZE2).is_some() {
+            message::set(&mut r, opt::SIZE2, message::uint_bytes(total as u32));
+        }
+    }
+    r.payload = reply.payload[off..end].to_vec();
+    Ok(r)
+}
