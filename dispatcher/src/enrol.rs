@@ -99,8 +99,8 @@ fn write_ctx(
         .map_err(|e| Error::Other(format!("{}: {e}", path.display())))
 }
 
-/// Creates the device (see the module documentation).
-pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error> {
+/// Checks an enrolment request before anything is allocated or written.
+fn validate(d: &Dispatcher, req: &EnrolRequest) -> Result<(), Error> {
     // Issue 13: "." and ".." were accepted and their context files landed in the data
     // directory itself. The rule is the one devices apply to their bundle.
     if !fleet_proto::valid_device_name(&req.name) {
@@ -130,11 +130,15 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     if d.store().device(&req.name)?.is_some() {
         return Err(Error::Conflict(format!("device {} is enrolled", req.name)));
     }
+    Ok(())
+}
+
+/// The device's trust store, in the one format: the publisher and author keys of its vendor
+/// in force now or later (with their validity and scope as the dispatcher has them), and
+/// this dispatcher's approval key.
+fn device_trust(d: &Dispatcher, req: &EnrolRequest) -> Result<Trust, Error> {
     let trust = d.trust();
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
-    // The device's trust store, in the one format: the publisher and author keys of its
-    // vendor in force now or later (with their validity and scope as the dispatcher has
-    // them), and this dispatcher's approval key.
     let mut keys: Vec<suit::trust::KeyEntry> = trust
         .entries_for(
             &[
@@ -159,17 +163,66 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
         )));
     }
     keys.push(d.approver_entry());
+    Ok(Trust::new(&suit::TrustFile { keys }, req.require_approval)
+        .requiring_author(d.cfg().require_author_signature))
+}
+
+/// Fresh secrets and salts of the push and uplink contexts.
+struct Secrets {
+    push: zeroize::Zeroizing<[u8; 32]>,
+    push_salt: [u8; 8],
+    up: zeroize::Zeroizing<[u8; 32]>,
+    up_salt: [u8; 8],
+}
+
+impl Secrets {
+    fn new() -> Result<Secrets, Error> {
+        Ok(Secrets {
+            push: zeroize::Zeroizing::new(key_repo::util::random_bytes::<32>()?),
+            push_salt: key_repo::util::random_bytes::<8>()?,
+            up: zeroize::Zeroizing::new(key_repo::util::random_bytes::<32>()?),
+            up_salt: key_repo::util::random_bytes::<8>()?,
+        })
+    }
+}
+
+/// Writes the dispatcher's views of both contexts (mode 0700 directory): it is the client
+/// of the push context and the server of the uplink context.
+fn write_contexts(dir: &std::path::Path, k: &Secrets, uplink_sid: &[u8]) -> Result<(), Error> {
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    write_ctx(
+        &dir.join("push.json"),
+        &*k.push,
+        &k.push_salt,
+        &DISPATCHER_SID,
+        &DEVICE_PUSH_SID,
+    )?;
+    write_ctx(
+        &dir.join("uplink.json"),
+        &*k.up,
+        &k.up_salt,
+        &DISPATCHER_SID,
+        uplink_sid,
+    )
+}
+
+/// Creates the device (see the module documentation).
+pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error> {
+    validate(d, req)?;
+    let trust = device_trust(d, req)?;
     let n = d.store().next_counter("uplink-kid")?;
     // 4-byte uplink sender ids: unique per dispatcher, up to 2^32 enrolments.
     let uplink_sid = u32::try_from(n)
         .map_err(|_| Error::Other("uplink ids exhausted".into()))?
         .to_be_bytes();
-    let rnd = |_: ()| -> Result<[u8; 32], Error> { Ok(key_repo::util::random_bytes::<32>()?) };
-    let (push_secret, push_salt) = (rnd(())?, key_repo::util::random_bytes::<8>()?);
-    let (up_secret, up_salt) = (rnd(())?, key_repo::util::random_bytes::<8>()?);
-    let push_secret = zeroize::Zeroizing::new(push_secret);
-    let up_secret = zeroize::Zeroizing::new(up_secret);
-
+    let k = Secrets::new()?;
     let device_id = req.device_id.unwrap_or_else(Uuid::new_v4);
     let bundle = Bundle {
         format: FORMAT.into(),
@@ -179,10 +232,9 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
             class_id: req.class_id,
             device_id,
         },
-        trust: Trust::new(&suit::TrustFile { keys }, req.require_approval)
-            .requiring_author(d.cfg().require_author_signature),
-        oscore: context(&*push_secret, &push_salt, &DEVICE_PUSH_SID, &DISPATCHER_SID),
-        uplink: Some(context(&*up_secret, &up_salt, &uplink_sid, &DISPATCHER_SID)),
+        trust,
+        oscore: context(&*k.push, &k.push_salt, &DEVICE_PUSH_SID, &DISPATCHER_SID),
+        uplink: Some(context(&*k.up, &k.up_salt, &uplink_sid, &DISPATCHER_SID)),
         dispatcher: d.cfg().coap_uri.clone(),
         factory_version: req.factory_version.clone(),
     };
@@ -191,32 +243,7 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     bundle
         .validate()
         .map_err(|e| Error::Other(format!("the provisioning bundle would be refused: {e}")))?;
-
-    let dir = d.store().device_dir(&req.name);
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
-    }
-    // The dispatcher's views: it is the client of the push context and the server of the
-    // uplink context.
-    write_ctx(
-        &dir.join("push.json"),
-        &*push_secret,
-        &push_salt,
-        &DISPATCHER_SID,
-        &DEVICE_PUSH_SID,
-    )?;
-    write_ctx(
-        &dir.join("uplink.json"),
-        &*up_secret,
-        &up_salt,
-        &DISPATCHER_SID,
-        &uplink_sid,
-    )?;
+    write_contexts(&d.store().device_dir(&req.name), &k, &uplink_sid)?;
     let record = DeviceRecord {
         id: req.name.clone(),
         device_id,

@@ -1,0 +1,239 @@
+//! Rollouts: the live set, operator control, outcomes, and the devices due for a push.
+
+use super::*;
+
+impl Dispatcher {
+    /// Snapshot of the live rollouts.
+    pub fn rollouts(&self) -> Vec<RolloutRecord> {
+        let mut v: Vec<RolloutRecord> = self
+            .rollouts
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by_key(|r| {
+            r.rollout
+                .id
+                .trim_start_matches('r')
+                .parse::<u64>()
+                .unwrap_or(u64::MAX)
+        });
+        v
+    }
+
+    /// One rollout.
+    pub fn rollout(&self, id: &str) -> Result<RolloutRecord, Error> {
+        self.rollouts
+            .lock()
+            .map_err(|_| Error::Other("lock".into()))?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("rollout {id}")))
+    }
+
+    /// Applies `f` to a rollout and persists the result before returning.
+    pub fn update_rollout<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut RolloutRecord) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut map = self
+            .rollouts
+            .lock()
+            .map_err(|_| Error::Other("lock".into()))?;
+        let rec = map
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(format!("rollout {id}")))?;
+        let mut copy = rec.clone();
+        let out = f(&mut copy)?;
+        if copy != *rec {
+            self.store.put_rollout(&copy)?;
+            *rec = copy;
+        }
+        Ok(out)
+    }
+
+    /// Pause, resume or abort, by an operator.
+    pub fn control(
+        &self,
+        id: &str,
+        who: &Operator,
+        what: &str,
+        reason: &str,
+    ) -> Result<RolloutRecord, Error> {
+        if reason.trim().is_empty() {
+            return Err(Error::BadRequest("a reason is required".into()));
+        }
+        let now = self.clock.now();
+        let rec = self.update_rollout(id, |r| {
+            let res = match what {
+                "pause" => r.rollout.pause(),
+                "resume" => {
+                    r.alert = None;
+                    r.rollout.resume(now)
+                }
+                "abort" => r.rollout.abort(reason),
+                _ => return Err(Error::BadRequest(format!("unknown action {what}"))),
+            };
+            res.map_err(Error::Conflict)?;
+            Ok(r.clone())
+        })?;
+        self.audit(
+            &who.name,
+            &format!("rollout.{what}"),
+            Some(id),
+            "ok",
+            Some(reason),
+        );
+        self.wake.notify_one();
+        Ok(rec)
+    }
+
+    /// Records the outcome of one device in a rollout (from a push reply or an uplink
+    /// report), raising an alert when the rollout halts.
+    pub fn record_outcome(
+        &self,
+        rollout: &str,
+        device: &str,
+        outcome: Outcome,
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        let halted = self.update_rollout(rollout, |r| {
+            let was_halted = matches!(r.rollout.status, Status::Halted { .. });
+            r.rollout.record(device, outcome.clone(), now);
+            if let Status::Halted { reason } = &r.rollout.status
+                && !was_halted
+            {
+                r.alert = Some(reason.clone());
+                return Ok(Some(reason.clone()));
+            }
+            Ok(None)
+        })?;
+        match &outcome {
+            Outcome::Installed => self.metrics.installs_ok.fetch_add(1, Ordering::Relaxed),
+            Outcome::Rejected { .. } => self
+                .metrics
+                .installs_rejected
+                .fetch_add(1, Ordering::Relaxed),
+            Outcome::Failed { .. } => self.metrics.installs_failed.fetch_add(1, Ordering::Relaxed),
+            Outcome::Transient { .. } => self
+                .metrics
+                .installs_transient
+                .fetch_add(1, Ordering::Relaxed),
+        };
+        if let Some(reason) = halted {
+            tracing::error!(rollout, %reason, "ALERT: rollout halted at its failure threshold");
+            self.metrics.alerts.fetch_add(1, Ordering::Relaxed);
+            self.audit(
+                "dispatcher",
+                "rollout.halt",
+                Some(rollout),
+                "halted",
+                Some(&reason),
+            );
+        }
+        Ok(())
+    }
+
+    /// Devices to update now across all rollouts (marked in flight), with their rollout.
+    pub fn due(&self, limit: usize) -> Vec<(String, String, String)> {
+        let now = self.clock.now();
+        let policy = self.policy();
+        let mut out = Vec::new();
+        let Ok(mut map) = self.rollouts.lock() else {
+            return out;
+        };
+        for rec in map.values_mut() {
+            if out.len() >= limit {
+                break;
+            }
+            if !window_open(&policy, rec.window.as_deref(), now) {
+                continue;
+            }
+            if matches!(rec.rollout.status, Status::Running | Status::Scheduled)
+                && let Err(e) = self.check_approved(&rec.rollout.release_id)
+            {
+                self.stop_unacceptable(rec, &e);
+                continue;
+            }
+            let before = rec.clone();
+            let devs = rec.rollout.due(now, limit - out.len());
+            if *rec != before
+                && let Err(e) = self.store.put_rollout(rec)
+            {
+                tracing::error!(error = %e, "cannot persist rollout; not sending");
+                *rec = before;
+                continue;
+            }
+            for d in devs {
+                out.push((rec.rollout.id.clone(), rec.rollout.release_id.clone(), d));
+            }
+        }
+        out
+    }
+
+    /// A rollout whose release is no longer acceptable (its signer revoked or expired, the
+    /// trust store changed) is aborted: nothing more is sent, the operator is alerted.
+    pub(super) fn stop_unacceptable(&self, rec: &mut RolloutRecord, e: &Error) {
+        let reason = format!("release no longer acceptable: {e}");
+        let before = rec.clone();
+        if rec.rollout.abort(&reason).is_err() {
+            return;
+        }
+        rec.alert = Some(reason.clone());
+        if let Err(err) = self.store.put_rollout(rec) {
+            tracing::error!(error = %err, "cannot persist the abort; not sending");
+            *rec = before;
+            return;
+        }
+        tracing::error!(rollout = %rec.rollout.id, release = %rec.rollout.release_id, error = %e, "rollout aborted");
+        self.audit(
+            "dispatcher",
+            "rollout.abort",
+            Some(&rec.rollout.id),
+            "refused",
+            Some(&reason),
+        );
+    }
+
+    /// Devices in flight over all rollouts.
+    pub fn in_flight(&self) -> usize {
+        self.rollouts
+            .lock()
+            .map(|m| m.values().map(|r| r.rollout.progress().in_flight).sum())
+            .unwrap_or(0)
+    }
+
+    /// Whether a push of `rollout` to `device` may still be completed now: the rollout is
+    /// running, inside its maintenance window, and the device's send is in flight. Asked
+    /// before the push client answers the device's Echo challenge on the request that
+    /// starts the install (docs/transport.md, "Freshness of pushes"): an aborted, paused or
+    /// halted rollout, or a closed window, is never completed.
+    pub fn push_may_complete(&self, rollout: &str, device: &str) -> bool {
+        let now = self.clock.now();
+        let policy = self.policy();
+        let release = {
+            let Ok(map) = self.rollouts.lock() else {
+                return false;
+            };
+            match map.get(rollout) {
+                Some(r)
+                    if r.rollout.may_complete(device)
+                        && window_open(&policy, r.window.as_deref(), now) =>
+                {
+                    r.rollout.release_id.clone()
+                }
+                _ => return false,
+            }
+        };
+        // And the release is still acceptable (a signer revoked meanwhile stops it here).
+        self.check_approved(&release).is_ok()
+    }
+
+    /// Marks a rollout device's progress for inspection (test helper for the API).
+    pub fn device_progress(&self, rollout: &str, device: &str) -> Option<DeviceProgress> {
+        self.rollouts.lock().ok().and_then(|m| {
+            m.get(rollout)
+                .and_then(|r| r.rollout.devices.get(device).cloned())
+        })
+    }
+}
