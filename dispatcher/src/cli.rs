@@ -233,13 +233,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DISPATCHER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    foundations::config::init_logging("DISPATCHER_LOG", false);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -383,7 +377,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             )
             .map_err(|e| Fail::Input(e.to_string()))?;
             let token_file = dir.join("admin.token");
-            key_repo::crypto::write_secret_file(&token_file, r.admin_token.as_bytes())
+            foundations::fs::write_secret_file(&token_file, r.admin_token.as_bytes())
                 .map_err(|e| Fail::Input(e.to_string()))?;
             println!("created {}", r.config.display());
             println!(
@@ -408,7 +402,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         } => crate::server::run(
             config,
             *injectable_clock,
-            key_repo::server::shutdown_signal(),
+            foundations::serve::shutdown_signal(),
         )
         .await
         .map_err(|e| Fail::Input(e.to_string())),
@@ -432,7 +426,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .map_err(|e| Fail::Input(e.to_string()))?;
             match token_out {
                 Some(p) => {
-                    key_repo::crypto::write_secret_file(p, token.as_bytes())
+                    foundations::fs::write_secret_file(p, token.as_bytes())
                         .map_err(|e| Fail::Input(e.to_string()))?;
                     println!(
                         "operator {name} ({}) added; token in {}",
@@ -464,7 +458,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .db()
                 .open_tree("audit")
                 .map_err(|e| Fail::Input(e.to_string()))?;
-            match key_repo::audit::verify(&tree, &key) {
+            match foundations::audit::verify(&tree, &key) {
                 Ok(r) => {
                     println!(
                         "audit chain intact: {} records, head {}",
@@ -687,7 +681,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         .await?;
                     let data =
                         zeroize::Zeroizing::new(serde_json::to_vec_pretty(&v).unwrap_or_default());
-                    key_repo::crypto::write_secret_file(out, &data)
+                    foundations::fs::write_secret_file(out, &data)
                         .map_err(|e| Fail::Input(e.to_string()))?;
                     println!(
                         "enrolled {name}; provisioning bundle in {} (holds its OSCORE secrets: delete it after provisioning)",

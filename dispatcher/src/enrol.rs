@@ -81,7 +81,7 @@ fn write_ctx(path: &std::path::Path, p: &OscoreParams) -> Result<(), Error> {
     let json = zeroize::Zeroizing::new(
         serde_json::to_vec_pretty(p).map_err(|e| Error::Other(e.to_string()))?,
     );
-    key_repo::crypto::write_file_atomic(path, &json, 0o600)?;
+    foundations::fs::write_file_atomic(path, &json, 0o600)?;
     Ok(())
 }
 
@@ -138,9 +138,9 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     let uplink_sid = u32::try_from(n)
         .map_err(|_| Error::Other("uplink ids exhausted".into()))?
         .to_be_bytes();
-    let rnd = |_: ()| -> Result<[u8; 32], Error> { Ok(key_repo::util::random_bytes::<32>()?) };
-    let (push_secret, push_salt) = (rnd(())?, key_repo::util::random_bytes::<8>()?);
-    let (up_secret, up_salt) = (rnd(())?, key_repo::util::random_bytes::<8>()?);
+    let rnd = |_: ()| -> Result<[u8; 32], Error> { Ok(foundations::random_bytes::<32>()?) };
+    let (push_secret, push_salt) = (rnd(())?, foundations::random_bytes::<8>()?);
+    let (up_secret, up_salt) = (rnd(())?, foundations::random_bytes::<8>()?);
     let push_secret = zeroize::Zeroizing::new(push_secret);
     let up_secret = zeroize::Zeroizing::new(up_secret);
 

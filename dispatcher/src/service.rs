@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
-use key_repo::audit::{AuditEvent, AuditLog};
+use foundations::audit::{AuditEvent, AuditLog};
 use suit::{ReleaseKey, SigningKey};
 use zeroize::Zeroizing;
 
@@ -257,7 +257,7 @@ impl Dispatcher {
             clock: Clock::new(injectable_clock),
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
-            started: AtomicU64::new(key_repo::util::now_unix()),
+            started: AtomicU64::new(foundations::now_unix()),
             uplink: std::sync::OnceLock::new(),
         })
     }
@@ -310,7 +310,7 @@ impl Dispatcher {
         reason: Option<&str>,
     ) {
         let ev = AuditEvent {
-            time: key_repo::util::now_unix(),
+            time: foundations::now_unix(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.map(str::to_owned),
@@ -325,7 +325,7 @@ impl Dispatcher {
                 .db()
                 .flush()
                 .map(|_| ())
-                .map_err(|e| key_repo::Error::Db(e.to_string()))
+                .map_err(|e| foundations::Error::Db(e.to_string()))
         }) {
             tracing::error!(error = %e, "audit append failed");
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
@@ -572,7 +572,7 @@ impl Dispatcher {
         let dir = self.store.release_dir(&rid);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let w = |name: &str, data: &[u8], mode: u32| {
-            key_repo::crypto::write_file_atomic(&dir.join(name), data, mode)
+            foundations::fs::write_file_atomic(&dir.join(name), data, mode)
         };
         w("envelope.suit", envelope, 0o644)?;
         w("blob.enc", blob, 0o644)?;
@@ -1142,7 +1142,7 @@ impl Dispatcher {
             ))
         })?;
         let approved = suit::approve(&accepted.verified, &self.approver);
-        key_repo::crypto::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
+        foundations::fs::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
         Ok(())
     }
 

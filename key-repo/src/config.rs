@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use foundations::serve::ServeLimits;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -32,6 +33,9 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Connection budget and timeouts of the TLS listener (`foundations::serve`).
+    #[serde(default)]
+    pub serve: ServeLimits,
     /// Issuers other than the built-in one whose access tokens are accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_issuers: Vec<ExternalIssuer>,
@@ -78,8 +82,10 @@ impl Default for TokenConfig {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
-    /// Simultaneous TLS connections; further connections wait in the accept queue.
-    pub max_connections: usize,
+    /// Simultaneous TLS connections. Older configuration files have it here; it overrides
+    /// `serve.max_connections` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Requests processed at once across all connections.
     pub max_in_flight: usize,
     /// Token endpoint: bucket size and refill rate per client id.
@@ -97,7 +103,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 16 * 1024,
             request_timeout_secs: 10,
-            max_connections: 512,
+            max_connections: None,
             max_in_flight: 256,
             token_burst_per_client: 10,
             token_per_sec_per_client: 1.0,
@@ -137,22 +143,9 @@ fn default_products_claim() -> String {
 impl Config {
     /// Reads and validates the TOML file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            reason: e.message().to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let base = if base.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            base
-        };
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let loaded = foundations::config::load_toml::<Config>(path)?;
+        let mut cfg = loaded.value;
+        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
         abs(&mut cfg.data_dir);
         abs(&mut cfg.clients_file);
         abs(&mut cfg.master_key_file);
@@ -170,11 +163,13 @@ impl Config {
                 abs(p);
             }
         }
-        if let Some(p) = std::env::var_os("KEY_REPO_MASTER_KEY_FILE") {
-            cfg.master_key_file = PathBuf::from(p);
-        }
-        if let Some(p) = std::env::var_os("KEY_REPO_TOKEN_SIGNING_KEY_FILE") {
-            cfg.token_signing_key_file = PathBuf::from(p);
+        foundations::config::env_path("KEY_REPO_MASTER_KEY_FILE", &mut cfg.master_key_file);
+        foundations::config::env_path(
+            "KEY_REPO_TOKEN_SIGNING_KEY_FILE",
+            &mut cfg.token_signing_key_file,
+        );
+        if let Some(n) = cfg.limits.max_connections {
+            cfg.serve.max_connections = n;
         }
         cfg.validate().map_err(|reason| Error::Config {
             path: path.display().to_string(),
@@ -192,9 +187,10 @@ impl Config {
             return Err("tokens.lifetime_secs must be in 1..=max_lifetime_secs".into());
         }
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_connections == 0 || l.max_in_flight == 0 {
+        if l.max_body_bytes == 0 || l.max_in_flight == 0 || l.request_timeout_secs == 0 {
             return Err("limits must be positive".into());
         }
+        self.serve.validate()?;
         if !(l.token_per_sec_per_client > 0.0 && l.token_per_sec_per_addr > 0.0) {
             return Err("token rate limits must be positive".into());
         }

@@ -103,20 +103,6 @@ pub enum PublishersCommand {
     },
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UPDATE_SERVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
-}
-
 /// Runs the command line; returns the exit code.
 pub fn main() -> u8 {
     main_from(std::env::args_os())
@@ -129,7 +115,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    init_logging(&cli.log_format);
+    foundations::config::init_logging("UPDATE_SERVER_LOG", cli.log_format == "json");
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
