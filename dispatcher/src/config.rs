@@ -52,18 +52,8 @@ pub struct Config {
     pub serve: ServeLimits,
 }
 
-/// TLS files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PEM).
-    pub key_file: PathBuf,
-    /// CA certificate for clients (written by `init`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
+/// TLS files of the operator API (`[tls]`).
+pub use foundations::tls::TlsConfig;
 
 /// One update server (and its mirrors).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,11 +140,7 @@ impl Config {
         abs(&mut cfg.operators_file);
         abs(&mut cfg.approval_key_file);
         abs(&mut cfg.audit_key_file);
-        abs(&mut cfg.tls.cert_file);
-        abs(&mut cfg.tls.key_file);
-        if let Some(p) = cfg.tls.ca_file.as_mut() {
-            abs(p);
-        }
+        cfg.tls.resolve(&loaded.base);
         let bad = |reason: &str| Error::Config {
             path: path.display().to_string(),
             reason: reason.to_owned(),

@@ -101,11 +101,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
             hex::encode(foundations::random_bytes::<4>()?)
         ),
         audit_key_file: "audit.key".into(),
-        tls: TlsConfig {
-            cert_file: "tls/cert.pem".into(),
-            key_file: "tls/key.pem".into(),
-            ca_file: Some("tls/ca.pem".into()),
-        },
+        tls: TlsConfig::generated(),
         update_servers: Vec::new(),
         key_repos: Vec::new(),
         limits: Limits::default(),

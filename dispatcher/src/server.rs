@@ -39,13 +39,8 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<Bound>,
 ) -> Result<(), Error> {
-    let tls = foundations::tls::load_server_config(&cfg.tls.cert_file, &cfg.tls.key_file)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| Error::io(cfg.listen.to_string(), e))?;
-    let https = listener
-        .local_addr()
-        .map_err(|e| Error::io(cfg.listen.to_string(), e))?;
+    let tls = cfg.tls.server_config()?;
+    let (listener, https) = foundations::serve::bind(cfg.listen).await?;
     // Reserve the CoAP port first so bundles can name it when the configuration says port 0.
     let probe = std::net::UdpSocket::bind(cfg.coap_listen)
         .map_err(|e| Error::io(cfg.coap_listen.to_string(), e))?;

@@ -36,8 +36,11 @@ pub enum Error {
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
     /// Stored data does not decode or authenticate.
-    #[error("stored data is corrupt: {0}")]
+    #[error("stored data is corrupt or was not written by this key: {0}")]
     Corrupt(String),
+    /// The command line (or what it names) is not usable; the message says what to do.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {

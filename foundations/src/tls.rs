@@ -11,7 +11,47 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use serde::{Deserialize, Serialize};
+
 use crate::Error;
+
+/// The `[tls]` table of a service configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM, PKCS#8 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificate clients should trust (informational; written by `init`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The files [`write_generated`] makes, relative to the configuration's directory.
+    pub fn generated() -> TlsConfig {
+        TlsConfig {
+            cert_file: "tls/cert.pem".into(),
+            key_file: "tls/key.pem".into(),
+            ca_file: Some("tls/ca.pem".into()),
+        }
+    }
+
+    /// Makes the paths absolute against `base` (the configuration file's directory).
+    pub fn resolve(&mut self, base: &Path) {
+        crate::config::resolve(base, &mut self.cert_file);
+        crate::config::resolve(base, &mut self.key_file);
+        if let Some(p) = self.ca_file.as_mut() {
+            crate::config::resolve(base, p);
+        }
+    }
+
+    /// The rustls server configuration of these files.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
+        load_server_config(&self.cert_file, &self.key_file)
+    }
+}
 
 /// The rustls crypto provider (ring; aws-lc-rs is deliberately not built).
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -33,22 +33,14 @@ impl Authenticator {
             keys: KeySource::Static(signer.key_set()),
             products_claim: Some("products".into()),
         }];
-        let mut cas = Vec::new();
-        for e in &cfg.external_issuers {
-            cas.extend(e.ca_file.clone());
-            let keys = match (&e.jwks_url, &e.jwks_file) {
-                (Some(u), _) => KeySource::JwksUrl(u.clone()),
-                (None, Some(p)) => KeySource::JwksFile(p.clone()),
-                (None, None) => KeySource::Static(Default::default()),
-            };
-            issuers.push(IssuerSpec {
-                issuer: e.issuer.clone(),
-                audience: e.audience.clone(),
-                keys,
-                // Always a claim: an issuer whose tokens name no products is granted none.
-                products_claim: Some(e.products_claim.clone()),
-            });
-        }
+        // External issuers always name a products claim (checked by the configuration):
+        // an issuer whose tokens list no products is granted none.
+        issuers.extend(cfg.external_issuers.iter().map(|e| e.spec()));
+        let cas: Vec<_> = cfg
+            .external_issuers
+            .iter()
+            .filter_map(|e| e.ca_file.clone())
+            .collect();
         let rules = TimeRules {
             leeway: cfg.tokens.leeway_secs,
             max_lifetime: cfg.tokens.max_lifetime_secs,

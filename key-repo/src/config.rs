@@ -41,17 +41,8 @@ pub struct Config {
     pub external_issuers: Vec<ExternalIssuer>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PEM, PKCS#8 or SEC1).
-    pub key_file: PathBuf,
-    /// CA certificate clients should trust (informational; written by `init`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
+/// The `[tls]` table: certificate chain, key, and the CA for clients.
+pub use foundations::tls::TlsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -114,31 +105,10 @@ impl Default for Limits {
     }
 }
 
-/// An external OAuth 2.0 authorization server (a plant's identity provider).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalIssuer {
-    /// Exact `iss` value of its tokens.
-    pub issuer: String,
-    /// `aud` its tokens must carry for this key repository.
-    pub audience: String,
-    /// JWKS URL (https, or http on loopback only).
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Or a JWKS file (static keys).
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// Extra CA (PEM) to trust when fetching `jwks_url`.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Claim holding the list of `VENDOR/CLASS` products granted.
-    #[serde(default = "default_products_claim")]
-    pub products_claim: String,
-}
-
-fn default_products_claim() -> String {
-    "products".into()
-}
+/// An external OAuth 2.0 authorization server (a plant's identity provider): exact `iss`,
+/// required `aud`, its JWKS (URL or file), an extra CA for the URL, and the claim listing
+/// the products it grants (here it must name one).
+pub type ExternalIssuer = foundations::token::IssuerConfig;
 
 impl Config {
     /// Reads and validates the TOML file, resolving relative paths against its directory.
@@ -150,18 +120,9 @@ impl Config {
         abs(&mut cfg.clients_file);
         abs(&mut cfg.master_key_file);
         abs(&mut cfg.token_signing_key_file);
-        abs(&mut cfg.tls.cert_file);
-        abs(&mut cfg.tls.key_file);
-        if let Some(p) = cfg.tls.ca_file.as_mut() {
-            abs(p);
-        }
+        cfg.tls.resolve(&loaded.base);
         for ext in &mut cfg.external_issuers {
-            if let Some(p) = ext.jwks_file.as_mut() {
-                abs(p);
-            }
-            if let Some(p) = ext.ca_file.as_mut() {
-                abs(p);
-            }
+            ext.resolve(&loaded.base);
         }
         foundations::config::env_path("KEY_REPO_MASTER_KEY_FILE", &mut cfg.master_key_file);
         foundations::config::env_path(
@@ -201,48 +162,15 @@ impl Config {
                     e.issuer
                 ));
             }
-            match (&e.jwks_url, &e.jwks_file) {
-                (Some(u), None) => check_jwks_url(u)?,
-                (None, Some(_)) => {}
-                _ => {
-                    return Err(format!(
-                        "external issuer {}: set exactly one of jwks_url, jwks_file",
-                        e.issuer
-                    ));
-                }
+            e.validate()?;
+            if e.products_claim.is_empty() {
+                // An issuer here always grants products by a claim (none would mean all).
+                return Err(format!(
+                    "external issuer {}: products_claim must name a claim",
+                    e.issuer
+                ));
             }
         }
         Ok(())
-    }
-}
-
-/// JWKS must come over https; plain http is allowed only to a loopback address (tests,
-/// a co-located IdP).
-fn check_jwks_url(u: &str) -> Result<(), String> {
-    if u.starts_with("https://") {
-        return Ok(());
-    }
-    if let Some(rest) = u.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-        if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-            return Ok(());
-        }
-    }
-    Err(format!(
-        "jwks_url {u:?} must be https (http only on loopback)"
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwks_url_policy() {
-        assert!(check_jwks_url("https://idp.example/jwks").is_ok());
-        assert!(check_jwks_url("http://127.0.0.1:3000/jwks").is_ok());
-        assert!(check_jwks_url("http://idp.example/jwks").is_err());
-        assert!(check_jwks_url("http://127.0.0.1.evil.example/jwks").is_err());
     }
 }

@@ -56,7 +56,7 @@ impl MasterKey {
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = Zeroizing::new(format!("{}\n", hex::encode(*self.key)));
-        Ok(foundations::fs::write_secret_file(path, text.as_bytes())?)
+        foundations::fs::write_secret_file(path, text.as_bytes())
     }
 
     fn aad(kid: &str, product: &str) -> Vec<u8> {

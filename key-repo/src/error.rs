@@ -1,4 +1,5 @@
-//! Errors: [`Error`] for the library and CLI, [`ApiError`] for HTTP responses.
+//! Errors: [`Error`] (the foundations' error) for the library and CLI, [`ApiError`] for HTTP
+//! responses.
 //!
 //! [`ApiError`] is the single type every handler returns. It maps, in [`ApiError::problem`],
 //! to an RFC 9457 problem (`foundations::Problem`) with a short, fixed message; the detail
@@ -9,46 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use foundations::Problem;
 
-/// Library and CLI errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid configuration in {path}: {reason}")]
-    Config { path: String, reason: String },
-    #[error("the operating system's random number generator failed")]
-    Random,
-    #[error("database error: {0}")]
-    Db(String),
-    #[error("stored data is corrupt or was not written by this master key: {0}")]
-    Corrupt(String),
-    #[error("TLS set-up failed: {0}")]
-    Tls(String),
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Foundation(#[from] foundations::Error),
-}
-
-impl Error {
-    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
-    }
-}
-
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        Error::Db(e.to_string())
-    }
-}
+/// Library and CLI errors: the foundations' error type (files, configuration, randomness,
+/// database, corrupt data, TLS, usage).
+pub use foundations::Error;
 
 /// Why a request was refused or failed. Each variant maps to one status and one fixed title.
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +51,6 @@ pub enum ApiError {
     },
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError::Internal(e.to_string())
-    }
 }
 
 impl From<foundations::Error> for ApiError {

@@ -61,11 +61,7 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
         clients_file: "clients.json".into(),
         master_key_file: "master.key".into(),
         token_signing_key_file: "token-signing.pem".into(),
-        tls: TlsConfig {
-            cert_file: "tls/cert.pem".into(),
-            key_file: "tls/key.pem".into(),
-            ca_file: Some("tls/ca.pem".into()),
-        },
+        tls: TlsConfig::generated(),
         tokens: TokenConfig::default(),
         limits: Limits::default(),
         serve: Default::default(),

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use foundations::serve::{serve, shutdown_signal};
-use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::api::AppState;
@@ -16,19 +15,14 @@ pub async fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<(), E
     let cfg = Config::load(config_path)?;
     let master = crate::crypto::MasterKey::load(&cfg.master_key_file)?;
     let signer = foundations::token::TokenSigner::load(&cfg.token_signing_key_file)?;
-    let tls = foundations::tls::load_server_config(&cfg.tls.cert_file, &cfg.tls.key_file)?;
+    let tls = cfg.tls.server_config()?;
     let store = crate::store::Store::open(&cfg.data_dir, master)?;
     let clients = crate::clients::Registry::open(&cfg.clients_file)?;
     let addr = listen.unwrap_or(cfg.listen);
     let limits = cfg.serve.clone();
     let state = AppState::new(cfg, store, signer, clients)?;
     state.authenticator().prefetch().await;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(addr.to_string(), e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Error::io(addr.to_string(), e))?;
+    let (listener, bound) = foundations::serve::bind(addr).await?;
     tracing::info!(addr = %bound, "listening");
     // Machine-readable line for scripts and tests (`--listen 127.0.0.1:0`).
     println!("listening on https://{bound}");

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use foundations::token::{IssuerSpec, KeySource, TimeRules, TokenError, Verifier};
+use foundations::token::{TimeRules, TokenError, Verifier};
 
 use crate::Error;
 use crate::config::AuthConfig;
@@ -22,44 +22,15 @@ pub struct Authenticator {
     verifier: Verifier,
 }
 
-fn loopback_http(url: &str) -> bool {
-    [
-        "http://127.",
-        "http://localhost:",
-        "http://localhost/",
-        "http://[::1]",
-    ]
-    .iter()
-    .any(|p| url.starts_with(p))
-}
-
 impl Authenticator {
     pub fn new(cfg: &AuthConfig) -> Result<Self, Error> {
-        let mut issuers = Vec::new();
-        let mut cas = Vec::new();
-        for i in &cfg.issuers {
-            cas.extend(i.ca_file.clone());
-            let keys = match (&i.jwks_url, &i.jwks_file) {
-                (Some(u), _) => {
-                    if !u.starts_with("https://") && !loopback_http(u) {
-                        return Err(Error::Config {
-                            path: "auth.issuers".into(),
-                            reason: format!("jwks_url {u} must be https (http only on loopback)"),
-                        });
-                    }
-                    KeySource::JwksUrl(u.clone())
-                }
-                (None, Some(p)) => KeySource::JwksFile(p.clone()),
-                (None, None) => KeySource::Static(Default::default()),
-            };
-            issuers.push(IssuerSpec {
-                issuer: i.issuer.clone(),
-                audience: i.audience.clone(),
-                keys,
-                // "" disables the product check for this issuer.
-                products_claim: Some(i.products_claim.clone()).filter(|c| !c.is_empty()),
-            });
-        }
+        // (Configurations are validated when loaded: one key source, https JWKS URLs.)
+        let issuers = cfg.issuers.iter().map(|i| i.spec()).collect();
+        let cas: Vec<_> = cfg
+            .issuers
+            .iter()
+            .filter_map(|i| i.ca_file.clone())
+            .collect();
         let rules = TimeRules {
             leeway: cfg.leeway_secs,
             max_lifetime: cfg.max_lifetime_secs,

@@ -57,17 +57,8 @@ fn default_mirror_interval() -> u64 {
     300
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PEM).
-    pub key_file: PathBuf,
-    /// CA certificate clients should trust (informational; written by `init`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
+/// The `[tls]` table: certificate chain, key, and the CA for clients.
+pub use foundations::tls::TlsConfig;
 
 /// Where blobs and envelopes live.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,31 +128,10 @@ pub enum DownloadAccess {
     Token,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// Exact `iss` of its tokens.
-    pub issuer: String,
-    /// `aud` its tokens must carry.
-    pub audience: String,
-    /// JWKS URL (https, or http on loopback only).
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Or a JWKS file.
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// Extra CA certificate (PEM) for `jwks_url`.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Claim listing the `VENDOR/CLASS` products the client may publish; `""` disables the
-    /// product check for this issuer.
-    #[serde(default = "default_products_claim")]
-    pub products_claim: String,
-}
-
-fn default_products_claim() -> String {
-    "products".into()
-}
+/// An issuer whose tokens are accepted (`[[auth.issuers]]`): exact `iss`, required `aud`,
+/// its JWKS (URL or file), an extra CA for the URL, and the claim listing the products it
+/// grants (`""` disables the product check for this issuer).
+pub use foundations::token::IssuerConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -223,11 +193,7 @@ impl Config {
         let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
         abs(&mut cfg.data_dir);
         abs(&mut cfg.publishers_file);
-        abs(&mut cfg.tls.cert_file);
-        abs(&mut cfg.tls.key_file);
-        if let Some(p) = cfg.tls.ca_file.as_mut() {
-            abs(p);
-        }
+        cfg.tls.resolve(&loaded.base);
         match &mut cfg.storage {
             StorageConfig::Local { path } => abs(path),
             StorageConfig::S3 {
@@ -246,18 +212,8 @@ impl Config {
             reason,
         };
         for i in &mut cfg.auth.issuers {
-            if let Some(p) = i.jwks_file.as_mut() {
-                abs(p);
-            }
-            if let Some(p) = i.ca_file.as_mut() {
-                abs(p);
-            }
-            if i.jwks_url.is_none() && i.jwks_file.is_none() {
-                return Err(bad(format!(
-                    "issuer {}: needs jwks_url or jwks_file",
-                    i.issuer
-                )));
-            }
+            i.resolve(&loaded.base);
+            i.validate().map_err(&bad)?;
         }
         if cfg.auth.upload_scopes.is_empty() {
             return Err(bad("auth.upload_scopes is empty".into()));

@@ -37,11 +37,7 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
             .map_err(|_| Error::Usage("listen".into()))?,
         data_dir: "data".into(),
         publishers_file: "publishers.json".into(),
-        tls: TlsConfig {
-            cert_file: "tls/cert.pem".into(),
-            key_file: "tls/key.pem".into(),
-            ca_file: Some("tls/ca.pem".into()),
-        },
+        tls: TlsConfig::generated(),
         storage: StorageConfig::Local {
             path: "objects".into(),
         },

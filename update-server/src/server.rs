@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use foundations::serve::{serve, shutdown_signal};
-use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::config::Config;
@@ -15,7 +14,7 @@ use crate::state::AppState;
 /// `update-server serve`.
 pub async fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<(), Error> {
     let cfg = Config::load(config_path)?;
-    let tls = foundations::tls::load_server_config(&cfg.tls.cert_file, &cfg.tls.key_file)?;
+    let tls = cfg.tls.server_config()?;
     let addr = listen.unwrap_or(cfg.listen);
     let limits = cfg.serve.clone();
     let state = AppState::open(cfg)?;
@@ -33,12 +32,7 @@ pub async fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<(), E
             Duration::from_secs(m.interval_secs.max(1)),
         ));
     }
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(addr.to_string(), e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Error::io(addr.to_string(), e))?;
+    let (listener, bound) = foundations::serve::bind(addr).await?;
     tracing::info!(addr = %bound, releases = state.index().len(), "listening");
     println!("listening on https://{bound}");
     for (source, interval) in mirrors {

@@ -112,6 +112,14 @@ impl ServeLimits {
     }
 }
 
+/// Binds `addr` (port 0 picks a free port) and returns the listener with the bound address.
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), crate::Error> {
+    let io = |e| crate::Error::io(addr.to_string(), e);
+    let listener = TcpListener::bind(addr).await.map_err(io)?;
+    let bound = listener.local_addr().map_err(io)?;
+    Ok((listener, bound))
+}
+
 /// Remote address of the connection, in every request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);

@@ -31,7 +31,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{Error, b64url, b64url_decode};
 
-pub use verifier::{IssuerSpec, KeySource, Principal, Verifier};
+pub use verifier::{IssuerConfig, IssuerSpec, KeySource, Principal, Verifier};
 
 /// Longest token accepted (bytes). Our tokens are ~600 bytes; IdPs rarely exceed 2 KiB.
 pub const MAX_TOKEN_LEN: usize = 8192;

@@ -30,6 +30,91 @@ pub enum KeySource {
     JwksUrl(String),
 }
 
+/// A trusted external issuer as configured (`[[external_issuers]]` of the key repository,
+/// `[[auth.issuers]]` of the update server).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` of its tokens.
+    pub issuer: String,
+    /// `aud` its tokens must carry for this service.
+    pub audience: String,
+    /// JWKS URL (https, or http on loopback only).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file (static keys).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Extra CA (PEM) to trust when fetching `jwks_url`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Claim listing the `VENDOR/CLASS` products granted (`""`: no product restriction,
+    /// where the service allows that).
+    #[serde(default = "default_products_claim")]
+    pub products_claim: String,
+}
+
+fn default_products_claim() -> String {
+    "products".into()
+}
+
+impl IssuerConfig {
+    /// Makes the file paths absolute against `base`.
+    pub fn resolve(&mut self, base: &std::path::Path) {
+        for p in [self.jwks_file.as_mut(), self.ca_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            crate::config::resolve(base, p);
+        }
+    }
+
+    /// Exactly one key source; a JWKS URL over https (http only to loopback: tests, a
+    /// co-located identity provider).
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.jwks_url, &self.jwks_file) {
+            (Some(u), None) => check_jwks_url(u),
+            (None, Some(_)) => Ok(()),
+            _ => Err(format!(
+                "issuer {}: set exactly one of jwks_url, jwks_file",
+                self.issuer
+            )),
+        }
+    }
+
+    /// What the verifier needs.
+    pub fn spec(&self) -> IssuerSpec {
+        let keys = match (&self.jwks_url, &self.jwks_file) {
+            (Some(u), _) => KeySource::JwksUrl(u.clone()),
+            (None, Some(p)) => KeySource::JwksFile(p.clone()),
+            (None, None) => KeySource::Static(KeySet::default()),
+        };
+        IssuerSpec {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            keys,
+            products_claim: Some(self.products_claim.clone()).filter(|c| !c.is_empty()),
+        }
+    }
+}
+
+/// JWKS must come over https; plain http is allowed only to a loopback address.
+fn check_jwks_url(u: &str) -> Result<(), String> {
+    if u.starts_with("https://") {
+        return Ok(());
+    }
+    if let Some(rest) = u.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "jwks_url {u:?} must be https (http only on loopback)"
+    ))
+}
+
 /// One trusted issuer.
 #[derive(Debug, Clone)]
 pub struct IssuerSpec {
@@ -294,6 +379,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::{Audience, Claims, TokenSigner};
     use super::*;
+
+    #[test]
+    fn jwks_url_policy() {
+        assert!(check_jwks_url("https://idp.example/jwks").is_ok());
+        assert!(check_jwks_url("http://127.0.0.1:3000/jwks").is_ok());
+        assert!(check_jwks_url("http://idp.example/jwks").is_err());
+        assert!(check_jwks_url("http://127.0.0.1.evil.example/jwks").is_err());
+    }
 
     #[tokio::test]
     async fn issuers_products_and_cache() {
