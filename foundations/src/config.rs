@@ -72,6 +72,54 @@ pub fn save_toml<T: serde::Serialize>(
     crate::fs::write_file_atomic(path, format!("{header}{body}").as_bytes(), mode)
 }
 
+/// The global `--log-format text|json` option of the service CLIs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl LogArgs {
+    /// Installs the subscriber, level from the environment variable `env_filter`.
+    pub fn init(&self, env_filter: &str) {
+        init_logging(env_filter, self.log_format == "json");
+    }
+}
+
+/// `init --dir DIR [--hostname NAME] [--json]` of the service CLIs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// Directory to create (mode 0700).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Host name for the certificate (and the key repository's issuer).
+    #[arg(long, default_value = "localhost")]
+    pub hostname: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `serve --config FILE [--listen ADDR]` of the service CLIs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Listen address (overrides the configuration; port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// A multi-thread tokio runtime for a CLI command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))
+}
+
 /// Installs the `tracing` subscriber on stderr: level from the environment variable
 /// `env_filter` (default `info`), text or JSON.
 pub fn init_logging(env_filter: &str, json: bool) {
