@@ -1,25 +1,45 @@
 //! Service foundations shared by the key repository, the update server and the dispatcher,
 //! instead of copied between them (issue 12 item 4, issue 13 item 3).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), foundations::Error> {
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{Router, routing::post};
 //! use foundations::http::{Guard, Public};
-//! use foundations::serve::{ServeLimits, serve, shutdown_signal};
+//! use foundations::serve::{ServeLimits, bind, serve};
 //!
-//! // Every route gets a gate (authentication from the head) and a body limit, checked
-//! // before its body is read; the serve loop bounds connections and time, and adds HSTS.
+//! // Every route gets a gate (here: public) and a body limit, both decided from the request
+//! // head before the body is read; the serve loop bounds connections and time, adds HSTS.
 //! let app = Router::new().route(
 //!     "/v1/echo",
 //!     post(|body: String| async move { body }).route_layer(Guard::new(Public, 1024)),
 //! );
-//! let dir = std::path::Path::new("svc");
-//! let files = foundations::tls::write_generated(dir, "localhost", "example")?;
+//! let dir = tempfile::tempdir()?;
+//! let files = foundations::tls::write_generated(dir.path(), "localhost", "example")?;
 //! let tls = foundations::tls::load_server_config(&files.cert_file, &files.key_file)?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-//!     .await
-//!     .map_err(|e| foundations::Error::io("127.0.0.1:0", e))?;
-//! serve(listener, tls, app, &ServeLimits::default(), shutdown_signal()).await
+//! let ca = std::fs::read(&files.ca_file)?;
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let (listener, addr) = bind("127.0.0.1:0".parse()?).await?;
+//!     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//!     let server = tokio::spawn(async move {
+//!         serve(listener, tls, app, &ServeLimits::default(), async {
+//!             let _ = stopped.await;
+//!         })
+//!         .await
+//!     });
+//!     // A bounded client that trusts only this CA.
+//!     let url = format!("https://{addr}/v1/echo");
+//!     let http = foundations::client::https_client(&url, Some(&ca), &Default::default())?;
+//!     let small = http.post(&url).body("hello").send().await?;
+//!     assert_eq!(small.headers()["strict-transport-security"], "max-age=31536000");
+//!     assert_eq!(foundations::client::read_capped(small, 100).await?, b"hello");
+//!     let big = http.post(&url).body(vec![b'x'; 2048]).send().await?;
+//!     let problem = foundations::client::read_problem(big, 4096).await;
+//!     assert_eq!((problem.status, problem.slug()), (413, "payload-too-large"));
+//!     let _ = stop.send(());
+//!     server.await??;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(())
 //! # }
 //! ```
 //!
