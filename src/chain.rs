@@ -364,7 +364,7 @@ impl Chain {
             std::fs::write(dd.join("policy.toml"), p)?;
         }
         let secret_file = dd.join("key-repo-client.secret");
-        key_repo::crypto::write_secret_file(&secret_file, disp.1.as_bytes())?;
+        foundations::fs::write_secret_file(&secret_file, disp.1.as_bytes())?;
         let cfg_path = dd.join("dispatcher.toml");
         let mut cfg = dispatcher::config::Config::load(&cfg_path)?;
         cfg.update_servers
@@ -514,7 +514,7 @@ impl Chain {
         let devs = self.devices_dir();
         std::fs::create_dir_all(&devs)?;
         let bundle_file = self.opts.root.join("bundles.json");
-        key_repo::crypto::write_secret_file(&bundle_file, &serde_json::to_vec(&bundles)?)?;
+        foundations::fs::write_secret_file(&bundle_file, &serde_json::to_vec(&bundles)?)?;
         drop(bundles);
         let count = n.to_string();
         // The fleet provisions DIR/dev-NNNN from bundle NNNN and starts at once; the hook runs

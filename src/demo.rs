@@ -42,7 +42,7 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<bool> {
             std::env::temp_dir().join(format!(
                 "ics-suit-demo-{}-{}",
                 std::process::id(),
-                started.elapsed().as_nanos() ^ u128::from(key_repo::util::now_unix())
+                started.elapsed().as_nanos() ^ u128::from(foundations::now_unix())
             )),
             !a.keep_running,
         ),

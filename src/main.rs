@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let run = async {
         tokio::select! {
             r = demo::run(a) => r,
-            () = key_repo::server::shutdown_signal() => if keep_running {
+            () = foundations::serve::shutdown_signal() => if keep_running {
                 eprintln!("stopping the services");
                 Ok(true)
             } else {

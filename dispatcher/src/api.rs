@@ -3,16 +3,23 @@
 //! named at the route. Every decision is written to the hash-chained audit log with who and
 //! why. The web console's page and assets (`/`, `/console/*`, no token: they hold no data)
 //! are in [`crate::console`]; every response carries its security headers.
+//!
+//! Every route is guarded (`foundations::http::Guard`): the operator token and the role the
+//! route needs are checked from the request head, and the declared body size against the
+//! route's limit, before anything of the body is read. An anonymous client never makes the
+//! dispatcher read its upload, and never learns whether its body was valid.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
+use foundations::http::{Gate, Guard, Public};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -41,48 +48,112 @@ fn auth(d: &Dispatcher, h: &HeaderMap, need: OperatorRole) -> Result<Operator, E
     r
 }
 
-/// The routes, with body limit and timeout.
+/// The operator gate: a valid operator token with at least the route's role, checked from
+/// the request head.
+#[derive(Debug, Clone)]
+struct OperatorGate {
+    d: Arc<Dispatcher>,
+    need: OperatorRole,
+}
+
+impl Gate for OperatorGate {
+    async fn check(&self, head: &mut Parts) -> Result<(), Response> {
+        let op = auth(&self.d, &head.headers, self.need).map_err(IntoResponse::into_response)?;
+        head.extensions.insert(op);
+        Ok(())
+    }
+}
+
+/// The largest direct upload: a base64 blob of `max_blob_bytes`, the envelope and the key.
+fn upload_limit(d: &Dispatcher) -> u64 {
+    let blob = d.cfg().limits.max_blob_bytes;
+    blob.saturating_mul(4) / 3 + (2 << 20)
+}
+
+/// The routes, each with its role and body limit; then timeout and security headers.
 pub fn router(d: Arc<Dispatcher>) -> Router {
     let max_body = d.cfg().limits.max_body_bytes;
-    let upload_max = usize::try_from(d.cfg().limits.max_blob_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(4)
-        / 3
-        + (2 << 20);
+    let json = max_body as u64;
+    let upload_max = upload_limit(&d);
+    let role =
+        |need: OperatorRole, limit: u64| Guard::new(OperatorGate { d: d.clone(), need }, limit);
+    use OperatorRole::{Admin, Operator, Viewer};
     Router::new()
         .route(
             "/v1/releases",
-            get(releases)
-                .post(upload)
-                .layer(DefaultBodyLimit::max(upload_max)),
+            get(releases).route_layer(role(Viewer, 0)).merge(
+                post(upload)
+                    .route_layer(role(Operator, upload_max))
+                    .layer(DefaultBodyLimit::max(
+                        usize::try_from(upload_max).unwrap_or(usize::MAX),
+                    )),
+            ),
         )
-        .route("/v1/releases/{id}", get(release))
-        .route("/v1/releases/{id}/approve", post(approve))
-        .route("/v1/releases/{id}/reject", post(reject))
-        .route("/v1/queue", get(queue))
-        .route("/v1/rollouts", get(rollouts))
-        .route("/v1/rollouts/{id}", get(rollout))
-        .route("/v1/rollouts/{id}/timeline", get(timeline))
-        .route("/v1/rollouts/{id}/{action}", post(control))
-        .route("/v1/devices", get(devices).post(enrol))
-        .route("/v1/devices/{id}", get(device))
-        .route("/v1/audit", get(audit))
-        .route("/v1/audit/verify", get(audit_verify))
-        .route("/v1/policy", get(policy))
-        .route("/v1/policy/reload", post(reload_policy))
-        .route("/v1/trust/reload", post(reload_trust))
-        .route("/v1/sync", post(sync))
-        .route("/v1/clock", put(set_clock))
-        .route("/v1/status", get(status))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(crate::console::routes())
+        .route(
+            "/v1/releases/{id}",
+            get(release).route_layer(role(Viewer, 0)),
+        )
+        .route(
+            "/v1/releases/{id}/approve",
+            post(approve).route_layer(role(Operator, json)),
+        )
+        .route(
+            "/v1/releases/{id}/reject",
+            post(reject).route_layer(role(Operator, json)),
+        )
+        .route("/v1/queue", get(queue).route_layer(role(Viewer, 0)))
+        .route("/v1/rollouts", get(rollouts).route_layer(role(Viewer, 0)))
+        .route(
+            "/v1/rollouts/{id}",
+            get(rollout).route_layer(role(Viewer, 0)),
+        )
+        .route(
+            "/v1/rollouts/{id}/timeline",
+            get(timeline).route_layer(role(Viewer, 0)),
+        )
+        .route(
+            "/v1/rollouts/{id}/{action}",
+            post(control).route_layer(role(Operator, json)),
+        )
+        .route(
+            "/v1/devices",
+            get(devices)
+                .route_layer(role(Viewer, 0))
+                .merge(post(enrol).route_layer(role(Admin, json))),
+        )
+        .route("/v1/devices/{id}", get(device).route_layer(role(Viewer, 0)))
+        .route("/v1/audit", get(audit).route_layer(role(Viewer, 0)))
+        .route(
+            "/v1/audit/verify",
+            get(audit_verify).route_layer(role(Viewer, 0)),
+        )
+        .route("/v1/policy", get(policy).route_layer(role(Viewer, 0)))
+        .route(
+            "/v1/policy/reload",
+            post(reload_policy).route_layer(role(Admin, json)),
+        )
+        .route(
+            "/v1/trust/reload",
+            post(reload_trust).route_layer(role(Admin, json)),
+        )
+        .route("/v1/sync", post(sync).route_layer(role(Operator, json)))
+        .route("/v1/clock", put(set_clock).route_layer(role(Admin, json)))
+        .route("/v1/status", get(status).route_layer(role(Viewer, 0)))
+        .route(
+            "/v1/openapi.json",
+            get(openapi).route_layer(Guard::new(Public, 0)),
+        )
+        .route("/metrics", get(metrics).route_layer(role(Viewer, 0)))
+        .route(
+            "/healthz",
+            get(|| async { "ok" }).route_layer(Guard::new(Public, 0)),
+        )
+        .merge(crate::console::routes().route_layer(Guard::new(Public, 0)))
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { Error::BadRequest("method not allowed".into()) })
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(60),
+            foundations::http::timeout,
         ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(
@@ -170,8 +241,19 @@ struct Upload {
     key_b64: String,
 }
 
-async fn upload(State(d): St, h: HeaderMap, body: axum::body::Bytes) -> Result<Response, Error> {
+async fn upload(
+    State(d): St,
+    h: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, Error> {
     let op = auth(&d, &h, OperatorRole::Operator)?;
+    let body = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge(e.body_text())
+        } else {
+            Error::BadRequest(e.body_text())
+        }
+    })?;
     let u: Upload =
         serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("body: {e}")))?;
     let b64 = base64::engine::general_purpose::STANDARD;

@@ -1,6 +1,18 @@
 //! A typed client of the operator API (used by the `dispatcher` CLI, the demo and tests).
+//! Bounded like every client of ours (`foundations::client`): pinned CA, total deadline,
+//! capped bodies.
 
 use std::time::Duration;
+
+/// Largest response read (a device list of a large plant is a few MiB).
+const MAX_RESPONSE: usize = 64 << 20;
+/// Bounds of every request.
+const LIMITS: foundations::client::ClientLimits = foundations::client::ClientLimits {
+    connect_timeout: Duration::from_secs(10),
+    request_timeout: Duration::from_secs(120),
+    read_timeout: Duration::from_secs(60),
+    max_error_body: 64 * 1024,
+};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,27 +74,48 @@ impl DispatcherClient {
     /// `base_url`: `https://host:port`; `ca_pem`: trust only this CA; `token`: operator token.
     pub fn new(base_url: &str, ca_pem: Option<&[u8]>, token: &str) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_owned();
-        if !base.starts_with("https://") {
-            return Err(ClientError::Config(format!("{base}: must be https://")));
-        }
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(true)
-            .timeout(Duration::from_secs(120))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Config(format!("CA PEM: {e}")))?;
-            b = b.tls_built_in_root_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
+        let http = foundations::client::https_client(&base, ca_pem, &LIMITS)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(DispatcherClient {
             base,
-            http: b.build().map_err(|e| ClientError::Config(e.to_string()))?,
+            http,
             token: token.to_owned(),
         })
+    }
+
+    async fn fetch(
+        &self,
+        rb: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), ClientError> {
+        let resp = rb
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Http {
+                url: url.to_owned(),
+                reason: foundations::client::describe(&e),
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let p = foundations::client::read_problem(resp, LIMITS.max_error_body).await;
+            return Err(ClientError::Problem {
+                status: p.status,
+                title: if p.title.is_empty() {
+                    "error".into()
+                } else {
+                    p.title
+                },
+                detail: p.detail.unwrap_or_default(),
+            });
+        }
+        let bytes = foundations::client::read_capped(resp, MAX_RESPONSE)
+            .await
+            .map_err(|e| ClientError::Http {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok((status, bytes))
     }
 
     /// Base URL.
@@ -95,27 +128,7 @@ impl DispatcherClient {
         rb: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<T, ClientError> {
-        let resp = rb
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Http {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Http {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if !status.is_success() {
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(ClientError::Problem {
-                status: status.as_u16(),
-                title: v["title"].as_str().unwrap_or("error").to_owned(),
-                detail: v["detail"].as_str().unwrap_or("").to_owned(),
-            });
-        }
+        let (_, bytes) = self.fetch(rb, url).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Http {
             url: url.to_owned(),
             reason: format!("response: {e}"),
@@ -131,29 +144,11 @@ impl DispatcherClient {
     /// GET text (e.g. `/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| ClientError::Http {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-        if !status.is_success() {
-            return Err(ClientError::Problem {
-                status: status.as_u16(),
-                title: "error".into(),
-                detail: text,
-            });
-        }
-        Ok(text)
+        let (_, bytes) = self.fetch(self.http.get(&url), &url).await?;
+        String::from_utf8(bytes).map_err(|_| ClientError::Http {
+            url,
+            reason: "response is not UTF-8".into(),
+        })
     }
 
     /// POST JSON.

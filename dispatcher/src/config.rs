@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use foundations::serve::ServeLimits;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -51,24 +52,17 @@ pub struct Config {
     /// Intake and distribution parameters.
     #[serde(default)]
     pub limits: Limits,
+    /// Connection budget and timeouts of the operator API (`foundations::serve`).
+    #[serde(default)]
+    pub serve: ServeLimits,
 }
 
 fn yes() -> bool {
     true
 }
 
-/// TLS files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PEM).
-    pub key_file: PathBuf,
-    /// CA certificate for clients (written by `init`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
+/// TLS files of the operator API (`[tls]`).
+pub use foundations::tls::TlsConfig;
 
 /// One update server (and its mirrors).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,8 +113,11 @@ pub struct Limits {
     /// safety net: an unreachable device fails sooner, when CoAP gives up retransmitting
     /// (about 45 s); a slow or lossy link can need minutes for a large blob.
     pub push_timeout_secs: u64,
-    /// Largest operator API request body.
+    /// Largest operator API request body (uploads excepted).
     pub max_body_bytes: usize,
+    /// Longest time one poll of one update server (and its mirrors) may take; the other
+    /// servers are polled at the same time, so a slow one delays only itself.
+    pub source_timeout_secs: u64,
     /// Seconds devices wait between check-ins.
     pub checkin_interval_secs: u32,
 }
@@ -134,6 +131,7 @@ impl Default for Limits {
             max_concurrent_pushes: 64,
             push_timeout_secs: 900,
             max_body_bytes: 4 << 20,
+            source_timeout_secs: 600,
             checkin_interval_secs: 60,
         }
     }
@@ -142,31 +140,20 @@ impl Default for Limits {
 impl Config {
     /// Reads and validates the TOML file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            reason: e.message().to_string(),
-        })?;
-        let base = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let loaded = foundations::config::load_toml::<Config>(path)?;
+        let mut cfg = loaded.value;
+        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
         abs(&mut cfg.data_dir);
         abs(&mut cfg.policy_file);
         abs(&mut cfg.trust_file);
         abs(&mut cfg.operators_file);
         abs(&mut cfg.approval_key_file);
         abs(&mut cfg.audit_key_file);
-        abs(&mut cfg.tls.cert_file);
-        abs(&mut cfg.tls.key_file);
-        if let Some(p) = cfg.tls.ca_file.as_mut() {
-            abs(p);
-        }
+        cfg.tls.resolve(&loaded.base);
+        let bad = |reason: &str| Error::Config {
+            path: path.display().to_string(),
+            reason: reason.to_owned(),
+        };
         for u in &mut cfg.update_servers {
             if let Some(p) = u.ca_file.as_mut() {
                 abs(p);
@@ -175,10 +162,7 @@ impl Config {
                 abs(p);
             }
             if u.urls.is_empty() {
-                return Err(Error::Config {
-                    path: path.display().to_string(),
-                    reason: "update_server.urls must name at least one URL".into(),
-                });
+                return Err(bad("update_server.urls must name at least one URL"));
             }
         }
         for k in &mut cfg.key_repos {
@@ -188,21 +172,17 @@ impl Config {
             abs(&mut k.client_secret_file);
         }
         if !cfg.coap_uri.starts_with("coap://") {
-            return Err(Error::Config {
-                path: path.display().to_string(),
-                reason: "coap_uri must be a coap:// URI".into(),
-            });
+            return Err(bad("coap_uri must be a coap:// URI"));
         }
+        if cfg.limits.source_timeout_secs == 0 {
+            return Err(bad("limits.source_timeout_secs must be positive"));
+        }
+        cfg.serve.validate().map_err(|r| bad(&r))?;
         Ok(cfg)
     }
 
     /// Writes the configuration (used by `init` and the demo).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let text = toml::to_string_pretty(self).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        key_repo::crypto::write_file_atomic(path, text.as_bytes(), 0o644)
-            .map_err(|e| Error::Other(e.to_string()))
+        Ok(foundations::config::save_toml(path, "", self, 0o644)?)
     }
 }

@@ -178,10 +178,10 @@ struct Secrets {
 impl Secrets {
     fn new() -> Result<Secrets, Error> {
         Ok(Secrets {
-            push: zeroize::Zeroizing::new(key_repo::util::random_bytes::<32>()?),
-            push_salt: key_repo::util::random_bytes::<8>()?,
-            up: zeroize::Zeroizing::new(key_repo::util::random_bytes::<32>()?),
-            up_salt: key_repo::util::random_bytes::<8>()?,
+            push: zeroize::Zeroizing::new(foundations::random_bytes::<32>()?),
+            push_salt: foundations::random_bytes::<8>()?,
+            up: zeroize::Zeroizing::new(foundations::random_bytes::<32>()?),
+            up_salt: foundations::random_bytes::<8>()?,
         })
     }
 }

@@ -56,6 +56,9 @@ pub enum Error {
     /// Bad request.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A request body larger than the route accepts.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// A remote service (update server, key repository, device) failed.
     #[error("remote: {0}")]
     Remote(String),
@@ -97,6 +100,11 @@ impl Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflicts with state"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            Error::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
             Error::Refused { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "release-refused",
@@ -134,34 +142,47 @@ impl From<sled::Error> for Error {
     }
 }
 
-impl From<key_repo::Error> for Error {
-    fn from(e: key_repo::Error) -> Self {
-        Error::Other(e.to_string())
+impl From<foundations::Error> for Error {
+    fn from(e: foundations::Error) -> Self {
+        match e {
+            foundations::Error::Io { path, source } => Error::Io { path, source },
+            foundations::Error::Config { path, reason } => Error::Config { path, reason },
+            foundations::Error::Db(d) => Error::Db(d),
+            foundations::Error::Corrupt(c) => Error::Corrupt(c),
+            other => Error::Other(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// The problem sent to the client (RFC 9457): a stable type, the safe detail, and for a
+    /// refused release the `check` that failed.
+    pub fn problem(&self) -> foundations::Problem {
+        let (status, slug, title) = self.parts();
+        let mut p =
+            foundations::Problem::new(status.as_u16(), slug, title).with_detail(self.safe_detail());
+        match self {
+            Error::Refused { check, .. } => p = p.with_check(check.clone()),
+            Error::Unauthenticated(_) => {
+                p = p.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="dispatcher", error="invalid_token""#,
+                );
+            }
+            _ => {}
+        }
+        p
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.parts();
+        let (status, _, _) = self.parts();
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, "request refused");
         }
-        let mut body = serde_json::json!({
-            "type": format!("https://ics-suit.invalid/problems/{slug}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.safe_detail(),
-        });
-        if let Error::Refused { check, .. } = &self {
-            body["check"] = serde_json::Value::String(check.clone());
-        }
-        (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
-        )
-            .into_response()
+        self.problem().into_response()
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use key_repo::crypto::{write_file_atomic, write_secret_file};
+use foundations::fs::{write_file_atomic, write_secret_file};
 use serde::Serialize;
 
 use crate::Error;
@@ -55,18 +55,14 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
             config_path.display()
         )));
     }
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir.join("tls"))
-            .map_err(|e| Error::io(dir, e))?;
+    if !foundations::tls::valid_hostname(&o.hostname) {
+        return Err(Error::BadRequest(format!(
+            "invalid hostname {:?}",
+            o.hostname
+        )));
     }
-    let (ca, chain, key) = key_repo::init::make_tls_named(&o.hostname, "dispatcher")?;
-    write_file_atomic(&dir.join("tls/ca.pem"), ca.as_bytes(), 0o644)?;
-    write_file_atomic(&dir.join("tls/cert.pem"), chain.as_bytes(), 0o644)?;
-    write_secret_file(&dir.join("tls/key.pem"), key.as_bytes())?;
+    // The directory (0700), a local CA and the server certificate and key.
+    let tls = foundations::tls::write_generated(dir, &o.hostname, "dispatcher")?;
 
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let approval = suit::SigningKey::generate(&mut rng);
@@ -74,7 +70,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
         .to_pkcs8_pem()
         .map_err(|e| Error::Other(e.to_string()))?;
     write_secret_file(&dir.join("approval-key.pem"), pem.as_bytes())?;
-    let audit: [u8; 32] = key_repo::util::random_bytes()?;
+    let audit: [u8; 32] = foundations::random_bytes()?;
     write_secret_file(&dir.join("audit.key"), hex::encode(audit).as_bytes())?;
     write_file_atomic(
         &dir.join("trust.toml"),
@@ -105,22 +101,19 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport, Error> {
         approval_key_file: "approval-key.pem".into(),
         approval_kid: format!(
             "dispatcher-{}",
-            hex::encode(key_repo::util::random_bytes::<4>()?)
+            hex::encode(foundations::random_bytes::<4>()?)
         ),
         audit_key_file: "audit.key".into(),
-        tls: TlsConfig {
-            cert_file: "tls/cert.pem".into(),
-            key_file: "tls/key.pem".into(),
-            ca_file: Some("tls/ca.pem".into()),
-        },
+        tls: TlsConfig::generated(),
         update_servers: Vec::new(),
         key_repos: Vec::new(),
         limits: Limits::default(),
+        serve: Default::default(),
     };
     cfg.save(&config_path)?;
     Ok(InitReport {
         config: config_path,
-        ca_file: dir.join("tls/ca.pem"),
+        ca_file: tls.ca_file,
         admin_token,
     })
 }

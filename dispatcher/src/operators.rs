@@ -87,7 +87,7 @@ impl Operators {
     /// Writes the file atomically (0600).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let data = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
-        key_repo::crypto::write_file_atomic(path, &data, 0o600)?;
+        foundations::fs::write_file_atomic(path, &data, 0o600)?;
         Ok(())
     }
 
@@ -106,8 +106,8 @@ impl Operators {
         if self.operators.iter().any(|o| o.name == name) {
             return Err(Error::Conflict(format!("operator {name} exists")));
         }
-        let raw: [u8; 32] = key_repo::util::random_bytes()?;
-        let token = format!("dop_{}", key_repo::util::b64url(&raw));
+        let raw: [u8; 32] = foundations::random_bytes()?;
+        let token = format!("dop_{}", foundations::b64url(&raw));
         self.operators.push(Operator {
             name: name.to_owned(),
             role,
@@ -124,7 +124,7 @@ impl Operators {
             let Ok(want) = hex::decode(&o.token_sha256) else {
                 continue;
             };
-            if key_repo::crypto::ct_eq(&want, &d) && found.is_none() {
+            if foundations::ct_eq(&want, &d) && found.is_none() {
                 found = Some(o);
             }
         }

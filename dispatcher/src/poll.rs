@@ -1,9 +1,16 @@
 //! Intake from update servers: poll each configured server (failing over to its mirrors in
 //! order) and follow its notification stream, which triggers a poll at once.
+//!
+//! A source may be hostile or broken (issue 13 item 3): each configured server is polled by
+//! its own task, so a slow one delays only itself; one poll of one server is bounded by
+//! `limits.source_timeout_secs`, each request by its own deadline, and every body read by a
+//! cap (the client's: error bodies, list pages and their number; here: envelope and blob).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures_util::future::join_all;
 
 use serde::Serialize;
 use update_server::client::UpdateServerClient;
@@ -74,23 +81,43 @@ fn clients(d: &Dispatcher) -> Vec<Vec<UpdateServerClient>> {
         .collect()
 }
 
-/// Polls every configured update server once.
+/// Polls every configured update server once, all at the same time.
 pub async fn poll_once(d: &Dispatcher) -> PollReport {
+    let rounds = clients(d).into_iter().map(|group| poll_group(d, group));
     let mut report = PollReport::default();
-    for group in clients(d) {
-        for c in &group {
-            match poll_server(d, c, &mut report).await {
-                Ok(()) => {
-                    report.used.push(c.base_url().to_owned());
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(url = c.base_url(), error = %e, "update server failed; trying the next mirror");
-                    d.metrics
-                        .update_server_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    report.unreachable.push((c.base_url().to_owned(), e));
-                }
+    for r in join_all(rounds).await {
+        report.accepted.extend(r.accepted);
+        report.refused.extend(r.refused);
+        report.unreachable.extend(r.unreachable);
+        report.used.extend(r.used);
+    }
+    report
+}
+
+/// Polls one configured server, failing over to its mirrors in order; each attempt is
+/// bounded by `limits.source_timeout_secs`.
+async fn poll_group(d: &Dispatcher, group: Vec<UpdateServerClient>) -> PollReport {
+    let deadline = Duration::from_secs(d.cfg().limits.source_timeout_secs);
+    let mut report = PollReport::default();
+    for c in &group {
+        let r = match tokio::time::timeout(deadline, poll_server(d, c, &mut report)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no complete answer within {} s",
+                deadline.as_secs()
+            )),
+        };
+        match r {
+            Ok(()) => {
+                report.used.push(c.base_url().to_owned());
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(url = c.base_url(), error = %e, "update server failed; trying the next mirror");
+                d.metrics
+                    .update_server_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                report.unreachable.push((c.base_url().to_owned(), e));
             }
         }
     }
@@ -127,18 +154,25 @@ async fn poll_server(
             continue;
         }
         let resp = c.payload(&id, None).await.map_err(|e| e.to_string())?;
-        let mut blob = Vec::with_capacity(usize::try_from(item.release.payload.size).unwrap_or(0));
-        let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-            if (blob.len() + chunk.len()) as u64 > max_blob {
-                return Err(format!("{id}: blob larger than {max_blob} bytes"));
-            }
-            blob.extend_from_slice(&chunk);
-        }
+        // The listed size is the source's word: grow as bytes arrive, never beyond the cap.
+        let max = usize::try_from(max_blob).unwrap_or(usize::MAX);
+        let blob = foundations::client::read_capped(resp, max)
+            .await
+            .map_err(|e| format!("{id}: blob: {e}"))?;
         match d
             .intake(&envelope, &blob, None, c.base_url(), "dispatcher")
             .await
         {
+            // The source listed this release under another id: the release itself is
+            // whatever its envelope says, but that listing is not followed again.
+            Ok(r) if r.release_id != id => {
+                remember_refused(&id);
+                report.refused.push((
+                    id,
+                    "release-id-mismatch".into(),
+                    format!("the envelope is release {}", r.release_id),
+                ));
+            }
             Ok(r) => report.accepted.push(r.release_id),
             Err(crate::Error::Refused { check, detail }) => {
                 remember_refused(&id);
@@ -150,28 +184,36 @@ async fn poll_server(
     Ok(())
 }
 
-/// Polls on an interval and whenever a followed notification stream announces a release.
+/// Polls each configured server on its own, on an interval and whenever its notification
+/// stream announces a release, until `shutdown`. A poll in progress is dropped at shutdown
+/// (intake is cancel-safe: an HTTP upload can be dropped the same way).
 pub async fn run(d: Arc<Dispatcher>, shutdown: impl std::future::Future<Output = ()>) {
-    let notify = Arc::new(tokio::sync::Notify::new());
-    for group in clients(&d) {
-        tokio::spawn(follow(group, notify.clone()));
-    }
     let every = Duration::from_secs(d.cfg().limits.poll_interval_secs.max(1));
-    tokio::pin!(shutdown);
-    loop {
-        let r = poll_once(&d).await;
-        if !r.accepted.is_empty() || !r.refused.is_empty() {
-            tracing::info!(
-                accepted = r.accepted.len(),
-                refused = r.refused.len(),
-                "poll"
-            );
-        }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = notify.notified() => {},
-            () = tokio::time::sleep(every) => {},
-        }
+    let mut tasks = Vec::new();
+    for group in clients(&d) {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(follow(group.clone(), notify.clone())));
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let r = poll_group(&d, group.clone()).await;
+                if !r.accepted.is_empty() || !r.refused.is_empty() {
+                    tracing::info!(
+                        accepted = r.accepted.len(),
+                        refused = r.refused.len(),
+                        "poll"
+                    );
+                }
+                tokio::select! {
+                    () = notify.notified() => {},
+                    () = tokio::time::sleep(every) => {},
+                }
+            }
+        }));
+    }
+    shutdown.await;
+    for t in tasks {
+        t.abort();
     }
 }
 

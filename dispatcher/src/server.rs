@@ -39,13 +39,8 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<Bound>,
 ) -> Result<(), Error> {
-    let tls = key_repo::server::load_tls(&cfg.tls.cert_file, &cfg.tls.key_file)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| Error::io(cfg.listen.to_string(), e))?;
-    let https = listener
-        .local_addr()
-        .map_err(|e| Error::io(cfg.listen.to_string(), e))?;
+    let tls = cfg.tls.server_config()?;
+    let (listener, https) = foundations::serve::bind(cfg.listen).await?;
     // Reserve the CoAP port first so bundles can name it when the configuration says port 0.
     let probe = std::net::UdpSocket::bind(cfg.coap_listen)
         .map_err(|e| Error::io(cfg.coap_listen.to_string(), e))?;
@@ -84,8 +79,10 @@ pub async fn run_with(
     let push = tokio::spawn(crate::push::run(d.clone(), wait(stop_rx.clone())));
     let poll = tokio::spawn(crate::poll::run(d.clone(), wait(stop_rx.clone())));
     let app = crate::api::router(d.clone());
-    let serve = key_repo::server::serve(listener, tls, app, 256, shutdown);
-    let r = serve.await;
+    let limits = d.cfg().serve.clone();
+    // The shared serve loop: connection budget (idle connections make room), handshake,
+    // header, idle and request timeouts, HSTS, graceful drain.
+    let r = foundations::serve::serve(listener, tls, app, &limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = push.await;
     let _ = poll.await;

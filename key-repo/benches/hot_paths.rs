@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use foundations::token::{self, Audience, Claims, Kind, TimeRules, TokenSigner};
 use key_repo::crypto::MasterKey;
-use key_repo::jwt::{self, Audience, Claims, TokenSigner};
 
 fn claims(now: u64) -> Claims {
     Claims {
@@ -29,16 +29,27 @@ fn claims(now: u64) -> Claims {
 
 fn bench(c: &mut Criterion) {
     let signer = TokenSigner::generate().expect("key");
-    let now = key_repo::util::now_unix();
+    let now = foundations::now_unix();
     let token = signer.sign(&claims(now)).expect("sign");
     let keys = signer.key_set();
     c.bench_function("reference: sha256(token)", |b| {
         b.iter(|| <sha2::Sha256 as sha2::Digest>::digest(black_box(token.as_bytes())))
     });
-    c.bench_function("jwt parse + ES256 verify (uncached)", |b| {
+    let rules = TimeRules {
+        leeway: 30,
+        max_lifetime: 3600,
+    };
+    c.bench_function("jwt parse + ES256 verify (uncached, jsonwebtoken)", |b| {
         b.iter(|| {
-            let u = jwt::parse(black_box(&token)).expect("parse");
-            u.verify_signature(&keys).expect("verify")
+            token::verify(
+                black_box(&token),
+                Kind::AccessToken,
+                &keys,
+                "https://kr.bench/v1",
+                now,
+                rules,
+            )
+            .expect("verify")
         })
     });
     let mk = MasterKey::generate().expect("mk");

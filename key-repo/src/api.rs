@@ -4,29 +4,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use axum::{Extension, Json, Router};
+use foundations::audit::AuditEvent;
+use foundations::http::{Gate, Guard, Public, bearer};
+use foundations::now_unix;
+use foundations::token::{Jwks, TokenSigner};
 use serde::Deserialize;
 
-use crate::audit::AuditEvent;
 use crate::auth::{Authenticator, Principal};
 use crate::clients::Registry;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::jwt::{Jwks, TokenSigner};
 use crate::model::{self, KeyBody};
 use crate::ratelimit::RateLimiter;
 use crate::store::{PutOutcome, RevokeOutcome, Store};
-use crate::util::now_unix;
 
-/// Remote address of the connection, inserted by [`crate::server::serve`].
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+/// Remote address of the connection, inserted by the serve loop.
+pub use foundations::serve::PeerAddr;
 
 /// Shared state of the service.
 #[derive(Debug, Clone)]
@@ -87,23 +87,55 @@ impl AppState {
     }
 }
 
-/// The service's routes with body limit, timeout and concurrency limit applied.
+/// The service's routes. Every route has a gate and a body limit, decided from the request
+/// head before its body is read (`foundations::http::Guard`): the key and audit routes verify
+/// the bearer token there (a refusal is audited), the others are public; then timeout and
+/// concurrency limit.
 pub fn router(state: AppState) -> Router {
     let limits = state.inner.cfg.limits.clone();
     let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
+    let body_max = limits.max_body_bytes as u64;
+    let public = |limit: u64| Guard::new(Public, limit);
+    let bearer = |action: Action, limit: u64| {
+        Guard::new(
+            BearerGate {
+                st: state.clone(),
+                action,
+            },
+            limit,
+        )
+    };
+    let route = |m: MethodRouter<AppState>, g: Guard<Public>| m.route_layer(g);
     Router::new()
-        .route("/oauth/token", post(token))
-        .route("/.well-known/oauth-authorization-server", get(as_metadata))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/keys/{kid}", get(get_key).put(put_key))
-        .route("/v1/keys/{kid}/meta", get(get_meta))
-        .route("/v1/keys/{kid}/revoke", post(revoke))
-        .route("/v1/audit", get(audit))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/oauth/token", route(post(token), public(body_max)))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            route(get(as_metadata), public(0)),
+        )
+        .route("/.well-known/jwks.json", route(get(jwks), public(0)))
+        .route(
+            "/v1/keys/{kid}",
+            get(get_key)
+                .route_layer(bearer(Action::Read, 0))
+                .merge(put(put_key).route_layer(bearer(Action::Create, body_max))),
+        )
+        .route(
+            "/v1/keys/{kid}/meta",
+            get(get_meta).route_layer(bearer(Action::Meta, 0)),
+        )
+        .route(
+            "/v1/keys/{kid}/revoke",
+            post(revoke).route_layer(bearer(Action::Revoke, 0)),
+        )
+        .route(
+            "/v1/audit",
+            get(audit).route_layer(bearer(Action::Audit, 0)),
+        )
+        .route("/v1/openapi.json", route(get(openapi), public(0)))
+        .route("/healthz", route(get(|| async { "ok" }), public(0)))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed".into()) })
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
+        .layer(axum::middleware::from_fn(move |req, next| {
             request_timeout(req, next, timeout)
         }))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -113,9 +145,54 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The bearer-token gate of the key and audit routes: the token is verified from the head;
+/// a refusal is audited (with the action and kid of the route) and answered 401.
+#[derive(Debug, Clone)]
+struct BearerGate {
+    st: AppState,
+    action: Action,
+}
+
+impl Gate for BearerGate {
+    async fn check(&self, head: &mut Parts) -> Result<(), Response> {
+        let peer = head.extensions.get::<PeerAddr>().map(|p| p.0);
+        // `/v1/keys/{kid}[/...]`: the kid, for the audit record, if it is one.
+        let kid = head
+            .uri
+            .path()
+            .strip_prefix("/v1/keys/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|k| crate::util::valid_kid(k));
+        let verdict = match bearer(&head.headers) {
+            None => Err("no bearer token".to_string()),
+            Some(t) => self
+                .st
+                .inner
+                .auth
+                .authenticate(t, now_unix())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match verdict {
+            Ok(p) => {
+                head.extensions.insert(p);
+                Ok(())
+            }
+            Err(reason) => {
+                let mut cx = Ctx::new(&self.st, peer, self.action, kid);
+                Err(cx.deny(ApiError::Unauthenticated(reason)).into_response())
+            }
+        }
+    }
+}
+
 /// Applies the request timeout and writes one structured log line per request (at debug
 /// level: method, path, status, duration; never headers or bodies, which carry secrets).
-async fn request_timeout(req: Request, next: Next, timeout: Duration) -> Response {
+async fn request_timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    timeout: Duration,
+) -> Response {
     let log = tracing::enabled!(tracing::Level::DEBUG).then(|| {
         (
             std::time::Instant::now(),
@@ -147,8 +224,8 @@ fn json_no_store<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     r
 }
 
-fn peer_string(peer: &Option<Extension<PeerAddr>>) -> Option<String> {
-    peer.as_ref().map(|p| p.0.0.to_string())
+fn peer_addr(peer: &Option<Extension<PeerAddr>>) -> Option<SocketAddr> {
+    peer.as_ref().map(|p| p.0.0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -162,7 +239,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") || b64.len() > 1024 {
         return None;
     }
-    let raw = crate::util::b64_decode(b64.trim())?;
+    let raw = foundations::b64_decode(b64.trim())?;
     let text = String::from_utf8(raw).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((
@@ -183,7 +260,7 @@ async fn token(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let s = &st.inner;
     if let Some(Extension(PeerAddr(addr))) = &peer
@@ -191,7 +268,10 @@ async fn token(
     {
         return Err(ApiError::RateLimited);
     }
-    let body = body.map_err(|_| ApiError::TooLarge)?;
+    // Read only now, after the rate limit (the route's guard capped its size).
+    let body = axum::body::to_bytes(body, s.cfg.limits.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -230,7 +310,7 @@ async fn token(
     let mut event = AuditEvent {
         time: now_unix(),
         actor: "anonymous".into(),
-        peer: peer_string(&peer),
+        peer: peer_addr(&peer).map(|p| p.to_string()),
         action: "token.issue".into(),
         ..Default::default()
     };
@@ -335,7 +415,7 @@ async fn jwks(State(st): State<AppState>) -> Response {
 
 /// The operation being authorised, for scopes and the audit record.
 #[derive(Debug, Clone, Copy)]
-enum Action {
+pub(crate) enum Action {
     Create,
     Read,
     Meta,
@@ -362,18 +442,13 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(
-        st: &'a AppState,
-        peer: &Option<Extension<PeerAddr>>,
-        action: Action,
-        kid: Option<&str>,
-    ) -> Self {
+    fn new(st: &'a AppState, peer: Option<SocketAddr>, action: Action, kid: Option<&str>) -> Self {
         Ctx {
             st,
             event: AuditEvent {
                 time: now_unix(),
                 actor: "anonymous".into(),
-                peer: peer_string(peer),
+                peer: peer.map(|p| p.to_string()),
                 action: action.name().into(),
                 kid: kid.map(str::to_string),
                 ..Default::default()
@@ -415,32 +490,14 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Authenticates the bearer token and checks the scope.
-    async fn authorize(
-        &mut self,
-        headers: &HeaderMap,
-        scopes: &[&'static str],
-    ) -> Result<Arc<Principal>, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, t) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| t.trim())
-            });
-        let Some(token) = token else {
-            return Err(self.deny(ApiError::Unauthenticated("no bearer token".into())));
-        };
-        let p = match self.st.inner.auth.authenticate(token, now_unix()).await {
-            Ok(p) => p,
-            Err(e) => return Err(self.deny(ApiError::Unauthenticated(e.to_string()))),
-        };
+    /// Records who the gate authenticated and checks the scope.
+    fn authorize(&mut self, p: &Principal, scopes: &[&'static str]) -> Result<(), ApiError> {
         self.event.actor = p.client_id.clone();
         self.event.issuer = Some(p.issuer.clone());
         if !scopes.iter().any(|s| p.has_scope(s)) {
             return Err(self.deny(ApiError::InsufficientScope(scopes[0])));
         }
-        Ok(p)
+        Ok(())
     }
 
     fn check_product(&mut self, p: &Principal, product: &str) -> Result<(), ApiError> {
@@ -466,21 +523,21 @@ fn check_kid(
 async fn put_key(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
     kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, &peer, Action::Create, Some(&kid));
-    let p = cx.authorize(&headers, &[model::SCOPE_WRITE]).await?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Create, Some(&kid));
+    cx.authorize(&p, &[model::SCOPE_WRITE])?;
     let body = body.map_err(|_| cx.deny(ApiError::TooLarge))?;
     let req: KeyBody = serde_json::from_slice(&body)
         .map_err(|e| cx.deny(ApiError::BadRequest(format!("body: {e}"))))?;
-    let product = crate::util::normalize_product(&req.product)
+    let product = foundations::normalize_product(&req.product)
         .ok_or_else(|| cx.deny(ApiError::BadRequest("product".into())))?;
     cx.check_product(&p, &product)?;
     let cose_key = zeroize::Zeroizing::new(
-        crate::util::b64_decode(&req.cose_key)
+        foundations::b64_decode(&req.cose_key)
             .ok_or_else(|| cx.deny(ApiError::BadRequest("cose_key encoding".into())))?,
     );
     model::validate_cose_key(&cose_key).map_err(|e| cx.deny(ApiError::BadRequest(e.into())))?;
@@ -521,12 +578,12 @@ fn load_meta(
 async fn get_key(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
     kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, &peer, Action::Read, Some(&kid));
-    let p = cx.authorize(&headers, &[model::SCOPE_READ]).await?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Read, Some(&kid));
+    cx.authorize(&p, &[model::SCOPE_READ])?;
     // One read of the record; the checks below apply to exactly what is decrypted.
     let Some((meta, sealed)) = st.inner.store.load(&kid)? else {
         return Err(cx.deny(ApiError::NotFound));
@@ -541,7 +598,7 @@ async fn get_key(
         StatusCode::OK,
         &KeyBody {
             product: meta.product,
-            cose_key: crate::util::b64(&key),
+            cose_key: foundations::b64(&key),
         },
     ))
 }
@@ -549,17 +606,15 @@ async fn get_key(
 async fn get_meta(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
     kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, &peer, Action::Meta, Some(&kid));
-    let p = cx
-        .authorize(
-            &headers,
-            &[model::SCOPE_READ, model::SCOPE_WRITE, model::SCOPE_ADMIN],
-        )
-        .await?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Meta, Some(&kid));
+    cx.authorize(
+        &p,
+        &[model::SCOPE_READ, model::SCOPE_WRITE, model::SCOPE_ADMIN],
+    )?;
     let meta = load_meta(&mut cx, &p, &kid, true)?;
     cx.ok("ok")?;
     Ok(json_no_store(StatusCode::OK, &meta))
@@ -568,14 +623,12 @@ async fn get_meta(
 async fn revoke(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
     kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, &peer, Action::Revoke, Some(&kid));
-    let p = cx
-        .authorize(&headers, &[model::SCOPE_REVOKE, model::SCOPE_ADMIN])
-        .await?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Revoke, Some(&kid));
+    cx.authorize(&p, &[model::SCOPE_REVOKE, model::SCOPE_ADMIN])?;
     load_meta(&mut cx, &p, &kid, true)?;
     match st.inner.store.revoke(&kid, cx.event.clone()).await? {
         RevokeOutcome::Revoked(m) => Ok(json_no_store(StatusCode::OK, &m)),
@@ -595,11 +648,11 @@ struct AuditQuery {
 async fn audit(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
+    Extension(p): Extension<Arc<Principal>>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let mut cx = Ctx::new(&st, &peer, Action::Audit, None);
-    cx.authorize(&headers, &[model::SCOPE_AUDIT]).await?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Audit, None);
+    cx.authorize(&p, &[model::SCOPE_AUDIT])?;
     let Query(q) = q.map_err(|e| cx.deny(ApiError::BadRequest(e.to_string())))?;
     let max = st.inner.cfg.limits.audit_page_max;
     let limit = q.limit.unwrap_or(max).clamp(1, max);
@@ -659,6 +712,7 @@ mod tests {
             },
             tokens: TokenConfig::default(),
             limits: Limits::default(),
+            serve: Default::default(),
             external_issuers: vec![],
         };
         let signer = TokenSigner::generate().unwrap();
@@ -708,10 +762,10 @@ mod tests {
 
         // A token from the built-in signer with product and scope: write then read.
         let now = now_unix();
-        let claims = crate::jwt::Claims {
+        let claims = foundations::token::Claims {
             iss: "https://kr.test".into(),
             sub: None,
-            aud: crate::jwt::Audience::One("https://kr.test/v1".into()),
+            aud: foundations::token::Audience::One("https://kr.test/v1".into()),
             exp: now + 60,
             iat: now,
             nbf: None,
@@ -726,7 +780,7 @@ mod tests {
             )]),
         };
         let tok = signer.sign(&claims).unwrap();
-        let key = crate::util::b64(b"\xa2\x01\x04\x20\x50aaaaaaaaaaaaaaaa");
+        let key = foundations::b64(b"\xa2\x01\x04\x20\x50aaaaaaaaaaaaaaaa");
         let body = serde_json::json!({
             "product": "FA6B4A53-D5AD-5FDF-BE9D-E663E4D41FFE/1492af14-2569-5e48-bf42-9b2d51f2ab45",
             "cose_key": key,

@@ -1,245 +1,63 @@
-//! Access-token validation (resource server side) and issuance (built-in authorization
-//! server).
+//! Access-token validation (resource server side, `foundations::token::Verifier` over the
+//! built-in issuer and the configured external ones) and issuance (built-in authorization
+//! server), plus `private_key_jwt` client authentication.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
+use foundations::token::{
+    self, Audience, Claims, IssuerSpec, KeySource, Kind, TimeRules, TokenError, TokenSigner,
+    Verifier,
+};
 
 use crate::Error;
 use crate::clients::ClientRecord;
-use crate::config::{Config, ExternalIssuer};
-use crate::jwt::{self, Audience, Claims, JwtError, KeySet, TokenSigner};
+use crate::config::Config;
 use crate::model::TokenResponse;
 
-/// Largest JWKS document fetched from an external issuer.
-const MAX_JWKS_BYTES: usize = 64 * 1024;
-/// Unknown `kid`s trigger a JWKS refresh at most this often (per issuer).
-const JWKS_REFRESH_MIN: Duration = Duration::from_secs(30);
-
-/// Who is calling, after the token verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub issuer: String,
-    pub client_id: String,
-    pub scopes: Vec<String>,
-    pub products: Vec<String>,
-    pub exp: u64,
-    nbf: u64,
-}
-
-impl Principal {
-    pub fn has_scope(&self, s: &str) -> bool {
-        self.scopes.iter().any(|x| x == s)
-    }
-
-    pub fn grants_product(&self, p: &str) -> bool {
-        self.products.iter().any(|x| x == p || x == "*")
-    }
-}
-
-#[derive(Debug)]
-struct External {
-    cfg: ExternalIssuer,
-    keys: RwLock<KeySet>,
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
-}
+pub use foundations::token::Principal;
 
 /// Validates bearer tokens and remembers verified ones until they expire.
 #[derive(Debug)]
 pub struct Authenticator {
-    issuer: String,
-    audience: String,
-    builtin: KeySet,
-    external: Vec<External>,
-    leeway: u64,
-    max_lifetime: u64,
-    cache_cap: usize,
-    cache: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
-    http: reqwest::Client,
+    verifier: Verifier,
 }
 
 impl Authenticator {
+    /// The built-in issuer (this server's signing key, products in `products`) and every
+    /// external issuer of the configuration.
     pub fn new(cfg: &Config, signer: &TokenSigner) -> Result<Self, Error> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none());
-        let mut external = Vec::new();
-        for e in &cfg.external_issuers {
-            if let Some(ca) = &e.ca_file {
-                let pem = std::fs::read(ca).map_err(|err| Error::io(ca, err))?;
-                let cert = reqwest::Certificate::from_pem(&pem).map_err(|_| Error::Config {
-                    path: ca.display().to_string(),
-                    reason: "not a PEM certificate".into(),
-                })?;
-                builder = builder.add_root_certificate(cert);
-            }
-            let keys = match &e.jwks_file {
-                Some(p) => {
-                    let b = std::fs::read(p).map_err(|err| Error::io(p, err))?;
-                    let jwks: jwt::Jwks =
-                        serde_json::from_slice(&b).map_err(|err| Error::Config {
-                            path: p.display().to_string(),
-                            reason: err.to_string(),
-                        })?;
-                    KeySet::from_jwks(&jwks)
-                }
-                None => KeySet::default(),
-            };
-            external.push(External {
-                cfg: e.clone(),
-                keys: RwLock::new(keys),
-                last_fetch: tokio::sync::Mutex::new(None),
-            });
-        }
-        Ok(Authenticator {
+        let mut issuers = vec![IssuerSpec {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
-            builtin: signer.key_set(),
-            external,
+            keys: KeySource::Static(signer.key_set()),
+            products_claim: Some("products".into()),
+        }];
+        // External issuers always name a products claim (checked by the configuration):
+        // an issuer whose tokens list no products is granted none.
+        issuers.extend(cfg.external_issuers.iter().map(|e| e.spec()));
+        let cas: Vec<_> = cfg
+            .external_issuers
+            .iter()
+            .filter_map(|e| e.ca_file.clone())
+            .collect();
+        let rules = TimeRules {
             leeway: cfg.tokens.leeway_secs,
             max_lifetime: cfg.tokens.max_lifetime_secs,
-            cache_cap: cfg.tokens.cache_entries,
-            cache: RwLock::new(HashMap::new()),
-            http: builder.build().map_err(|e| Error::Tls(e.to_string()))?,
+        };
+        Ok(Authenticator {
+            verifier: Verifier::new(issuers, rules, cfg.tokens.cache_entries, &cas)?,
         })
     }
 
     /// Fetches the JWKS of every external issuer that has a URL (best effort, at start-up).
     pub async fn prefetch(&self) {
-        for e in &self.external {
-            if let Err(err) = self.refresh(e, true).await {
-                tracing::warn!(issuer = %e.cfg.issuer, error = %err, "JWKS fetch failed; will retry on demand");
-            }
-        }
-    }
-
-    async fn refresh(&self, e: &External, force: bool) -> Result<(), String> {
-        let Some(url) = &e.cfg.jwks_url else {
-            return Ok(());
-        };
-        let mut last = e.last_fetch.lock().await;
-        if !force && last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN) {
-            return Ok(());
-        }
-        *last = Some(Instant::now());
-        let mut resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| format!("GET {url}: {err}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {url}: status {}", resp.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|err| err.to_string())? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(format!("JWKS at {url} larger than {MAX_JWKS_BYTES} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let jwks: jwt::Jwks =
-            serde_json::from_slice(&body).map_err(|err| format!("JWKS at {url}: {err}"))?;
-        let set = KeySet::from_jwks(&jwks);
-        if set.is_empty() {
-            return Err(format!("JWKS at {url} has no ES256 P-256 keys"));
-        }
-        if let Ok(mut k) = e.keys.write() {
-            *k = set;
-        }
-        Ok(())
-    }
-
-    fn cache_key(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
+        self.verifier.prefetch().await;
     }
 
     /// Validates a bearer token (RFC 6750) and returns the caller.
-    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Principal>, JwtError> {
-        let ck = Self::cache_key(token);
-        if let Some(p) = self.cache.read().ok().and_then(|c| c.get(&ck).cloned()) {
-            // The cached entry passed every check below; only time can invalidate it.
-            if now < p.exp.saturating_add(self.leeway) && p.nbf <= now.saturating_add(self.leeway) {
-                return Ok(p);
-            }
-        }
-        let principal = Arc::new(self.verify_uncached(token, now).await?);
-        if let Ok(mut c) = self.cache.write() {
-            if c.len() >= self.cache_cap {
-                let leeway = self.leeway;
-                c.retain(|_, p| now < p.exp.saturating_add(leeway));
-                if c.len() >= self.cache_cap {
-                    c.clear();
-                }
-            }
-            c.insert(ck, principal.clone());
-        }
-        Ok(principal)
-    }
-
-    async fn verify_uncached(&self, token: &str, now: u64) -> Result<Principal, JwtError> {
-        let unverified = jwt::parse(token)?;
-        let iss = unverified.claims.iss.clone();
-        let (claims, audience, products_claim) = if iss == self.issuer {
-            let c = unverified.verify_signature(&self.builtin)?;
-            (c, self.audience.as_str(), "products")
-        } else if let Some(e) = self.external.iter().find(|e| e.cfg.issuer == iss) {
-            let kid = unverified.header.kid.clone();
-            let known = e
-                .keys
-                .read()
-                .map(|k| k.has_kid(kid.as_deref()))
-                .unwrap_or(false);
-            if !known && let Err(err) = self.refresh(e, false).await {
-                tracing::warn!(issuer = %iss, error = %err, "JWKS refresh failed");
-            }
-            let keys = e.keys.read().map(|k| k.clone()).unwrap_or_default();
-            let c = unverified.verify_signature(&keys)?;
-            (c, e.cfg.audience.as_str(), e.cfg.products_claim.as_str())
-        } else {
-            return Err(JwtError::UnknownIssuer(iss));
-        };
-        jwt::check_claims(&claims, audience, now, self.leeway, self.max_lifetime)?;
-        let client_id = claims
-            .client_id
-            .clone()
-            .or_else(|| claims.sub.clone())
-            .ok_or(JwtError::MissingClaim("client_id"))?;
-        let scopes = claims
-            .scope
-            .as_deref()
-            .unwrap_or("")
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .take(32)
-            .map(str::to_string)
-            .collect();
-        let products = match claims.extra.get(products_claim) {
-            None => Vec::new(),
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .take(256)
-                .filter_map(|v| v.as_str())
-                .filter_map(|s| {
-                    if s == "*" {
-                        Some(s.to_string())
-                    } else {
-                        crate::util::normalize_product(s)
-                    }
-                })
-                .collect(),
-            Some(_) => return Err(JwtError::Malformed("products claim")),
-        };
-        Ok(Principal {
-            issuer: claims.iss,
-            client_id,
-            scopes,
-            products,
-            exp: claims.exp,
-            nbf: claims.nbf.unwrap_or(claims.iat),
-        })
+    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Principal>, TokenError> {
+        self.verifier.authenticate(token, now).await
     }
 }
 
@@ -279,7 +97,7 @@ pub fn issue_token(
         exp: now + cfg.tokens.lifetime_secs,
         iat: now,
         nbf: Some(now),
-        jti: Some(hex::encode(crate::util::random_bytes::<16>()?)),
+        jti: Some(hex::encode(foundations::random_bytes::<16>()?)),
         client_id: Some(client.client_id.clone()),
         scope: Some(scope.clone()),
         extra,
@@ -334,13 +152,11 @@ pub fn verify_client_assertion(
     client_id_param: Option<&str>,
     now: u64,
 ) -> Result<ClientRecord, String> {
-    let u = jwt::parse_kind(assertion, jwt::Kind::ClientAssertion).map_err(|e| e.to_string())?;
-    let sub = u.claims.sub.clone().ok_or("assertion without sub")?;
-    if u.claims.iss != sub {
-        return Err("assertion iss differs from sub".into());
-    }
+    // The unverified issuer names the client whose key must have signed it.
+    let u = token::peek(assertion, Kind::ClientAssertion).map_err(|e| e.to_string())?;
+    let sub = u.iss.clone();
     if client_id_param.is_some_and(|c| c != sub) {
-        return Err("client_id differs from assertion sub".into());
+        return Err("client_id differs from assertion iss".into());
     }
     let client = clients
         .get(&sub)
@@ -351,24 +167,36 @@ pub fn verify_client_assertion(
         .clone()
         .ok_or_else(|| format!("client {sub:?} has no registered key"))?;
     // The client has exactly one key: match it whatever kid the assertion names.
-    jwk.kid = u.header.kid.clone();
-    let claims = u
-        .verify_signature(&KeySet::from_jwks(&jwt::Jwks { keys: vec![jwk] }))
-        .map_err(|e| e.to_string())?;
-    let endpoint = format!("{}/oauth/token", cfg.issuer);
-    let aud = if claims.aud.contains(&endpoint) {
-        endpoint
-    } else {
-        cfg.issuer.clone()
+    jwk.kid = u.kid.clone();
+    let keys = token::KeySet::from_jwks(&token::Jwks { keys: vec![jwk] });
+    let rules = TimeRules {
+        leeway: cfg.tokens.leeway_secs,
+        max_lifetime: MAX_ASSERTION_LIFETIME,
     };
-    jwt::check_claims(
-        &claims,
-        &aud,
+    // RFC 7523 §3 item 3: the audience is the token endpoint (or the issuer).
+    let endpoint = format!("{}/oauth/token", cfg.issuer);
+    let claims = match token::verify(
+        assertion,
+        Kind::ClientAssertion,
+        &keys,
+        &endpoint,
         now,
-        cfg.tokens.leeway_secs,
-        MAX_ASSERTION_LIFETIME,
-    )
+        rules,
+    ) {
+        Err(TokenError::WrongAudience) => token::verify(
+            assertion,
+            Kind::ClientAssertion,
+            &keys,
+            &cfg.issuer,
+            now,
+            rules,
+        ),
+        other => other,
+    }
     .map_err(|e| e.to_string())?;
+    if claims.sub.as_deref() != Some(sub.as_str()) {
+        return Err("assertion iss differs from sub".into());
+    }
     let jti = claims.jti.ok_or("assertion without jti")?;
     if jti.is_empty() || jti.len() > 256 {
         return Err("assertion jti length".into());

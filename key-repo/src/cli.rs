@@ -1,10 +1,10 @@
 //! Command line (`key-repo ...`). Exit codes: 0 success, 1 failure, 2 usage error,
 //! 3 audit chain does not verify.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use foundations::config::{InitArgs, LogArgs, ServeArgs};
 
 use crate::Error;
 use crate::model::Role;
@@ -16,34 +16,19 @@ use crate::model::Role;
     about = "Key repository protected by OAuth 2.0"
 )]
 pub struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a configuration, TLS certificate, master key, token-signing key and admin client.
-    Init {
-        #[arg(long)]
-        dir: PathBuf,
-        /// Host name for the certificate and issuer.
-        #[arg(long, default_value = "localhost")]
-        hostname: String,
-        /// Print the report (including the admin secret) as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Create a configuration, TLS certificate, master key, token-signing key and admin
+    /// client (`--json` prints the report, the admin secret included, as JSON).
+    Init(InitArgs),
     /// Run the service.
-    Serve {
-        #[arg(long)]
-        config: PathBuf,
-        /// Listen address (overrides the configuration; port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-    },
+    Serve(ServeArgs),
     /// Manage OAuth clients.
     Clients {
         #[command(subcommand)]
@@ -103,20 +88,6 @@ pub enum AuditCommand {
     },
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEY_REPO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
-}
-
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     main_from(std::env::args_os())
@@ -129,7 +100,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    init_logging(&cli.log_format);
+    cli.log.init("KEY_REPO_LOG");
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -141,11 +112,11 @@ where
 
 fn run(cmd: Command) -> Result<i32, Error> {
     match cmd {
-        Command::Init {
+        Command::Init(InitArgs {
             dir,
             hostname,
             json,
-        } => {
+        }) => {
             let r = crate::init::init(&dir, &hostname)?;
             if json {
                 println!(
@@ -166,12 +137,8 @@ fn run(cmd: Command) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Serve { config, listen } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::io("tokio runtime", e))?;
-            rt.block_on(crate::server::run(&config, listen))?;
+        Command::Serve(ServeArgs { config, listen }) => {
+            foundations::config::runtime()?.block_on(crate::server::run(&config, listen))?;
             Ok(0)
         }
         Command::Clients { command } => clients(command),
@@ -188,7 +155,7 @@ fn run(cmd: Command) -> Result<i32, Error> {
                 ))
             })?;
             let tree = db.open_tree("audit")?;
-            match crate::audit::verify(&tree, &master.audit_mac_key()) {
+            match foundations::audit::verify(&tree, &master.audit_mac_key()) {
                 Ok(r) => {
                     println!("audit chain OK: {} records, head {}", r.records, r.head_mac);
                     Ok(0)

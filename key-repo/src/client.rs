@@ -3,6 +3,8 @@
 //! Tokens come from the repository's token endpoint via the `oauth2` crate (client
 //! credentials, `client_secret_basic`) and are cached until shortly before they expire.
 //! TLS is rustls; a private CA (PEM) can be trusted, in which case *only* that CA is trusted.
+//! Every response body is capped (token responses included) and every request has a total
+//! deadline (`foundations::client`).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,13 @@ use crate::model::{KeyBody, KeyMeta};
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Largest response body accepted.
 const MAX_RESPONSE: usize = 1024 * 1024;
+/// Bounds of every request: 5 s to connect, 15 s in all.
+const LIMITS: foundations::client::ClientLimits = foundations::client::ClientLimits {
+    connect_timeout: Duration::from_secs(5),
+    request_timeout: Duration::from_secs(15),
+    read_timeout: Duration::from_secs(15),
+    max_error_body: 64 * 1024,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,31 +112,10 @@ impl std::fmt::Debug for KeyRepoClient {
 impl KeyRepoClient {
     pub fn new(mut cfg: ClientConfig) -> Result<Self, ClientError> {
         cfg.base_url = cfg.base_url.trim_end_matches('/').to_string();
-        if !cfg.base_url.starts_with("https://") {
-            return Err(ClientError::Config("base_url must be https://".into()));
-        }
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(true)
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            // RFC 6749 §4.4 token responses and our API never redirect; following one could
-            // leak credentials.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &cfg.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Config(format!("CA PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(ClientError::Config("CA PEM holds no certificate".into()));
-            }
-            b = b.tls_built_in_root_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let http = b
-            .build()
-            .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+        // RFC 6749 §4.4 token responses and our API never redirect; following one could leak
+        // credentials: the client follows none.
+        let http = foundations::client::https_client(&cfg.base_url, cfg.ca_pem.as_deref(), &LIMITS)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(KeyRepoClient {
             cfg,
             http,
@@ -163,8 +151,11 @@ impl KeyRepoClient {
             req = req.add_scope(Scope::new(s.clone()));
         }
         let started = Instant::now();
+        let http = self.http.clone();
+        // oauth2 reads the token response whole: give it a capped body.
+        let capped = move |r: oauth2::HttpRequest| capped_call(http.clone(), r);
         let resp = req
-            .request_async(&self.http)
+            .request_async(&capped)
             .await
             .map_err(|e| terr(describe_token_error(&e)))?;
         self.fetches
@@ -206,10 +197,15 @@ impl KeyRepoClient {
             }
             let resp = req.send().await.map_err(|e| ClientError::Http {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: foundations::client::describe(&e),
             })?;
             let status = resp.status();
-            let bytes = read_limited(resp, url).await?;
+            let bytes = foundations::client::read_capped(resp, MAX_RESPONSE)
+                .await
+                .map_err(|e| ClientError::Decode {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?;
             if status.is_success() {
                 return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
                     url: url.to_string(),
@@ -244,7 +240,7 @@ impl KeyRepoClient {
         let url = self.key_url(kid, "")?;
         let body = serde_json::to_value(KeyBody {
             product: product.to_string(),
-            cose_key: crate::util::b64(cose_key),
+            cose_key: foundations::b64(cose_key),
         })
         .map_err(|e| ClientError::Config(e.to_string()))?;
         self.call(reqwest::Method::PUT, &url, Some(&body)).await
@@ -254,7 +250,7 @@ impl KeyRepoClient {
     pub async fn get_key(&self, kid: &str) -> Result<Key, ClientError> {
         let url = self.key_url(kid, "")?;
         let b: KeyBody = self.call(reqwest::Method::GET, &url, None).await?;
-        let cose_key = crate::util::b64_decode(&b.cose_key).ok_or_else(|| ClientError::Decode {
+        let cose_key = foundations::b64_decode(&b.cose_key).ok_or_else(|| ClientError::Decode {
             url: url.clone(),
             reason: "cose_key is not base64".into(),
         })?;
@@ -292,19 +288,28 @@ fn describe_token_error<RE: std::error::Error + 'static>(
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, ClientError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Http {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })? {
-        if out.len() + chunk.len() > MAX_RESPONSE {
-            return Err(ClientError::Decode {
-                url: url.to_string(),
-                reason: "response too large".into(),
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
+/// Sends an oauth2 request with the client's deadlines and a capped response body.
+async fn capped_call(
+    http: reqwest::Client,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, CappedCallError> {
+    let req = reqwest::Request::try_from(req).map_err(|e| CappedCallError(e.to_string()))?;
+    let resp = http
+        .execute(req)
+        .await
+        .map_err(|e| CappedCallError(foundations::client::describe(&e)))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = foundations::client::read_capped(resp, MAX_RESPONSE)
+        .await
+        .map_err(|e| CappedCallError(e.to_string()))?;
+    let mut out = oauth2::HttpResponse::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
     Ok(out)
 }
+
+/// A failed token request (transport, deadline or size).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct CappedCallError(String);

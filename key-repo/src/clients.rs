@@ -36,7 +36,7 @@ pub struct ClientRecord {
     pub secret_hash: String,
     /// Public key for `private_key_jwt` client authentication (RFC 7523 §2.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwk: Option<crate::jwt::Jwk>,
+    pub jwk: Option<foundations::token::Jwk>,
     pub created_at: u64,
 }
 
@@ -85,7 +85,7 @@ fn modify<T>(
     let mut file = read_file(path)?;
     let out = f(&mut file)?;
     let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Corrupt(e.to_string()))?;
-    crate::crypto::write_file_atomic(path, &bytes, 0o600)?;
+    foundations::fs::write_file_atomic(path, &bytes, 0o600)?;
     Ok(out)
 }
 
@@ -108,7 +108,7 @@ pub fn add_with_key(
     name: &str,
     role: Role,
     products: &[String],
-    jwk: Option<crate::jwt::Jwk>,
+    jwk: Option<foundations::token::Jwk>,
 ) -> Result<NewClient, Error> {
     if let Some(j) = &jwk
         && j.to_verifying_key().is_none()
@@ -124,7 +124,7 @@ pub fn add_with_key(
     }
     let mut normalised = Vec::new();
     for p in products {
-        let n = crate::util::normalize_product(p).ok_or_else(|| {
+        let n = foundations::normalize_product(p).ok_or_else(|| {
             Error::Usage(format!("--product {p:?} is not VENDOR_UUID/CLASS_UUID"))
         })?;
         if !normalised.contains(&n) {
@@ -141,11 +141,11 @@ pub fn add_with_key(
         }
         _ => {}
     }
-    let client_id = format!("kr-{}", hex::encode(crate::util::random_bytes::<12>()?));
+    let client_id = format!("kr-{}", hex::encode(foundations::random_bytes::<12>()?));
     let (client_secret, secret_hash) = if jwk.is_some() {
         (String::new(), String::new())
     } else {
-        let secret = crate::util::b64url(&crate::util::random_bytes::<32>()?);
+        let secret = foundations::b64url(&foundations::random_bytes::<32>()?);
         let hash = hash_secret(&secret)?;
         (secret, hash)
     };
@@ -156,7 +156,7 @@ pub fn add_with_key(
         products: normalised,
         secret_hash,
         jwk,
-        created_at: crate::util::now_unix(),
+        created_at: foundations::now_unix(),
     };
     modify(path, |f| {
         if f.clients.iter().any(|c| c.name == rec.name) {
@@ -284,7 +284,7 @@ impl Registry {
             .lock()
             .map_err(|_| Error::Db("lock poisoned".into()))?
             .get(client_id)
-            && crate::crypto::ct_eq(known, &fp)
+            && foundations::ct_eq(known, &fp)
         {
             return Ok(Some(rec));
         }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use foundations::serve::ServeLimits;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -32,22 +33,16 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Connection budget and timeouts of the TLS listener (`foundations::serve`).
+    #[serde(default)]
+    pub serve: ServeLimits,
     /// Issuers other than the built-in one whose access tokens are accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_issuers: Vec<ExternalIssuer>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PEM, PKCS#8 or SEC1).
-    pub key_file: PathBuf,
-    /// CA certificate clients should trust (informational; written by `init`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
+/// The `[tls]` table: certificate chain, key, and the CA for clients.
+pub use foundations::tls::TlsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,8 +73,10 @@ impl Default for TokenConfig {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
-    /// Simultaneous TLS connections; further connections wait in the accept queue.
-    pub max_connections: usize,
+    /// Simultaneous TLS connections. Older configuration files have it here; it overrides
+    /// `serve.max_connections` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Requests processed at once across all connections.
     pub max_in_flight: usize,
     /// Token endpoint: bucket size and refill rate per client id.
@@ -97,7 +94,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 16 * 1024,
             request_timeout_secs: 10,
-            max_connections: 512,
+            max_connections: None,
             max_in_flight: 256,
             token_burst_per_client: 10,
             token_per_sec_per_client: 1.0,
@@ -108,73 +105,32 @@ impl Default for Limits {
     }
 }
 
-/// An external OAuth 2.0 authorization server (a plant's identity provider).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalIssuer {
-    /// Exact `iss` value of its tokens.
-    pub issuer: String,
-    /// `aud` its tokens must carry for this key repository.
-    pub audience: String,
-    /// JWKS URL (https, or http on loopback only).
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Or a JWKS file (static keys).
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// Extra CA (PEM) to trust when fetching `jwks_url`.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Claim holding the list of `VENDOR/CLASS` products granted.
-    #[serde(default = "default_products_claim")]
-    pub products_claim: String,
-}
-
-fn default_products_claim() -> String {
-    "products".into()
-}
+/// An external OAuth 2.0 authorization server (a plant's identity provider): exact `iss`,
+/// required `aud`, its JWKS (URL or file), an extra CA for the URL, and the claim listing
+/// the products it grants (here it must name one).
+pub type ExternalIssuer = foundations::token::IssuerConfig;
 
 impl Config {
     /// Reads and validates the TOML file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            reason: e.message().to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let base = if base.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            base
-        };
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let loaded = foundations::config::load_toml::<Config>(path)?;
+        let mut cfg = loaded.value;
+        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
         abs(&mut cfg.data_dir);
         abs(&mut cfg.clients_file);
         abs(&mut cfg.master_key_file);
         abs(&mut cfg.token_signing_key_file);
-        abs(&mut cfg.tls.cert_file);
-        abs(&mut cfg.tls.key_file);
-        if let Some(p) = cfg.tls.ca_file.as_mut() {
-            abs(p);
-        }
+        cfg.tls.resolve(&loaded.base);
         for ext in &mut cfg.external_issuers {
-            if let Some(p) = ext.jwks_file.as_mut() {
-                abs(p);
-            }
-            if let Some(p) = ext.ca_file.as_mut() {
-                abs(p);
-            }
+            ext.resolve(&loaded.base);
         }
-        if let Some(p) = std::env::var_os("KEY_REPO_MASTER_KEY_FILE") {
-            cfg.master_key_file = PathBuf::from(p);
-        }
-        if let Some(p) = std::env::var_os("KEY_REPO_TOKEN_SIGNING_KEY_FILE") {
-            cfg.token_signing_key_file = PathBuf::from(p);
+        foundations::config::env_path("KEY_REPO_MASTER_KEY_FILE", &mut cfg.master_key_file);
+        foundations::config::env_path(
+            "KEY_REPO_TOKEN_SIGNING_KEY_FILE",
+            &mut cfg.token_signing_key_file,
+        );
+        if let Some(n) = cfg.limits.max_connections {
+            cfg.serve.max_connections = n;
         }
         cfg.validate().map_err(|reason| Error::Config {
             path: path.display().to_string(),
@@ -192,9 +148,10 @@ impl Config {
             return Err("tokens.lifetime_secs must be in 1..=max_lifetime_secs".into());
         }
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_connections == 0 || l.max_in_flight == 0 {
+        if l.max_body_bytes == 0 || l.max_in_flight == 0 || l.request_timeout_secs == 0 {
             return Err("limits must be positive".into());
         }
+        self.serve.validate()?;
         if !(l.token_per_sec_per_client > 0.0 && l.token_per_sec_per_addr > 0.0) {
             return Err("token rate limits must be positive".into());
         }
@@ -205,48 +162,15 @@ impl Config {
                     e.issuer
                 ));
             }
-            match (&e.jwks_url, &e.jwks_file) {
-                (Some(u), None) => check_jwks_url(u)?,
-                (None, Some(_)) => {}
-                _ => {
-                    return Err(format!(
-                        "external issuer {}: set exactly one of jwks_url, jwks_file",
-                        e.issuer
-                    ));
-                }
+            e.validate()?;
+            if e.products_claim.is_empty() {
+                // An issuer here always grants products by a claim (none would mean all).
+                return Err(format!(
+                    "external issuer {}: products_claim must name a claim",
+                    e.issuer
+                ));
             }
         }
         Ok(())
-    }
-}
-
-/// JWKS must come over https; plain http is allowed only to a loopback address (tests,
-/// a co-located IdP).
-fn check_jwks_url(u: &str) -> Result<(), String> {
-    if u.starts_with("https://") {
-        return Ok(());
-    }
-    if let Some(rest) = u.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-        if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-            return Ok(());
-        }
-    }
-    Err(format!(
-        "jwks_url {u:?} must be https (http only on loopback)"
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwks_url_policy() {
-        assert!(check_jwks_url("https://idp.example/jwks").is_ok());
-        assert!(check_jwks_url("http://127.0.0.1:3000/jwks").is_ok());
-        assert!(check_jwks_url("http://idp.example/jwks").is_err());
-        assert!(check_jwks_url("http://127.0.0.1.evil.example/jwks").is_err());
     }
 }

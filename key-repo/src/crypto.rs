@@ -1,6 +1,5 @@
-//! At-rest encryption (AES-256-GCM under the master key) and secret-file handling.
+//! At-rest encryption (AES-256-GCM under the master key).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -28,7 +27,7 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     pub fn generate() -> Result<Self, Error> {
         Ok(MasterKey {
-            key: Zeroizing::new(crate::util::random_bytes::<32>()?),
+            key: Zeroizing::new(foundations::random_bytes::<32>()?),
         })
     }
 
@@ -40,7 +39,7 @@ impl MasterKey {
 
     /// Reads the hex-encoded key file written by `key-repo init`.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
+        let text = foundations::fs::read_secret_file(path)?;
         let mut raw = hex::decode(text.trim()).map_err(|_| Error::Config {
             path: path.display().to_string(),
             reason: "master key file must hold 64 hex digits".into(),
@@ -57,7 +56,7 @@ impl MasterKey {
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = Zeroizing::new(format!("{}\n", hex::encode(*self.key)));
-        write_secret_file(path, text.as_bytes())
+        foundations::fs::write_secret_file(path, text.as_bytes())
     }
 
     fn aad(kid: &str, product: &str) -> Vec<u8> {
@@ -74,7 +73,7 @@ impl MasterKey {
     /// Encrypts `plaintext` bound to `kid` and `product`: returns nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, kid: &str, product: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let cipher = Aes256Gcm::new_from_slice(&self.key[..]).map_err(|_| Error::Random)?;
-        let nonce_bytes = crate::util::random_bytes::<12>()?;
+        let nonce_bytes = foundations::random_bytes::<12>()?;
         let nonce = Nonce::from(nonce_bytes);
         let aad = Self::aad(kid, product);
         let ct = cipher
@@ -123,46 +122,6 @@ impl MasterKey {
         k.copy_from_slice(&out);
         Zeroizing::new(k)
     }
-}
-
-/// Writes a secret file atomically with mode 0600 (temp file, fsync, rename, fsync dir).
-pub fn write_secret_file(path: &Path, data: &[u8]) -> Result<(), Error> {
-    write_file_atomic(path, data, 0o600)
-}
-
-/// Atomic write: temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_file_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}",
-        hex::encode(crate::util::random_bytes::<6>()?)
-    ));
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.map_err(|e| Error::io(path, e))
-}
-
-/// Constant-time equality for secrets.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq as _;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]

@@ -1,51 +1,18 @@
-//! Errors: [`Error`] for the library and CLI, [`ApiError`] for HTTP responses.
+//! Errors: [`Error`] (the foundations' error) for the library and CLI, [`ApiError`] for HTTP
+//! responses.
 //!
-//! [`ApiError`] is the single type every handler returns. It renders an RFC 9457 problem
-//! details body with a short, fixed message; the detail (which may name a file, a claim or a
-//! database error) is logged with `tracing` and never sent to the client.
+//! [`ApiError`] is the single type every handler returns. It maps, in [`ApiError::problem`],
+//! to an RFC 9457 problem (`foundations::Problem`) with a short, fixed message; the detail
+//! (which may name a file, a claim or a database error) is logged with `tracing` and never
+//! sent to the client.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use foundations::Problem;
 
-/// Library and CLI errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid configuration in {path}: {reason}")]
-    Config { path: String, reason: String },
-    #[error("the operating system's random number generator failed")]
-    Random,
-    #[error("database error: {0}")]
-    Db(String),
-    #[error("stored data is corrupt or was not written by this master key: {0}")]
-    Corrupt(String),
-    #[error("TLS set-up failed: {0}")]
-    Tls(String),
-    #[error("{0}")]
-    Usage(String),
-}
-
-impl Error {
-    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
-    }
-}
-
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        Error::Db(e.to_string())
-    }
-}
+/// Library and CLI errors: the foundations' error type (files, configuration, randomness,
+/// database, corrupt data, TLS, usage).
+pub use foundations::Error;
 
 /// Why a request was refused or failed. Each variant maps to one status and one fixed title.
 #[derive(Debug, thiserror::Error)]
@@ -86,21 +53,10 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
+impl From<foundations::Error> for ApiError {
+    fn from(e: foundations::Error) -> Self {
         ApiError::Internal(e.to_string())
     }
-}
-
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    /// RFC 6749 §5.2 error code, as an RFC 9457 extension member (token endpoint only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
 }
 
 impl ApiError {
@@ -155,60 +111,49 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem sent to the client (no detail: it may name claims, files or keys).
+    pub fn problem(&self) -> Problem {
+        let (status, kind, title) = self.parts();
+        let mut p = Problem::new(status.as_u16(), kind, title);
+        match self {
+            // RFC 6750 §3: tell the client which scheme and why, without details.
+            ApiError::Unauthenticated(_) => {
+                p = p.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="key-repo", error="invalid_token""#,
+                );
+            }
+            ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
+                p = p.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="key-repo", error="insufficient_scope""#,
+                );
+            }
+            ApiError::OAuth { code, .. } => {
+                // RFC 6749 §5.2 error code, as an RFC 9457 extension member.
+                p.error = Some((*code).to_string());
+                if *code == "invalid_client" {
+                    // RFC 6749 §5.2: 401 for a failed client_secret_basic authentication.
+                    p = p.with_header("www-authenticate", r#"Basic realm="key-repo""#);
+                }
+            }
+            _ => {}
+        }
+        p
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, title) = self.parts();
+        let status = self.parts().0;
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         } else {
             // Debug formatting escapes attacker-controlled text (no forged log lines).
             tracing::info!(error = ?self, status = status.as_u16(), "request refused");
         }
-        let type_uri = format!("https://ics-suit.invalid/problems/{kind}");
-        let error = match &self {
-            ApiError::OAuth { code, .. } => Some(*code),
-            _ => None,
-        };
-        let body = serde_json::to_vec(&Problem {
-            kind: &type_uri,
-            title,
-            status: status.as_u16(),
-            error,
-        })
-        .unwrap_or_default();
-        let mut resp = (status, body).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match &self {
-            // RFC 6750 §3: tell the client which scheme and why, without details.
-            ApiError::Unauthenticated(_) => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="key-repo", error="invalid_token""#),
-                );
-            }
-            ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        r#"Bearer realm="key-repo", error="insufficient_scope""#,
-                    ),
-                );
-            }
-            ApiError::OAuth { code, .. } if *code == "invalid_client" => {
-                // RFC 6749 §5.2: 401 for a failed client_secret_basic authentication.
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="key-repo""#),
-                );
-            }
-            _ => {}
-        }
-        resp
+        self.problem().into_response()
     }
 }
 
@@ -222,7 +167,7 @@ mod tests {
             ApiError::Unauthenticated("signature of kid abc did not verify".into()).into_response();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
-            resp.headers()[header::CONTENT_TYPE],
+            resp.headers()[axum::http::header::CONTENT_TYPE],
             "application/problem+json"
         );
         let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();

@@ -2,18 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use serde::Serialize;
 
 use crate::Error;
 use crate::clients::NewClient;
 use crate::config::{Config, Limits, TlsConfig, TokenConfig};
-use crate::crypto::{MasterKey, write_file_atomic, write_secret_file};
-use crate::jwt::TokenSigner;
+use crate::crypto::MasterKey;
 use crate::model::Role;
+use foundations::token::TokenSigner;
 
 /// What `init` created. Contains the admin secret: print once, never log.
 #[derive(Debug, Serialize)]
@@ -24,50 +20,8 @@ pub struct InitReport {
     pub admin: NewClient,
 }
 
-/// Creates a self-signed CA and a server certificate for `hostname` (plus localhost and
-/// 127.0.0.1). The CA key is discarded: re-run init (or configure a real certificate) to
-/// renew.
-pub fn make_tls(hostname: &str) -> Result<(String, String, String), Error> {
-    make_tls_named(hostname, "key-repo")
-}
-
-/// As [`make_tls`], naming the CA after `service`.
-pub fn make_tls_named(hostname: &str, service: &str) -> Result<(String, String, String), Error> {
-    let e = |e: rcgen::Error| Error::Tls(e.to_string());
-    let ca_key = KeyPair::generate().map_err(e)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name.push(
-        DnType::CommonName,
-        format!("{service} local CA ({hostname})"),
-    );
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
-    let issuer = Issuer::new(ca, ca_key);
-
-    let mut names = vec![hostname.to_string()];
-    for n in ["localhost", "127.0.0.1", "::1"] {
-        if !names.iter().any(|x| x == n) {
-            names.push(n.to_string());
-        }
-    }
-    let leaf_key = KeyPair::generate().map_err(e)?;
-    let mut leaf = CertificateParams::new(names).map_err(e)?;
-    leaf.distinguished_name.push(DnType::CommonName, hostname);
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(e)?;
-    let chain = format!("{}{}", leaf_cert.pem(), ca_cert.pem());
-    Ok((ca_cert.pem(), chain, leaf_key.serialize_pem()))
-}
-
 pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
-    if hostname.is_empty()
-        || hostname.len() > 253
-        || !hostname
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-    {
+    if !foundations::tls::valid_hostname(hostname) {
         return Err(Error::Usage(format!("invalid --hostname {hostname:?}")));
     }
     let config_path = dir.join("key-repo.toml");
@@ -77,26 +31,11 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
             config_path.display()
         )));
     }
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir.join("tls"))
-            .map_err(|e| Error::io(dir, e))?;
-    }
     let mut created = Vec::new();
-
-    let (ca_pem, chain_pem, key_pem) = make_tls(hostname)?;
-    let ca_file = dir.join("tls/ca.pem");
-    write_file_atomic(&ca_file, ca_pem.as_bytes(), 0o644)?;
-    write_file_atomic(&dir.join("tls/cert.pem"), chain_pem.as_bytes(), 0o644)?;
-    write_secret_file(&dir.join("tls/key.pem"), key_pem.as_bytes())?;
-    created.extend([
-        ca_file.clone(),
-        dir.join("tls/cert.pem"),
-        dir.join("tls/key.pem"),
-    ]);
+    // The directory (0700), a local CA and the server certificate and key.
+    let tls = foundations::tls::write_generated(dir, hostname, "key-repo")?;
+    let ca_file = tls.ca_file.clone();
+    created.extend([tls.ca_file, tls.cert_file, tls.key_file]);
 
     MasterKey::generate()?.save(&dir.join("master.key"))?;
     created.push(dir.join("master.key"));
@@ -122,29 +61,22 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
         clients_file: "clients.json".into(),
         master_key_file: "master.key".into(),
         token_signing_key_file: "token-signing.pem".into(),
-        tls: TlsConfig {
-            cert_file: "tls/cert.pem".into(),
-            key_file: "tls/key.pem".into(),
-            ca_file: Some("tls/ca.pem".into()),
-        },
+        tls: TlsConfig::generated(),
         tokens: TokenConfig::default(),
         limits: Limits::default(),
+        serve: Default::default(),
         external_issuers: Vec::new(),
     };
-    let mut text = String::from(
-        "# key-repo configuration (written by `key-repo init`). Relative paths are relative\n\
-         # to this file. Secrets are in the files named here, mode 0600.\n",
-    );
-    text.push_str(&toml::to_string_pretty(&cfg).map_err(|e| Error::Corrupt(e.to_string()))?);
-    text.push_str(
-        "\n# Accept tokens from an external OAuth 2.0 authorization server, e.g.:\n\
-         # [[external_issuers]]\n\
-         # issuer = \"https://idp.plant.example\"\n\
-         # audience = \"https://key-repo.plant.example\"\n\
-         # jwks_url = \"https://idp.plant.example/jwks\"\n\
-         # products_claim = \"products\"\n",
-    );
-    write_file_atomic(&config_path, text.as_bytes(), 0o600)?;
+    let header = "# key-repo configuration (written by `key-repo init`). Relative paths are relative\n\
+                  # to this file. Secrets are in the files named here, mode 0600.\n\
+                  #\n\
+                  # Accept tokens from an external OAuth 2.0 authorization server, e.g.:\n\
+                  # [[external_issuers]]\n\
+                  # issuer = \"https://idp.plant.example\"\n\
+                  # audience = \"https://key-repo.plant.example\"\n\
+                  # jwks_url = \"https://idp.plant.example/jwks\"\n\
+                  # products_claim = \"products\"\n\n";
+    foundations::config::save_toml(&config_path, header, &cfg, 0o600)?;
     created.push(config_path.clone());
     Ok(InitReport {
         config: config_path,

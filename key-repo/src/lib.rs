@@ -23,25 +23,41 @@
 //!
 //! The longer story (set-up, clients, external identity providers, audit, backup) is in
 //! `docs/key-repo.md`.
+//! Features: `server` (default) builds the service; `client` alone builds only the typed
+//! client and the wire types (no axum, sled or server parts), for the publisher and the
+//! dispatcher.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod audit;
-pub mod auth;
-pub mod cli;
-pub mod client;
-pub mod clients;
-pub mod config;
-pub mod crypto;
-pub mod error;
-pub mod init;
-pub mod jwt;
 pub mod model;
-pub mod ratelimit;
-pub mod server;
-pub mod store;
 pub mod util;
 
+#[cfg(feature = "client")]
+pub mod client;
+
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod clients;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod crypto;
+#[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
+pub mod init;
+#[cfg(feature = "server")]
+pub mod ratelimit;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod store;
+
+#[cfg(feature = "server")]
 pub use api::{AppState, router};
+#[cfg(feature = "server")]
 pub use error::{ApiError, Error};
-pub use server::serve;

@@ -7,9 +7,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use zeroize::Zeroizing;
 
 use crate::Error;
-use crate::audit::{AuditEvent, AuditLog};
 use crate::crypto::MasterKey;
 use crate::model::KeyMeta;
+use foundations::audit::{AuditEvent, AuditLog};
 
 /// What is stored under a kid. `sealed` is nonce ‖ AES-256-GCM(key) with kid and product as
 /// associated data: without the master key the database holds no key material.
@@ -128,7 +128,7 @@ impl Store {
         let sealed = if rec.revoked {
             Vec::new()
         } else {
-            crate::util::b64_decode(&rec.sealed)
+            foundations::b64_decode(&rec.sealed)
                 .ok_or_else(|| Error::Corrupt(format!("record {kid}: sealed encoding")))?
         };
         Ok(Some((rec.meta(kid), sealed)))
@@ -166,7 +166,7 @@ impl Store {
         if rec.revoked {
             return Ok(None);
         }
-        let sealed = crate::util::b64_decode(&rec.sealed)
+        let sealed = foundations::b64_decode(&rec.sealed)
             .ok_or_else(|| Error::Corrupt(format!("record {kid}: sealed encoding")))?;
         let key = self.master.open(kid, &rec.product, &sealed)?;
         Ok(Some((rec.meta(kid), key)))
@@ -181,7 +181,7 @@ impl Store {
         cose_key: &[u8],
         mut event: AuditEvent,
     ) -> Result<PutOutcome, Error> {
-        let now = crate::util::now_unix();
+        let now = foundations::now_unix();
         let sealed = self.master.seal(kid, product, cose_key)?;
         let rec = KeyRecord {
             product: product.to_string(),
@@ -190,7 +190,7 @@ impl Store {
             created_by: event.actor.clone(),
             revoked_at: None,
             revoked_by: None,
-            sealed: crate::util::b64(&sealed),
+            sealed: foundations::b64(&sealed),
         };
         let rec_bytes = serde_json::to_vec(&rec).map_err(|e| Error::Corrupt(e.to_string()))?;
         let outcome = {
@@ -206,10 +206,10 @@ impl Store {
                         PutOutcome::Revoked
                     } else {
                         let same_product = old.product == product;
-                        let old_sealed = crate::util::b64_decode(&old.sealed)
+                        let old_sealed = foundations::b64_decode(&old.sealed)
                             .ok_or_else(|| Error::Corrupt(format!("record {kid}")))?;
                         let old_key = self.master.open(kid, &old.product, &old_sealed)?;
-                        if same_product && crate::crypto::ct_eq(&old_key, cose_key) {
+                        if same_product && foundations::ct_eq(&old_key, cose_key) {
                             PutOutcome::Unchanged(old.meta(kid))
                         } else {
                             PutOutcome::Conflict
@@ -260,7 +260,7 @@ impl Store {
                         (RevokeOutcome::AlreadyRevoked, None)
                     } else {
                         rec.revoked = true;
-                        rec.revoked_at = Some(crate::util::now_unix());
+                        rec.revoked_at = Some(foundations::now_unix());
                         rec.revoked_by = Some(event.actor.clone());
                         // Off-spec hardening: drop the ciphertext too, so a revoked key cannot
                         // be recovered from the database even with the master key.
@@ -357,7 +357,7 @@ mod tests {
             .expect("the database lock is released after the store is dropped");
         let raw = db.open_tree("keys").unwrap().get(b"k1").unwrap().unwrap();
         let rec = decode_record("k1", &raw).unwrap();
-        let sealed = crate::util::b64_decode(&rec.sealed).unwrap();
+        let sealed = foundations::b64_decode(&rec.sealed).unwrap();
         assert!(
             MasterKey::from_bytes([4; 32])
                 .open("k1", "p", &sealed)
@@ -398,7 +398,7 @@ mod tests {
         );
         let key = MasterKey::from_bytes([1; 32]).audit_mac_key();
         assert_eq!(
-            crate::audit::verify(store.audit().tree(), &key)
+            foundations::audit::verify(store.audit().tree(), &key)
                 .unwrap()
                 .records,
             5

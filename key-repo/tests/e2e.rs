@@ -227,7 +227,7 @@ async fn token_endpoint_metadata_and_limits() {
 
     // Token claims (RFC 9068).
     let tok = token(&http, url, &d).await;
-    let payload = key_repo::util::b64url_decode(tok.split('.').nth(1).unwrap()).unwrap();
+    let payload = foundations::b64url_decode(tok.split('.').nth(1).unwrap()).unwrap();
     let c: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(c["client_id"], d.id.as_str());
     assert_eq!(c["scope"], "keys:read releases:read");
@@ -393,17 +393,17 @@ async fn typed_client_refreshes_token_before_expiry() {
 /// A client assertion (RFC 7523) signed by `key` for the built-in token endpoint.
 fn assertion(
     repo: &Repo,
-    key: &key_repo::jwt::TokenSigner,
+    key: &foundations::token::TokenSigner,
     sub: &str,
     jti: &str,
     typ: &str,
 ) -> String {
     let cfg = repo.cfg();
-    let now = key_repo::util::now_unix();
-    let claims = key_repo::jwt::Claims {
+    let now = foundations::now_unix();
+    let claims = foundations::token::Claims {
         iss: sub.into(),
         sub: Some(sub.into()),
-        aud: key_repo::jwt::Audience::One(format!("{}/oauth/token", cfg.issuer)),
+        aud: foundations::token::Audience::One(format!("{}/oauth/token", cfg.issuer)),
         exp: now + 60,
         iat: now,
         nbf: None,
@@ -418,7 +418,7 @@ fn assertion(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_key_jwt_client_authentication() {
     let repo = Repo::init();
-    let key = key_repo::jwt::TokenSigner::generate().unwrap();
+    let key = foundations::token::TokenSigner::generate().unwrap();
     let jwk_path = repo.dir.path().join("client-jwk.json");
     std::fs::write(&jwk_path, serde_json::to_vec(key.jwk()).unwrap()).unwrap();
     let cfg = repo.config();
@@ -461,7 +461,7 @@ async fn private_key_jwt_client_authentication() {
     let (s, _, b) = send(post(a1)).await;
     assert_eq!(s, 401, "{b}");
     // Signed by another key.
-    let other = key_repo::jwt::TokenSigner::generate().unwrap();
+    let other = foundations::token::TokenSigner::generate().unwrap();
     let (s, _, _) = send(post(assertion(&repo, &other, &id, "jti-2", "JWT"))).await;
     assert_eq!(s, 401);
     // An access-token-typed JWT is not a client assertion.

@@ -111,7 +111,7 @@ async fn tokens_from_oidc_provider_are_accepted_and_enforced() {
     let t_disp = idp_token(&idp.issuer, "ext-dispatcher", &sd, "keys:read").await;
     let t_disp_b = idp_token(&idp.issuer, "ext-dispatcher-b", &sb, "keys:read").await;
     // Really a third-party token: its issuer is the IdP, not the key repository.
-    let payload = key_repo::util::b64url_decode(t_disp.split('.').nth(1).unwrap()).unwrap();
+    let payload = foundations::b64url_decode(t_disp.split('.').nth(1).unwrap()).unwrap();
     let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(claims["iss"], idp.issuer.as_str());
     assert_eq!(claims["aud"], AUDIENCE);
@@ -144,9 +144,9 @@ async fn tokens_from_oidc_provider_are_accepted_and_enforced() {
     assert_eq!(s, 403);
     // A tampered external token is refused.
     let mut parts: Vec<String> = t_disp.split('.').map(str::to_string).collect();
-    let mut sig = key_repo::util::b64url_decode(&parts[2]).unwrap();
+    let mut sig = foundations::b64url_decode(&parts[2]).unwrap();
     sig[5] ^= 1;
-    parts[2] = key_repo::util::b64url(&sig);
+    parts[2] = foundations::b64url(&sig);
     let (s, _, _) = send(
         http.get(format!("{url}/v1/keys/ext-1"))
             .bearer_auth(parts.join(".")),

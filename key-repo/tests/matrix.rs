@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
+use foundations::token::Audience;
 use hmac::{Hmac, Mac};
-use key_repo::jwt::Audience;
 use sha2::Sha256;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,17 +146,17 @@ impl World {
 
 fn flip_signature(tok: &str) -> String {
     let (rest, sig) = tok.rsplit_once('.').unwrap();
-    let mut s = key_repo::util::b64url_decode(sig).unwrap();
+    let mut s = foundations::b64url_decode(sig).unwrap();
     s[10] ^= 0x01;
-    format!("{rest}.{}", key_repo::util::b64url(&s))
+    format!("{rest}.{}", foundations::b64url(&s))
 }
 
 /// Replaces the header and signature of a valid token.
 fn resign(tok: &str, header: &str, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
     let payload = tok.split('.').nth(1).unwrap();
-    let input = format!("{}.{payload}", key_repo::util::b64url(header.as_bytes()));
+    let input = format!("{}.{payload}", foundations::b64url(header.as_bytes()));
     let sig = sign(input.as_bytes());
-    format!("{input}.{}", key_repo::util::b64url(&sig))
+    format!("{input}.{}", foundations::b64url(&sig))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +201,7 @@ async fn every_endpoint_rejects_every_bad_token() {
         active_b64: active_b64.clone(),
         auditor: t_aud.clone(),
     };
-    let now = key_repo::util::now_unix();
+    let now = foundations::now_unix();
     let expired = repo.forge(|c| {
         c.iat = now - 4000;
         c.nbf = Some(now - 4000);
@@ -214,11 +214,11 @@ async fn every_endpoint_rejects_every_bad_token() {
     let wrong_aud = repo.forge(|c| c.aud = Audience::One("https://other.example/v1".into()));
     let good_forged = repo.forge(|_| {});
     let bad_sig = flip_signature(&good_forged);
-    let other_key = key_repo::jwt::TokenSigner::generate().unwrap();
+    let other_key = foundations::token::TokenSigner::generate().unwrap();
     let foreign = {
         let cfg = repo.cfg();
         other_key
-            .sign(&key_repo::jwt::Claims {
+            .sign(&foundations::token::Claims {
                 iss: cfg.issuer.clone(),
                 sub: None,
                 aud: Audience::One(cfg.audience.clone()),

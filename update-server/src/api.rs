@@ -4,16 +4,19 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use foundations::http::{Gate, Guard, Public};
 use futures_util::{Stream, StreamExt as _};
 
 use crate::auth::Principal;
@@ -23,33 +26,91 @@ use crate::index::{Filter, ReleaseRecord};
 use crate::ingest::{self, Outcome};
 use crate::state::AppState;
 
-/// Media type of SUIT envelopes (draft-ietf-suit-manifest §13.6).
-pub const ENVELOPE_MEDIA_TYPE: &str = "application/suit-envelope+cose";
+pub use crate::model::ENVELOPE_MEDIA_TYPE;
 /// Headroom for multipart framing on top of the envelope and payload limits.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-/// The service's routes, with limits and timeouts; no socket involved.
+/// The service's routes, with limits and timeouts; no socket involved. Every route has a
+/// gate and a body limit decided from the request head, before the body is read
+/// (`foundations::http::Guard`): uploads need a token with an upload scope, downloads one
+/// with a download scope unless downloads are public.
 pub fn router(st: AppState) -> Router {
     let upload_limit = st.cfg().limits.max_envelope_bytes as u64
         + st.cfg().limits.max_blob_bytes
         + MULTIPART_OVERHEAD;
-    let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
+    let upload = Guard::new(TokenGate::upload(&st), upload_limit);
+    let download = || Guard::new(TokenGate::download(&st), 0);
+    let public = Guard::new(Public, 0);
     Router::new()
         .route(
             "/v1/releases",
-            post(upload)
-                .layer(DefaultBodyLimit::max(upload_limit))
-                .get(list),
+            post(upload_release)
+                .route_layer(upload)
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(upload_limit).unwrap_or(usize::MAX),
+                ))
+                .merge(get(list).route_layer(download())),
         )
-        .route("/v1/releases/{id}", get(release))
-        .route("/v1/releases/{id}/envelope", get(envelope))
-        .route("/v1/releases/{id}/payload", get(payload))
-        .route("/v1/events", get(events))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/releases/{id}", get(release).route_layer(download()))
+        .route(
+            "/v1/releases/{id}/envelope",
+            get(envelope).route_layer(download()),
+        )
+        .route(
+            "/v1/releases/{id}/payload",
+            get(payload).route_layer(download()),
+        )
+        .route("/v1/events", get(events).route_layer(download()))
+        .route("/v1/openapi.json", get(openapi).route_layer(public.clone()))
+        .route("/healthz", get(|| async { "ok" }).route_layer(public))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(st.clone(), limits))
         .with_state(st)
+}
+
+/// The token gate: verifies the bearer token and its scope from the request head; the
+/// caller goes into the request's extensions. Public downloads pass without a token.
+#[derive(Debug, Clone)]
+struct TokenGate {
+    st: AppState,
+    /// Any one of these scopes is needed; `None`: no token needed.
+    scopes: Option<Vec<String>>,
+}
+
+impl TokenGate {
+    fn upload(st: &AppState) -> TokenGate {
+        TokenGate {
+            st: st.clone(),
+            scopes: Some(st.cfg().auth.upload_scopes.clone()),
+        }
+    }
+
+    fn download(st: &AppState) -> TokenGate {
+        let scopes = match st.cfg().auth.download {
+            DownloadAccess::Public => None,
+            DownloadAccess::Token => Some(st.cfg().auth.download_scopes.clone()),
+        };
+        TokenGate {
+            st: st.clone(),
+            scopes,
+        }
+    }
+}
+
+impl Gate for TokenGate {
+    async fn check(&self, head: &mut Parts) -> Result<(), Response> {
+        let Some(scopes) = &self.scopes else {
+            return Ok(());
+        };
+        let p = principal(&self.st, &head.headers)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !p.has_any_scope(scopes) {
+            return Err(ApiError::InsufficientScope(scopes.join(" ")).into_response());
+        }
+        head.extensions.insert(p);
+        Ok(())
+    }
 }
 
 /// Bounded concurrency and timeouts, answered with problem details.
@@ -70,35 +131,12 @@ async fn limits(State(st): State<AppState>, req: Request, next: Next) -> Respons
 }
 
 async fn principal(st: &AppState, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthenticated("no Authorization header".into()))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| ApiError::Unauthenticated("not a Bearer token".into()))?;
+    let token = foundations::http::bearer(headers)
+        .ok_or_else(|| ApiError::Unauthenticated("no Bearer token".into()))?;
     st.auth()
-        .authenticate(token, crate::util::now_unix())
+        .authenticate(token, foundations::now_unix())
         .await
         .map_err(|e| ApiError::Unauthenticated(e.to_string()))
-}
-
-async fn check_download(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if st.cfg().auth.download == DownloadAccess::Public {
-        return Ok(());
-    }
-    let p = principal(st, headers).await?;
-    if !p.has_any_scope(&st.cfg().auth.download_scopes) {
-        return Err(ApiError::InsufficientScope(
-            st.cfg().auth.download_scopes.join(" "),
-        ));
-    }
-    Ok(())
 }
 
 /// The JSON form of a release, with its URLs.
@@ -132,31 +170,15 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
-/// `POST /v1/releases`: multipart/form-data with the parts `envelope` then `payload`.
-async fn upload(
+/// `POST /v1/releases`: multipart/form-data with the parts `envelope` then `payload`. The
+/// token, its scope and the declared size were checked by the route's gate before any of
+/// the body was read.
+async fn upload_release(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    Extension(p): Extension<Arc<Principal>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    // Token and scope first: nothing of the body is read for an unauthorised caller.
-    let p = principal(&st, &headers).await?;
-    if !p.has_any_scope(&st.cfg().auth.upload_scopes) {
-        return Err(ApiError::InsufficientScope(
-            st.cfg().auth.upload_scopes.join(" "),
-        ));
-    }
     let l = &st.cfg().limits;
-    let max_total = l.max_envelope_bytes as u64 + l.max_blob_bytes + MULTIPART_OVERHEAD;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max_total
-    {
-        return Err(ApiError::TooLarge(format!(
-            "request of {len} bytes exceeds {max_total}"
-        )));
-    }
     let mut multipart = multipart.map_err(|e| ApiError::BadUpload(e.body_text()))?;
     let Ok(_upload) = st.uploads().clone().try_acquire_owned() else {
         return Err(ApiError::Busy);
@@ -222,10 +244,8 @@ async fn upload(
 /// `GET /v1/releases?vendor-id=&class-id=&min-sequence=&after=&limit=`.
 async fn list(
     State(st): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_download(&st, &headers).await?;
     let Query(f) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let max = st.cfg().limits.list_page_max;
     let limit = f.limit.unwrap_or(max).clamp(1, max);
@@ -245,12 +265,7 @@ async fn get_record(st: &AppState, id: &str) -> Result<ReleaseRecord, ApiError> 
     st.index().get(id)?.ok_or(ApiError::NotFound)
 }
 
-async fn release(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    check_download(&st, &headers).await?;
+async fn release(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let r = get_record(&st, &id).await?;
     Ok(axum::Json(release_json(&r)).into_response())
 }
@@ -287,7 +302,6 @@ async fn envelope(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_download(&st, &headers).await?;
     let r = get_record(&st, &id).await?;
     let etag = format!("\"{}\"", r.release_id);
     let cc = cache_control(&st);
@@ -372,7 +386,6 @@ async fn payload(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_download(&st, &headers).await?;
     let r = get_record(&st, &id).await?;
     let size = r.payload.size;
     let etag = format!("\"{}\"", r.payload.sha256);
@@ -436,7 +449,6 @@ async fn events(
     headers: HeaderMap,
     q: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    check_download(&st, &headers).await?;
     let Query(mut f) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let rx = st.subscribe();
     let last = headers

@@ -1,10 +1,10 @@
 //! Command line. Exit codes: 0 success; 1 failure (including a mirror that refused a
 //! release); 2 usage or configuration error.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use foundations::config::{InitArgs, LogArgs, ServeArgs};
 use uuid::Uuid;
 
 use crate::Error;
@@ -17,9 +17,9 @@ use crate::Error;
     after_help = "Exit codes: 0 success; 1 failure (a mirror refused a release); 2 usage or configuration error."
 )]
 pub struct Cli {
-    /// Log format on stderr (level from UPDATE_SERVER_LOG, e.g. debug).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    /// `--log-format text|json` (level from UPDATE_SERVER_LOG, e.g. debug).
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -27,22 +27,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a configuration, TLS certificate, empty publisher list and object directory.
-    Init {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value = "localhost")]
-        hostname: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Init(InitArgs),
     /// Run the service.
-    Serve {
-        #[arg(long)]
-        config: PathBuf,
-        /// Listen address (overrides the configuration; port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-    },
+    Serve(ServeArgs),
     /// Manage the publisher keys allowed to upload.
     Publishers {
         #[command(subcommand)]
@@ -103,20 +90,6 @@ pub enum PublishersCommand {
     },
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UPDATE_SERVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
-}
-
 /// Runs the command line; returns the exit code.
 pub fn main() -> u8 {
     main_from(std::env::args_os())
@@ -129,7 +102,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    init_logging(&cli.log_format);
+    cli.log.init("UPDATE_SERVER_LOG");
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -143,10 +116,7 @@ where
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))
+    Ok(foundations::config::runtime()?)
 }
 
 fn publishers_file(config: &std::path::Path) -> Result<PathBuf, Error> {
@@ -155,11 +125,11 @@ fn publishers_file(config: &std::path::Path) -> Result<PathBuf, Error> {
 
 fn run(cmd: Command) -> Result<u8, Error> {
     match cmd {
-        Command::Init {
+        Command::Init(InitArgs {
             dir,
             hostname,
             json,
-        } => {
+        }) => {
             let r = crate::init::init(&dir, &hostname)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -174,7 +144,7 @@ fn run(cmd: Command) -> Result<u8, Error> {
                 }
             }
         }
-        Command::Serve { config, listen } => {
+        Command::Serve(ServeArgs { config, listen }) => {
             runtime()?.block_on(crate::server::run(&config, listen))?;
         }
         Command::Publishers { command } => match command {

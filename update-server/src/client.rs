@@ -1,5 +1,11 @@
-//! Typed client for the update server, used by `publisher publish`, by mirrors and (later)
-//! by the dispatcher. rustls only; a private CA can be trusted instead of the web PKI.
+//! Typed client for the update server, used by `publisher publish`, by mirrors and by the
+//! dispatcher. rustls only; a private CA can be trusted instead of the web PKI.
+//!
+//! A source may be hostile (a compromised server or mirror, DESIGN.md §1): every body read
+//! is capped (error bodies at 64 KiB, JSON at [`ClientLimits::max_json_bytes`]), every
+//! request has a total deadline (a server dripping bytes cannot hold a caller), and
+//! [`UpdateServerClient::list_all`] follows at most [`ClientLimits::max_pages`] pages that
+//! must advance, holding at most [`ClientLimits::max_releases`] releases.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,9 +14,42 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 
-use crate::index::ReleaseRecord;
+use crate::model::{ENVELOPE_MEDIA_TYPE, ReleaseRecord};
 
-const MAX_JSON: usize = 16 << 20;
+/// Bounds of a client (the defaults suit a dispatcher polling a source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Connect, total deadline of small requests, silence, error bodies.
+    pub http: foundations::client::ClientLimits,
+    /// Total deadline of a payload download or an upload.
+    pub transfer_timeout: Duration,
+    /// Largest JSON response (one page of the list).
+    pub max_json_bytes: usize,
+    /// Most pages [`UpdateServerClient::list_all`] follows.
+    pub max_pages: usize,
+    /// Most releases [`UpdateServerClient::list_all`] holds.
+    pub max_releases: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            http: foundations::client::ClientLimits {
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
+                read_timeout: Duration::from_secs(20),
+                max_error_body: 64 * 1024,
+            },
+            transfer_timeout: Duration::from_secs(3600),
+            max_json_bytes: 16 << 20,
+            max_pages: 100,
+            max_releases: 20_000,
+        }
+    }
+}
+
+/// Notification streams are long-lived: reconnected after this long.
+const EVENTS_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -66,11 +105,22 @@ pub struct ReleaseList {
     pub next_after: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpdateServerClient {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    limits: ClientLimits,
+}
+
+impl std::fmt::Debug for UpdateServerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("UpdateServerClient")
+            .field("base", &self.base)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UpdateServerClient {
@@ -80,33 +130,24 @@ impl UpdateServerClient {
         ca_pem: Option<&[u8]>,
         token: Option<String>,
     ) -> Result<Self, ClientError> {
+        Self::with_limits(base_url, ca_pem, token, ClientLimits::default())
+    }
+
+    /// As [`UpdateServerClient::new`], with other bounds.
+    pub fn with_limits(
+        base_url: &str,
+        ca_pem: Option<&[u8]>,
+        token: Option<String>,
+        limits: ClientLimits,
+    ) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
-        if !base.starts_with("https://") {
-            return Err(ClientError::Config(format!("{base}: must be https://")));
-        }
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(true)
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Config(format!("CA PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(ClientError::Config("CA PEM holds no certificate".into()));
-            }
-            b = b.tls_built_in_root_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
+        let http = foundations::client::https_client(&base, ca_pem, &limits.http)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(UpdateServerClient {
             base,
-            http: b
-                .build()
-                .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?,
+            http,
             token,
+            limits,
         })
     }
 
@@ -126,43 +167,48 @@ impl UpdateServerClient {
         }
     }
 
-    async fn problem(url: &str, resp: reqwest::Response) -> ClientError {
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
-        let p: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    fn http_err(url: &str, e: &reqwest::Error) -> ClientError {
+        ClientError::Http {
+            url: url.to_string(),
+            reason: foundations::client::describe(e),
+        }
+    }
+
+    /// The problem of an error response (at most 64 KiB of it is read).
+    async fn problem(&self, url: &str, resp: reqwest::Response) -> ClientError {
+        let p = foundations::client::read_problem(resp, self.limits.http.max_error_body).await;
         ClientError::Problem {
             url: url.to_string(),
-            status,
-            check: p["check"].as_str().unwrap_or("unknown").to_string(),
-            detail: p["detail"]
-                .as_str()
-                .or(p["title"].as_str())
-                .unwrap_or("")
-                .to_string(),
+            status: p.status,
+            check: p.check.clone().unwrap_or_else(|| "unknown".into()),
+            detail: p.detail.unwrap_or(p.title),
         }
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
+        &self,
         url: &str,
-        mut resp: reqwest::Response,
+        resp: reqwest::Response,
     ) -> Result<T, ClientError> {
-        let mut out = Vec::new();
-        while let Some(c) = resp.chunk().await.map_err(|e| ClientError::Http {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })? {
-            if out.len() + c.len() > MAX_JSON {
-                return Err(ClientError::Decode {
-                    url: url.to_string(),
-                    reason: "response too large".into(),
-                });
-            }
-            out.extend_from_slice(&c);
+        foundations::client::read_json(resp, self.limits.max_json_bytes)
+            .await
+            .map_err(|e| ClientError::Decode {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Sends `rb`; a non-success status becomes [`ClientError::Problem`].
+    async fn send(
+        &self,
+        url: &str,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let resp = rb.send().await.map_err(|e| Self::http_err(url, &e))?;
+        if !resp.status().is_success() {
+            return Err(self.problem(url, resp).await);
         }
-        serde_json::from_slice(&out).map_err(|e| ClientError::Decode {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })
+        Ok(resp)
     }
 
     /// Uploads an envelope and its payload file, streaming the file; `progress` is called
@@ -214,7 +260,7 @@ impl UpdateServerClient {
             .part(
                 "envelope",
                 reqwest::multipart::Part::bytes(envelope)
-                    .mime_str(crate::api::ENVELOPE_MEDIA_TYPE)
+                    .mime_str(ENVELOPE_MEDIA_TYPE)
                     .map_err(|e| ClientError::Config(e.to_string()))?,
             )
             .part(
@@ -226,20 +272,13 @@ impl UpdateServerClient {
                 .mime_str("application/octet-stream")
                 .map_err(|e| ClientError::Config(e.to_string()))?,
             );
-        let resp = self
+        let rb = self
             .req(reqwest::Method::POST, &url)
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .timeout(self.limits.transfer_timeout)
+            .multipart(form);
+        let resp = self.send(&url, rb).await?;
         let status = resp.status();
-        if !status.is_success() {
-            return Err(Self::problem(&url, resp).await);
-        }
-        let mut u: Uploaded = Self::json(&url, resp).await?;
+        let mut u: Uploaded = self.json(&url, resp).await?;
         u.created = status == reqwest::StatusCode::CREATED;
         Ok(u)
     }
@@ -252,103 +291,86 @@ impl UpdateServerClient {
             format!("{}/v1/releases?{query}", self.base)
         };
         let resp = self
-            .req(reqwest::Method::GET, &url)
-            .send()
-            .await
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if !resp.status().is_success() {
-            return Err(Self::problem(&url, resp).await);
-        }
-        Self::json(&url, resp).await
+            .send(&url, self.req(reqwest::Method::GET, &url))
+            .await?;
+        self.json(&url, resp).await
     }
 
-    /// Every release, following `next_after`.
+    /// Every release, following `next_after`: at most [`ClientLimits::max_pages`] pages,
+    /// each of which must advance, and at most [`ClientLimits::max_releases`] releases.
     pub async fn list_all(&self) -> Result<Vec<Uploaded>, ClientError> {
         let mut out = Vec::new();
         let mut after: Option<u64> = None;
-        loop {
+        for _ in 0..self.limits.max_pages {
             let q = after.map(|a| format!("after={a}")).unwrap_or_default();
             let page = self.list(&q).await?;
             if page.releases.is_empty() {
                 return Ok(out);
             }
-            after = page.next_after;
-            out.extend(page.releases);
-            if after.is_none() {
-                return Ok(out);
+            if out.len() + page.releases.len() > self.limits.max_releases {
+                return Err(self.bounded(format!(
+                    "more than {} releases listed",
+                    self.limits.max_releases
+                )));
             }
+            out.extend(page.releases);
+            match page.next_after {
+                None => return Ok(out),
+                // A cursor that does not advance would be followed for ever.
+                Some(n) if after.is_some_and(|a| n <= a) => {
+                    return Err(self.bounded(format!("pagination went back to {n}")));
+                }
+                Some(n) => after = Some(n),
+            }
+        }
+        Err(self.bounded(format!("more than {} pages listed", self.limits.max_pages)))
+    }
+
+    fn bounded(&self, reason: String) -> ClientError {
+        ClientError::Decode {
+            url: format!("{}/v1/releases", self.base),
+            reason,
         }
     }
 
     /// The envelope bytes (at most `limit`).
     pub async fn envelope(&self, release_id: &str, limit: usize) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}/v1/releases/{release_id}/envelope", self.base);
-        let mut resp = self
-            .req(reqwest::Method::GET, &url)
-            .send()
+        let resp = self
+            .send(&url, self.req(reqwest::Method::GET, &url))
+            .await?;
+        foundations::client::read_capped(resp, limit)
             .await
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if !resp.status().is_success() {
-            return Err(Self::problem(&url, resp).await);
-        }
-        let mut out = Vec::new();
-        while let Some(c) = resp.chunk().await.map_err(|e| ClientError::Http {
-            url: url.clone(),
-            reason: e.to_string(),
-        })? {
-            if out.len() + c.len() > limit {
-                return Err(ClientError::Decode {
-                    url,
-                    reason: format!("envelope larger than {limit} bytes"),
-                });
-            }
-            out.extend_from_slice(&c);
-        }
-        Ok(out)
+            .map_err(|e| ClientError::Decode {
+                url,
+                reason: format!("envelope: {e}"),
+            })
     }
 
-    /// The payload as a stream (optionally a `Range` header value).
+    /// The payload as a stream (optionally a `Range` header value), within
+    /// [`ClientLimits::transfer_timeout`]; the caller caps what it reads.
     pub async fn payload(
         &self,
         release_id: &str,
         range: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}/v1/releases/{release_id}/payload", self.base);
-        let mut r = self.req(reqwest::Method::GET, &url);
+        let mut r = self
+            .req(reqwest::Method::GET, &url)
+            .timeout(self.limits.transfer_timeout);
         if let Some(range) = range {
             r = r.header(reqwest::header::RANGE, range);
         }
-        let resp = r.send().await.map_err(|e| ClientError::Http {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-        if !resp.status().is_success() {
-            return Err(Self::problem(&url, resp).await);
-        }
-        Ok(resp)
+        self.send(&url, r).await
     }
 
     /// The notification stream (`GET /v1/events`, server-sent events) as a byte stream.
     pub async fn events(&self) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}/v1/events", self.base);
-        let resp = self
+        let rb = self
             .req(reqwest::Method::GET, &url)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if !resp.status().is_success() {
-            return Err(Self::problem(&url, resp).await);
-        }
-        Ok(resp)
+            .timeout(EVENTS_TIMEOUT)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        self.send(&url, rb).await
     }
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use foundations::serve::ServeLimits;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -25,6 +26,9 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Connection budget and timeouts of the TLS listener (`foundations::serve`).
+    #[serde(default)]
+    pub serve: ServeLimits,
     #[serde(default)]
     pub policy: Policy,
     /// Other update servers to replicate from while serving (`update-server mirror` runs
@@ -54,17 +58,8 @@ fn default_mirror_interval() -> u64 {
     300
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PEM).
-    pub key_file: PathBuf,
-    /// CA certificate clients should trust (informational; written by `init`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
+/// The `[tls]` table: certificate chain, key, and the CA for clients.
+pub use foundations::tls::TlsConfig;
 
 /// Where blobs and envelopes live.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,31 +129,10 @@ pub enum DownloadAccess {
     Token,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// Exact `iss` of its tokens.
-    pub issuer: String,
-    /// `aud` its tokens must carry.
-    pub audience: String,
-    /// JWKS URL (https, or http on loopback only).
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Or a JWKS file.
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// Extra CA certificate (PEM) for `jwks_url`.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Claim listing the `VENDOR/CLASS` products the client may publish; `""` disables the
-    /// product check for this issuer.
-    #[serde(default = "default_products_claim")]
-    pub products_claim: String,
-}
-
-fn default_products_claim() -> String {
-    "products".into()
-}
+/// An issuer whose tokens are accepted (`[[auth.issuers]]`): exact `iss`, required `aud`,
+/// its JWKS (URL or file), an extra CA for the URL, and the claim listing the products it
+/// grants (`""` disables the product check for this issuer).
+pub use foundations::token::IssuerConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -171,8 +145,10 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Time allowed for one upload, body included.
     pub upload_timeout_secs: u64,
-    /// Simultaneous TLS connections; further connections wait in the accept queue.
-    pub max_connections: usize,
+    /// Simultaneous TLS connections. Older configuration files have it here; it overrides
+    /// `serve.max_connections` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Requests processed at once (beyond: 503 busy).
     pub max_in_flight: usize,
     /// Uploads processed at once (beyond: 503 busy).
@@ -188,7 +164,7 @@ impl Default for Limits {
             max_blob_bytes: 4 << 30,
             request_timeout_secs: 30,
             upload_timeout_secs: 3600,
-            max_connections: 1024,
+            max_connections: None,
             max_in_flight: 512,
             max_concurrent_uploads: 8,
             list_page_max: 1000,
@@ -219,24 +195,12 @@ impl Default for Policy {
 impl Config {
     /// Reads the file; resolves relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let loaded = foundations::config::load_toml::<Config>(path)?;
+        let mut cfg = loaded.value;
+        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
         abs(&mut cfg.data_dir);
         abs(&mut cfg.publishers_file);
-        abs(&mut cfg.tls.cert_file);
-        abs(&mut cfg.tls.key_file);
-        if let Some(p) = cfg.tls.ca_file.as_mut() {
-            abs(p);
-        }
+        cfg.tls.resolve(&loaded.base);
         match &mut cfg.storage {
             StorageConfig::Local { path } => abs(path),
             StorageConfig::S3 {
@@ -250,26 +214,26 @@ impl Config {
                 abs(p);
             }
         }
+        let bad = |reason: String| Error::Config {
+            path: path.display().to_string(),
+            reason,
+        };
         for i in &mut cfg.auth.issuers {
-            if let Some(p) = i.jwks_file.as_mut() {
-                abs(p);
-            }
-            if let Some(p) = i.ca_file.as_mut() {
-                abs(p);
-            }
-            if i.jwks_url.is_none() && i.jwks_file.is_none() {
-                return Err(Error::Config {
-                    path: path.display().to_string(),
-                    reason: format!("issuer {}: needs jwks_url or jwks_file", i.issuer),
-                });
-            }
+            i.resolve(&loaded.base);
+            i.validate().map_err(&bad)?;
         }
         if cfg.auth.upload_scopes.is_empty() {
-            return Err(Error::Config {
-                path: path.display().to_string(),
-                reason: "auth.upload_scopes is empty".into(),
-            });
+            return Err(bad("auth.upload_scopes is empty".into()));
         }
+        if let Some(n) = cfg.limits.max_connections {
+            cfg.serve.max_connections = n;
+        }
+        // The serve loop's request timeout bounds every request; uploads need theirs.
+        cfg.serve.request_timeout_secs = cfg
+            .serve
+            .request_timeout_secs
+            .max(cfg.limits.upload_timeout_secs);
+        cfg.serve.validate().map_err(bad)?;
         Ok(cfg)
     }
 }

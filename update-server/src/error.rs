@@ -5,9 +5,9 @@
 //! failed check (for envelope checks, [`suit::Error::code`]). Token failures say only that
 //! the token was refused; the reason is logged.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use foundations::Problem;
 
 /// Library and CLI errors.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,20 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Remote(String),
+    #[error(transparent)]
+    Foundation(foundations::Error),
+}
+
+impl From<foundations::Error> for Error {
+    fn from(e: foundations::Error) -> Self {
+        match e {
+            foundations::Error::Io { path, source } => Error::Io { path, source },
+            foundations::Error::Config { path, reason } => Error::Config { path, reason },
+            foundations::Error::Tls(t) => Error::Tls(t),
+            foundations::Error::Db(d) => Error::Db(d),
+            other => Error::Foundation(other),
+        }
+    }
 }
 
 impl Error {
@@ -113,26 +127,20 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<foundations::Error> for ApiError {
+    fn from(e: foundations::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<object_store::Error> for ApiError {
     fn from(e: object_store::Error) -> Self {
         ApiError::Internal(format!("object store: {e}"))
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    /// Extension member: the stable name of the failed check.
-    check: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-}
-
 /// Base of the problem type URIs.
-pub const PROBLEM_BASE: &str = "https://ics-suit.invalid/problems/";
+pub use foundations::PROBLEM_BASE;
 
 impl ApiError {
     /// Status, check name and short title.
@@ -223,57 +231,44 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem sent to the client: type and `check` name the failed check.
+    pub fn problem(&self) -> Problem {
+        let (status, check, title) = self.parts();
+        let mut p = Problem::new(status.as_u16(), check, title).with_check(check);
+        p.detail = self.public_detail();
+        match self {
+            ApiError::Unauthenticated(_) => {
+                p = p.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="update-server", error="invalid_token""#,
+                );
+            }
+            ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
+                p = p.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="update-server", error="insufficient_scope""#,
+                );
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                p = p.with_header("content-range", format!("bytes */{size}"));
+            }
+            ApiError::Busy => p = p.with_header("retry-after", "5"),
+            _ => {}
+        }
+        p
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, check, title) = self.parts();
+        let (status, check, _) = self.parts();
         if status.is_server_error() && !matches!(self, ApiError::Busy | ApiError::Timeout) {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::info!(error = %self, check, status = status.as_u16(), "request refused");
         }
-        let body = serde_json::to_vec(&Problem {
-            kind: format!("{PROBLEM_BASE}{check}"),
-            title,
-            status: status.as_u16(),
-            check,
-            detail: self.public_detail(),
-        })
-        .unwrap_or_default();
-        let mut resp = (status, body).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match &self {
-            ApiError::Unauthenticated(_) => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        r#"Bearer realm="update-server", error="invalid_token""#,
-                    ),
-                );
-            }
-            ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        r#"Bearer realm="update-server", error="insufficient_scope""#,
-                    ),
-                );
-            }
-            ApiError::RangeNotSatisfiable { size } => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-            }
-            ApiError::Busy => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            _ => {}
-        }
-        resp
+        self.problem().into_response()
     }
 }
 

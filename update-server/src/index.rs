@@ -5,61 +5,13 @@
 //! (`vendor/class/` + big-endian sequence → release id), `order` (big-endian publication
 //! number → release id). One sled transaction writes all three.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::Error;
 
-/// ICS metadata as listed (DESIGN.md §3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IcsSummary {
-    /// T1, T2 or T3.
-    pub update_type: String,
-    pub categories: Vec<String>,
-    pub cves: Vec<String>,
-    pub severity: Option<String>,
-    pub author: Option<String>,
-    pub reboot: bool,
-    pub notes: Option<String>,
-}
-
-/// Facts about the payload (component #1 of the signed manifest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayloadInfo {
-    pub size: u64,
-    /// Hex SHA-256 of the ciphertext (also the strong ETag).
-    pub sha256: String,
-}
-
-/// One published release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseRecord {
-    /// Hex SHA-256 of the manifest bstr.
-    pub release_id: String,
-    pub vendor_id: String,
-    pub class_id: String,
-    pub sequence: u64,
-    pub version: Option<String>,
-    pub ics: Option<IcsSummary>,
-    /// kids whose signatures verified on upload.
-    pub signer_kids: Vec<String>,
-    /// kid of the release key (KEK) in the key repository.
-    pub release_kid: Option<String>,
-    pub envelope_size: u64,
-    pub payload: PayloadInfo,
-    pub published_at: u64,
-    /// Who uploaded it (token client id, or `mirror:URL`).
-    pub published_by: String,
-    /// Publication number on this server (increasing).
-    pub order: u64,
-}
-
-impl ReleaseRecord {
-    pub fn product(&self) -> String {
-        format!("{}/{}", self.vendor_id, self.class_id)
-    }
-}
+pub use crate::model::{IcsSummary, PayloadInfo, ReleaseRecord};
 
 /// What [`Index::insert`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

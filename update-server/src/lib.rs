@@ -18,25 +18,47 @@
 //!
 //! The longer story (set-up, publishers, storage, mirrors, scaling out, API) is in
 //! `docs/update-server.md`.
+//! Features: `server` (default) builds the service; `client` alone builds only the typed
+//! client and the wire types ([`model`]), without axum, sled or object_store.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod auth;
-pub mod cli;
+pub mod model;
+
+#[cfg(feature = "client")]
 pub mod client;
+
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod error;
+#[cfg(feature = "server")]
 pub mod index;
+#[cfg(feature = "server")]
 pub mod ingest;
+#[cfg(feature = "server")]
 pub mod init;
+#[cfg(feature = "server")]
 pub mod mirror;
+#[cfg(feature = "server")]
 pub mod publishers;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod state;
+#[cfg(feature = "server")]
 pub mod storage;
+#[cfg(feature = "server")]
 pub mod util;
 
+#[cfg(feature = "server")]
 pub use api::router;
+#[cfg(feature = "server")]
 pub use error::{ApiError, Error};
-pub use server::serve;
+#[cfg(feature = "server")]
 pub use state::AppState;

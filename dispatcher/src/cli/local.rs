@@ -40,7 +40,7 @@ impl InitArgs {
         )
         .map_err(|e| Fail::Input(e.to_string()))?;
         let token_file = dir.join("admin.token");
-        key_repo::crypto::write_secret_file(&token_file, r.admin_token.as_bytes())
+        foundations::fs::write_secret_file(&token_file, r.admin_token.as_bytes())
             .map_err(|e| Fail::Input(e.to_string()))?;
         println!("created {}", r.config.display());
         println!(
@@ -81,7 +81,7 @@ impl ServeArgs {
         crate::server::run(
             config,
             *injectable_clock,
-            key_repo::server::shutdown_signal(),
+            foundations::serve::shutdown_signal(),
         )
         .await
         .map_err(|e| Fail::Input(e.to_string()))
@@ -126,7 +126,7 @@ impl AddOperatorArgs {
             .map_err(|e| Fail::Input(e.to_string()))?;
         match token_out {
             Some(p) => {
-                key_repo::crypto::write_secret_file(p, token.as_bytes())
+                foundations::fs::write_secret_file(p, token.as_bytes())
                     .map_err(|e| Fail::Input(e.to_string()))?;
                 println!(
                     "operator {name} ({}) added; token in {}",
@@ -169,7 +169,7 @@ impl AuditVerifyArgs {
             .db()
             .open_tree("audit")
             .map_err(|e| Fail::Input(e.to_string()))?;
-        match key_repo::audit::verify(&tree, &key) {
+        match foundations::audit::verify(&tree, &key) {
             Ok(r) => {
                 println!(
                     "audit chain intact: {} records, head {}",

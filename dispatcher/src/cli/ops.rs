@@ -252,7 +252,7 @@ impl DevicesArgs {
                     .await?;
                 let data =
                     zeroize::Zeroizing::new(serde_json::to_vec_pretty(&v).unwrap_or_default());
-                key_repo::crypto::write_secret_file(out, &data)
+                foundations::fs::write_secret_file(out, &data)
                     .map_err(|e| Fail::Input(e.to_string()))?;
                 println!(
                     "enrolled {name}; provisioning bundle in {} (holds its OSCORE secrets: delete it after provisioning)",

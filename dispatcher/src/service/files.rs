@@ -52,7 +52,7 @@ impl Dispatcher {
             })?;
         let approved = suit::approve(&accepted.accepted, &self.approver)
             .map_err(|e| Error::Conflict(format!("cannot approve: {e}")))?;
-        key_repo::crypto::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
+        foundations::fs::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
         if let Ok(mut m) = self.artifacts.lock() {
             m.remove(rid);
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
-use key_repo::audit::{AuditEvent, AuditLog};
+use foundations::audit::{AuditEvent, AuditLog};
 use suit::{ReleaseKey, SigningKey};
 use zeroize::Zeroizing;
 
@@ -274,7 +274,7 @@ impl Dispatcher {
             clock: Clock::new(injectable_clock),
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
-            started: AtomicU64::new(key_repo::util::now_unix()),
+            started: AtomicU64::new(foundations::now_unix()),
             contexts_lock,
             uplink: std::sync::OnceLock::new(),
         })
@@ -337,7 +337,7 @@ impl Dispatcher {
         reason: Option<&str>,
     ) {
         let ev = AuditEvent {
-            time: key_repo::util::now_unix(),
+            time: foundations::now_unix(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.map(str::to_owned),
@@ -352,7 +352,7 @@ impl Dispatcher {
                 .db()
                 .flush()
                 .map(|_| ())
-                .map_err(|e| key_repo::Error::Db(e.to_string()))
+                .map_err(|e| foundations::Error::Db(e.to_string()))
         }) {
             tracing::error!(error = %e, "audit append failed");
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);

@@ -175,7 +175,7 @@ impl Dispatcher {
         let dir = self.store.release_dir(&rid);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let w = |name: &str, data: &[u8], mode: u32| {
-            key_repo::crypto::write_file_atomic(&dir.join(name), data, mode)
+            foundations::fs::write_file_atomic(&dir.join(name), data, mode)
         };
         // Only the canonical envelope (authenticated blocks only) is kept and forwarded.
         w("envelope.suit", v.canonical(), 0o644)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use key_repo::jwt::{Audience, Claims, TokenSigner};
+use foundations::token::{Audience, Claims, TokenSigner};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_key-repo");
 pub const PRODUCT_A: &str =
@@ -138,7 +138,7 @@ impl Repo {
     /// A bearer token signed by the repository's real signing key with chosen claims.
     pub fn forge(&self, f: impl FnOnce(&mut Claims)) -> String {
         let cfg = self.cfg();
-        let now = key_repo::util::now_unix();
+        let now = foundations::now_unix();
         let mut extra = serde_json::Map::new();
         extra.insert("products".into(), serde_json::json!([PRODUCT_A]));
         let mut c = Claims {
@@ -266,11 +266,11 @@ pub fn cose_key(kid: &[u8], k: &[u8]) -> Vec<u8> {
 }
 
 pub fn random_key() -> [u8; 16] {
-    key_repo::util::random_bytes::<16>().unwrap()
+    foundations::random_bytes::<16>().unwrap()
 }
 
 pub fn b64(b: &[u8]) -> String {
-    key_repo::util::b64(b)
+    foundations::b64(b)
 }
 
 /// Response status, content type and body.

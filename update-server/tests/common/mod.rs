@@ -1,5 +1,5 @@
 //! Helpers for the end-to-end tests: real `update-server` processes on loopback, releases
-//! built with the `suit` library, tokens from a test issuer (a `key_repo::jwt::TokenSigner`
+//! built with the `suit` library, tokens from a test issuer (a `foundations::token::TokenSigner`
 //! whose JWKS the server reads from a file).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use key_repo::jwt::{Audience, Claims, TokenSigner};
+use foundations::token::{Audience, Claims, TokenSigner};
 use suit::consts::alg;
 use suit::release::{ImageInfo, ReleaseParams, build_release_envelope};
 use suit::{IcsMetadata, PayloadEncryptor, ReleaseKey, SigningKey, SuitDigest, UpdateType};
@@ -230,6 +230,11 @@ impl Server {
         token: Option<String>,
     ) -> update_server::client::UpdateServerClient {
         update_server::client::UpdateServerClient::new(&self.url, Some(&sd.ca()), token).unwrap()
+    }
+
+    /// Process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops with SIGTERM and waits; returns whether it exited successfully.

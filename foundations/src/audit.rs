@@ -1,4 +1,5 @@
-//! Append-only, hash-chained audit log.
+//! Append-only, hash-chained audit log, shared by the key repository and the dispatcher
+//! (each keeps it in a `audit` tree of its own sled database, under its own MAC key).
 //!
 //! Each record is stored under its big-endian sequence number as `mac ‖ body`, where `body`
 //! is the JSON of [`AuditEvent`] plus `seq` and `prev` (the previous record's MAC) and
@@ -18,8 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 
-/// What happened, by whom. `result` is `ok`, `created`, `unchanged`, `conflict`,
-/// `not_found`, `gone` or `denied:<reason>`.
+/// What happened, by whom. `result` is the outcome (the key repository writes `ok`,
+/// `created`, `unchanged`, `conflict`, `not_found`, `gone` or `denied:<reason>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub time: u64,
@@ -29,7 +30,7 @@ pub struct AuditEvent {
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// `key.create`, `key.read`, `key.meta`, `key.revoke`, `audit.read`, `token.issue`.
+    /// What was done: `key.read`, `token.issue`, `release.approve`, ...
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
@@ -106,7 +107,7 @@ fn decode(key: &[u8; 32], value: &[u8]) -> Result<(Body, [u8; 32]), String> {
     }
     let (stored_mac, body) = value.split_at(32);
     let want = mac(key, body);
-    if !crate::crypto::ct_eq(stored_mac, &want) {
+    if !crate::ct_eq(stored_mac, &want) {
         return Err("MAC mismatch (record edited or foreign key)".into());
     }
     let b: Body = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;

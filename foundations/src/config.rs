@@ -1,0 +1,164 @@
+//! Configuration files: TOML, at most 1 MiB, relative paths resolved against the file's
+//! directory, secrets only by file name (environment variables may point elsewhere).
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A TOML configuration file, parsed, with the directory its relative paths are relative to.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The parsed configuration.
+    pub value: T,
+    /// The file's directory (`.` for a bare file name).
+    pub base: PathBuf,
+}
+
+impl<T> Loaded<T> {
+    /// Makes `p` absolute against the file's directory if it is relative.
+    pub fn resolve(&self, p: &mut PathBuf) {
+        resolve(&self.base, p);
+    }
+}
+
+/// Reads and parses a TOML file (unknown fields are the type's business: use
+/// `#[serde(deny_unknown_fields)]`).
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Loaded<T>, Error> {
+    let bytes = crate::fs::read_bounded(path, MAX_CONFIG_BYTES)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config {
+        path: path.display().to_string(),
+        reason: "not UTF-8".into(),
+    })?;
+    let value = toml::from_str(text).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        reason: e.message().to_string(),
+    })?;
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(Loaded { value, base })
+}
+
+/// Makes `p` absolute against `base` if it is relative.
+pub fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+/// Replaces `p` by the path in environment variable `var`, if set (secrets kept on another
+/// volume, or filled by a secrets manager).
+pub fn env_path(var: &str, p: &mut PathBuf) {
+    if let Some(v) = std::env::var_os(var) {
+        *p = PathBuf::from(v);
+    }
+}
+
+/// Writes a configuration as TOML after a comment header, atomically, with `mode`.
+pub fn save_toml<T: serde::Serialize>(
+    path: &Path,
+    header: &str,
+    value: &T,
+    mode: u32,
+) -> Result<(), Error> {
+    let body = toml::to_string_pretty(value).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    crate::fs::write_file_atomic(path, format!("{header}{body}").as_bytes(), mode)
+}
+
+/// The global `--log-format text|json` option of the service CLIs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl LogArgs {
+    /// Installs the subscriber, level from the environment variable `env_filter`.
+    pub fn init(&self, env_filter: &str) {
+        init_logging(env_filter, self.log_format == "json");
+    }
+}
+
+/// `init --dir DIR [--hostname NAME] [--json]` of the service CLIs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// Directory to create (mode 0700).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Host name for the certificate (and the key repository's issuer).
+    #[arg(long, default_value = "localhost")]
+    pub hostname: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `serve --config FILE [--listen ADDR]` of the service CLIs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Listen address (overrides the configuration; port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// A multi-thread tokio runtime for a CLI command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))
+}
+
+/// Installs the `tracing` subscriber on stderr: level from the environment variable
+/// `env_filter` (default `info`), text or JSON.
+pub fn init_logging(env_filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct C {
+        data: PathBuf,
+    }
+
+    #[test]
+    fn load_resolve_and_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        save_toml(&p, "# test\n", &C { data: "d".into() }, 0o600).unwrap();
+        let mut l: Loaded<C> = load_toml(&p).unwrap();
+        let mut d = l.value.data.clone();
+        l.resolve(&mut d);
+        l.value.data = d;
+        assert_eq!(l.value.data, dir.path().join("d"));
+        std::fs::write(&p, "data = 'd'\nextra = 1\n").unwrap();
+        let e = load_toml::<C>(&p).unwrap_err().to_string();
+        assert!(e.contains("extra"), "{e}");
+    }
+}
