@@ -68,6 +68,11 @@ enum Command {
         /// of pushes").
         #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
         push_freshness_ms: u64,
+        /// Bound (bytes) of one generation of the install log: DIR/install.log rotates to
+        /// DIR/install.log.1 when it would pass it, so the log never takes more than twice
+        /// this (docs/device.md, "State that must survive power loss").
+        #[arg(long, value_name = "BYTES", default_value_t = crate::state::DEFAULT_MAX_LOG_BYTES, value_parser = clap::value_parser!(u64).range(crate::state::MIN_MAX_LOG_BYTES..=1 << 30))]
+        max_log_bytes: u64,
     },
     /// Run N devices in one process (DIR/dev-0000 ...), each with its own UDP socket and state.
     /// Each device reads its own link.json; --loss-percent and --delay-ms apply to all.
@@ -104,6 +109,11 @@ enum Command {
         /// of pushes").
         #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
         push_freshness_ms: u64,
+        /// Bound (bytes) of one generation of the install log: DIR/install.log rotates to
+        /// DIR/install.log.1 when it would pass it, so the log never takes more than twice
+        /// this (docs/device.md, "State that must survive power loss").
+        #[arg(long, value_name = "BYTES", default_value_t = crate::state::DEFAULT_MAX_LOG_BYTES, value_parser = clap::value_parser!(u64).range(crate::state::MIN_MAX_LOG_BYTES..=1 << 30))]
+        max_log_bytes: u64,
     },
     /// Show a device's identity, slots, versions, anti-rollback counter and recent events.
     Status {
@@ -154,11 +164,13 @@ fn run(cli: Cli) -> Result<(), String> {
             loss_percent,
             delay_ms,
             push_freshness_ms,
+            max_log_bytes,
         } => {
             let rt = runtime()?;
             rt.block_on(async {
                 let mut cfg = UplinkConfig::new(max_blob);
                 cfg.push_freshness = Duration::from_millis(push_freshness_ms);
+                cfg.max_log_bytes = max_log_bytes;
                 cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
                 cfg.link = LinkOverride {
                     loss_percent,
@@ -193,6 +205,7 @@ fn run(cli: Cli) -> Result<(), String> {
             loss_percent,
             delay_ms,
             push_freshness_ms,
+            max_log_bytes,
         } => {
             // One lock for every device of the fleet (DIR/.oscore.lock): a `run` of one of its
             // devices, or a second fleet, is refused; one file descriptor, not one per device.
@@ -205,6 +218,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 let mut cfg = UplinkConfig::new(max_blob);
                 cfg.lock = Some(lock);
                 cfg.push_freshness = Duration::from_millis(push_freshness_ms);
+                cfg.max_log_bytes = max_log_bytes;
                 cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
                 cfg.first_spread = fleet_spread(count, cfg.interval);
                 cfg.pulls = std::sync::Arc::new(tokio::sync::Semaphore::new(max_pulls.max(1)));

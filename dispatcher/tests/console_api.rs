@@ -243,7 +243,8 @@ async fn audit_verification_reports_an_edited_record() {
             Some("rel"),
             "ok",
             Some(&format!("r{i}")),
-        );
+        )
+        .unwrap();
     }
     let v = call(&f.d, "GET", "/v1/audit/verify", Some(&f.viewer))
         .await

@@ -732,10 +732,11 @@ const devices = {
           ['Enrolled', fmtTime(dev.enrolled_at)],
           ['Last check-in', fmtTime(dev.last_seen)],
           ['Labels', dev.labels.join(', ') || '—'],
+          ['Reports', dev.reports ? `${dev.reports.received} received (${dev.reports.installed} installed, ${dev.reports.rejected} rejected, ${dev.reports.reverted} reverted); ${dev.reports.dropped} older ones dropped` : '—'],
         ])),
-        section('History (install reports, newest first)',
+        section(`History (the newest ${d.one.reports.length} install reports, newest first)`,
           d.one.reports.length
-            ? table(['received', 'release', 'outcome', 'check', 'version', 'message'], d.one.reports.slice().reverse().map((r) => el('tr', {},
+            ? table(['received', 'release', 'outcome', 'check', 'version', 'message'], d.one.reports.map((r) => el('tr', {},
               el('td', {}, fmtTime(r.received_at)), el('td', {}, el('code', {}, short(r.release_id))),
               el('td', {}, badge(r.outcome, r.outcome === 'installed' ? 'ok' : 'bad')), el('td', {}, r.check || ''),
               el('td', {}, `${r.version_before} → ${r.version_after}`), el('td', {}, r.message))), { id: 'history' })

@@ -11,12 +11,13 @@ impl Dispatcher {
             received_at: Some(self.clock.now()),
             ..rep.clone()
         };
-        self.store.add_report(device, rep)?;
         let sequence = match (&rep.release_id, rep.outcome.as_str()) {
             (Some(rid), "installed") => self.artifacts(rid).ok().map(|a| a.sequence),
             _ => None,
         };
-        self.store.update_device(device, |d| {
+        // Only the newest `reports_per_device` are kept; the record counts every one.
+        let keep = self.cfg.limits.reports_per_device;
+        self.store.add_report(device, rep, keep, |d| {
             if rep.outcome == "installed" {
                 if let Some(seq) = sequence {
                     if seq >= d.sequence {
@@ -53,8 +54,8 @@ impl Dispatcher {
         who: &Operator,
         req: &crate::enrol::EnrolRequest,
     ) -> Result<fleet_proto::bundle::Bundle, Error> {
-        let out = crate::enrol::enrol(self, req)?;
-        self.audit(&who.name, "device.enrol", Some(&req.name), "ok", None);
+        self.audit_ready()?;
+        let out = crate::enrol::enrol(self, &who.name, req)?;
         self.metrics
             .devices_enrolled
             .fetch_add(1, Ordering::Relaxed);
