@@ -230,7 +230,9 @@ impl DeviceDir {
         let start = len.saturating_sub(max.saturating_add(1));
         let mut bytes = Vec::new();
         if f.seek(SeekFrom::Start(start)).is_err()
-            || f.take(max.saturating_add(1)).read_to_end(&mut bytes).is_err()
+            || f.take(max.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .is_err()
         {
             return String::new();
         }

@@ -393,13 +393,20 @@ fn install_log_is_bounded() {
     for i in 0..300 {
         let rep = install(&mut d, &refused, FaultPlan::none()).unwrap();
         assert_eq!(rep.outcome, InstallOutcome::Rejected);
-        assert!(dir.log_bytes() <= 2 * 4096, "after attempt {i}: {} bytes", dir.log_bytes());
+        assert!(
+            dir.log_bytes() <= 2 * 4096,
+            "after attempt {i}: {} bytes",
+            dir.log_bytes()
+        );
         if i == 0 {
             line_bytes = dir.log_bytes();
         }
     }
     // 300 lines would take 300 × line_bytes; the bound keeps two generations of 4 KiB.
-    assert!(300 * line_bytes > 8 * 4096, "lines of {line_bytes} bytes: not a test");
+    assert!(
+        300 * line_bytes > 8 * 4096,
+        "lines of {line_bytes} bytes: not a test"
+    );
     let rep = install(&mut d, &w.release(6, &[2, 0, 0]), FaultPlan::none()).unwrap();
     assert_eq!(rep.outcome, InstallOutcome::Installed);
     assert!(dir.log_bytes() <= 2 * 4096, "{} bytes", dir.log_bytes());
@@ -461,5 +468,8 @@ fn install_log_survives_a_torn_line() {
     assert!(dir.log_bytes() <= 2 * 4096);
     // Kept records are consecutive up to the newest, but for the one that was torn.
     let kept: Vec<u64> = log.iter().filter_map(|e| e["i"].as_u64()).collect();
-    assert!(kept.windows(2).all(|w| w[1] == w[0] + 1 || w[1] == w[0] + 2));
+    assert!(
+        kept.windows(2)
+            .all(|w| w[1] == w[0] + 1 || w[1] == w[0] + 2)
+    );
 }

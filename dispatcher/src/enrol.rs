@@ -250,7 +250,13 @@ pub(crate) fn enrol(d: &Dispatcher, who: &str, req: &EnrolRequest) -> Result<Bun
     write_contexts(&dir, &k, &uplink_sid)
         .and_then(|()| store_device(d, req, device_id, uplink_sid))
         .inspect_err(|e| {
-            d.audit_anyway(who, "device.enrol", Some(&req.name), "failed", Some(&e.to_string()));
+            d.audit_anyway(
+                who,
+                "device.enrol",
+                Some(&req.name),
+                "failed",
+                Some(&e.to_string()),
+            );
         })?;
     Ok(bundle)
 }

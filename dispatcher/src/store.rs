@@ -515,11 +515,7 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for item in self
-            .reports
-            .range(prefix.as_bytes()..end.as_bytes())
-            .rev()
-        {
+        for item in self.reports.range(prefix.as_bytes()..end.as_bytes()).rev() {
             let (k, v) = item?;
             let seq = std::str::from_utf8(&k[prefix.len()..])
                 .ok()
@@ -582,7 +578,12 @@ mod tests {
     fn report(n: usize, size: usize) -> DeviceReport {
         DeviceReport {
             release_id: None,
-            outcome: if n % 2 == 0 { "rejected" } else { "installed" }.into(),
+            outcome: if n.is_multiple_of(2) {
+                "rejected"
+            } else {
+                "installed"
+            }
+            .into(),
             check: None,
             message: format!("{n:04}{}", "m".repeat(size)),
             version_before: "1.0.0".into(),
@@ -603,10 +604,19 @@ mod tests {
         // A device whose name starts like the other's: prefixes never mix.
         device(&store, "plc-10", "02");
         for n in 0..30 {
-            store.add_report("plc-1", &report(n, 10), 10, |_| {}).unwrap();
+            store
+                .add_report("plc-1", &report(n, 10), 10, |_| {})
+                .unwrap();
         }
-        store.add_report("plc-10", &report(99, 10), 10, |_| {}).unwrap();
-        assert!(store.add_report("nobody", &report(0, 1), 10, |_| {}).unwrap().is_none());
+        store
+            .add_report("plc-10", &report(99, 10), 10, |_| {})
+            .unwrap();
+        assert!(
+            store
+                .add_report("nobody", &report(0, 1), 10, |_| {})
+                .unwrap()
+                .is_none()
+        );
         let kept: Vec<usize> = store
             .reports("plc-1")
             .unwrap()
@@ -635,11 +645,16 @@ mod tests {
         let store = Store::open(tmp.path()).unwrap();
         device(&store, "plc-1", "01");
         for n in 0..50 {
-            store.add_report("plc-1", &report(n, 1000), 100, |_| {}).unwrap();
+            store
+                .add_report("plc-1", &report(n, 1000), 100, |_| {})
+                .unwrap();
         }
         // By count: 7 per page, newest first, each page below the cursor.
         let (p, next) = store.reports_page("plc-1", None, 7, 1 << 20).unwrap();
-        assert_eq!(p.iter().map(number).collect::<Vec<_>>(), (43..50).rev().collect::<Vec<_>>());
+        assert_eq!(
+            p.iter().map(number).collect::<Vec<_>>(),
+            (43..50).rev().collect::<Vec<_>>()
+        );
         let next = next.unwrap();
         assert_eq!(next, p.last().unwrap().seq);
         let (p2, _) = store.reports_page("plc-1", Some(next), 7, 1 << 20).unwrap();

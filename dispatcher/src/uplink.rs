@@ -221,8 +221,10 @@ fn error_reply(kid: &[u8], e: &UplinkError) -> Reply {
     if let UplinkError::TooManyRequests { retry_after_s } = e {
         // RFC 8516 §4: Max-Age says when to try again; no payload.
         let mut r = Reply::new(c, Vec::new());
-        r.options
-            .push((oscore::message::opt::MAX_AGE, oscore::message::uint_bytes(*retry_after_s)));
+        r.options.push((
+            oscore::message::opt::MAX_AGE,
+            oscore::message::uint_bytes(*retry_after_s),
+        ));
         return r;
     }
     text(c, &msg)

@@ -141,7 +141,8 @@ impl Setup {
             ics: IcsMetadata::new(UpdateType::T1),
         };
         let image = format!("application build {sequence}").repeat(100);
-        let r = build_release(&p, image.as_bytes(), b"app-key", &self.internal, &mut rng()).unwrap();
+        let r =
+            build_release(&p, image.as_bytes(), b"app-key", &self.internal, &mut rng()).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
         json!({
             "envelope_b64": b64.encode(&r.envelope),
@@ -188,7 +189,10 @@ impl Disp {
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -359,8 +363,17 @@ async fn report_flood_from_one_device_is_bounded() {
     assert_eq!(counts["received"], 50, "{counts}");
     assert_eq!(counts["rejected"], 50);
     assert_eq!(counts["dropped"], 30);
-    let shown: Vec<usize> = v["reports"].as_array().unwrap().iter().map(report_number).collect();
-    assert_eq!(shown, (30..50).rev().collect::<Vec<_>>(), "the newest 20, newest first");
+    let shown: Vec<usize> = v["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(report_number)
+        .collect();
+    assert_eq!(
+        shown,
+        (30..50).rev().collect::<Vec<_>>(),
+        "the newest 20, newest first"
+    );
     assert_eq!(v["reports_next_before"], Value::Null);
     assert!(page.len() < 64 << 10, "device page of {} bytes", page.len());
     // Nothing beyond the 20 is stored: the listing from the start holds the same.
@@ -393,13 +406,20 @@ async fn device_page_is_bounded_and_paged() {
     let v: Value = serde_json::from_slice(&page).unwrap();
     assert_eq!(v["device"]["reports"]["received"], 150);
     assert_eq!(v["device"]["reports"]["dropped"], 50);
-    let mut seen: Vec<usize> = v["reports"].as_array().unwrap().iter().map(report_number).collect();
+    let mut seen: Vec<usize> = v["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(report_number)
+        .collect();
     assert_eq!(seen, (130..150).rev().collect::<Vec<_>>());
     let mut cursor = v["reports_next_before"].as_u64().expect("a cursor");
     let mut pages = 0;
     loop {
         let (st, p) = d
-            .get(&format!("/v1/devices/rtu-2/reports?before={cursor}&limit=30"))
+            .get(&format!(
+                "/v1/devices/rtu-2/reports?before={cursor}&limit=30"
+            ))
             .await;
         assert_eq!(st, 200, "{p}");
         let reports = p["reports"].as_array().unwrap();
@@ -545,7 +565,11 @@ async fn operation_that_cannot_be_audited_is_refused() {
     d.stop();
 
     // The reserve back: the same approval is made, and audited.
-    std::fs::write(setup.dir.join("policy.toml"), "[defaults]\naction = \"hold\"\n").unwrap();
+    std::fs::write(
+        setup.dir.join("policy.toml"),
+        "[defaults]\naction = \"hold\"\n",
+    )
+    .unwrap();
     setup.tweak(|c| c.limits.audit_min_free_mib = 0);
     let d = setup.start();
     let (st, r) = d
@@ -593,8 +617,22 @@ fn hostile_datagrams(known_kid: &[u8]) -> Vec<Vec<u8>> {
     }
     out.push(vec![0x40, 0x01, 0x00, 0x02, 0xb1, b'x']);
     out.push(vec![0x40, 0x02, 0x00, 0x03, 0x91, 0x20, 0xff, 0]);
-    out.push([vec![0x40, 0x02, 0x00, 0x04, 0x93, 0x09, 0x00, 0x77, 0xff], vec![0; 9]].concat());
-    let mut known = vec![0x40, 0x02, 0x00, 0x05, 0x90 | (2 + known_kid.len() as u8), 0x09, 0x05];
+    out.push(
+        [
+            vec![0x40, 0x02, 0x00, 0x04, 0x93, 0x09, 0x00, 0x77, 0xff],
+            vec![0; 9],
+        ]
+        .concat(),
+    );
+    let mut known = vec![
+        0x40,
+        0x02,
+        0x00,
+        0x05,
+        0x90 | (2 + known_kid.len() as u8),
+        0x09,
+        0x05,
+    ];
     known.extend_from_slice(known_kid);
     known.push(0xff);
     known.extend_from_slice(&[0; 9]);

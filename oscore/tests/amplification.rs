@@ -33,7 +33,10 @@ struct Wordy {
 impl Handler for Wordy {
     fn handle(&self, _req: &Request) -> Reply {
         *self.acted.lock().unwrap() += 1;
-        Reply::new(code::NOT_FOUND, "no such resource here, and a long text about it".repeat(4))
+        Reply::new(
+            code::NOT_FOUND,
+            "no such resource here, and a long text about it".repeat(4),
+        )
     }
 }
 
@@ -56,7 +59,13 @@ fn client_ctx() -> SecurityContext {
 
 fn endpoint(contexts: Vec<SecurityContext>, protected: bool) -> ServerEndpoint {
     let set = ContextSet::from_contexts(contexts).unwrap();
-    ServerEndpoint::new(set, protected, ServerConfig::default(), [9; 32], Instant::now())
+    ServerEndpoint::new(
+        set,
+        protected,
+        ServerConfig::default(),
+        [9; 32],
+        Instant::now(),
+    )
 }
 
 /// A deterministic stream of junk (xorshift), so a failure names a reproducible datagram.
@@ -84,7 +93,7 @@ fn hostile_datagrams() -> Vec<Vec<u8>> {
     for len in 0..=64 {
         for _ in 0..8 {
             let mut d = junk.bytes(len);
-            if len >= 1 && junk.next() % 2 == 0 {
+            if len >= 1 && junk.next().is_multiple_of(2) {
                 // Mostly version 1, so that decoding gets further than the first byte.
                 d[0] = 0x40 | (d[0] & 0x3f);
             }
@@ -166,7 +175,11 @@ fn coap_error_reply_is_not_larger_than_request() {
             }
         }
         if name == "protected server" {
-            assert_eq!(*h.acted.lock().unwrap(), 0, "an unauthenticated request was acted on");
+            assert_eq!(
+                *h.acted.lock().unwrap(),
+                0,
+                "an unauthenticated request was acted on"
+            );
         }
     }
     // Not vacuous: hundreds of them are answered (RST, 4.01, 4.02, 4.00, the plain server's
@@ -263,7 +276,10 @@ fn echo_challenge_needs_a_request_as_large() {
     let reply = ep3.handle(peer, &small, Instant::now(), &h).reply.unwrap();
     assert!(reply.len() > small.len() && reply.len() <= 3 * small.len());
     let reply = message::decode(&reply, 1500).unwrap();
-    assert!(protect::oscore_option(&reply).unwrap().is_some(), "no challenge");
+    assert!(
+        protect::oscore_option(&reply).unwrap().is_some(),
+        "no challenge"
+    );
 
     // The bound holds for the largest challenge: every request our client makes, whatever
     // its token, is at least as large as a challenge with a 5-byte Partial IV.
@@ -278,9 +294,17 @@ fn echo_challenge_needs_a_request_as_large() {
         let bytes = message::encode(&outer, 1500).unwrap();
         let v = protect::unprotect_request(&mut server, &message::decode(&bytes, 1500).unwrap())
             .unwrap();
-        let mut challenge =
-            message::packet(MessageType::Acknowledgement, code::UNAUTHORIZED, 9, &[1u8; 8][..tkl]);
-        message::set(&mut challenge, opt::ECHO, vec![0xee; oscore::echo::ECHO_LEN]);
+        let mut challenge = message::packet(
+            MessageType::Acknowledgement,
+            code::UNAUTHORIZED,
+            9,
+            &[1u8; 8][..tkl],
+        );
+        message::set(
+            &mut challenge,
+            opt::ECHO,
+            vec![0xee; oscore::echo::ECHO_LEN],
+        );
         let r = protect::protect_response(&mut server, &v.binding, &challenge, true).unwrap();
         let r = message::encode(&r, 1500).unwrap();
         assert!(
@@ -305,12 +329,18 @@ fn padding_reaches_the_minimum_plaintext() {
         let (outer, _) = protect::protect_request(&mut client, &p).unwrap();
         // Ciphertext = plaintext + 8-byte tag.
         let pt = outer.payload.len() - 8;
-        assert!(pt >= MIN_REQUEST_PLAINTEXT, "payload {payload}: plaintext {pt}");
+        assert!(
+            pt >= MIN_REQUEST_PLAINTEXT,
+            "payload {payload}: plaintext {pt}"
+        );
         if payload + 2 >= MIN_REQUEST_PLAINTEXT {
             assert_eq!(p, before, "payload {payload}: a large request was padded");
         } else {
             // The option costs at least 3 bytes: a plaintext 1 byte short ends 2 bytes over.
-            assert!(pt <= MIN_REQUEST_PLAINTEXT + 2, "payload {payload}: padded to {pt}");
+            assert!(
+                pt <= MIN_REQUEST_PLAINTEXT + 2,
+                "payload {payload}: padded to {pt}"
+            );
         }
     }
 }

@@ -343,9 +343,8 @@ impl Dispatcher {
             return Ok(());
         }
         let dir = &self.cfg.data_dir;
-        let free = fs2::available_space(dir).map_err(|e| {
-            self.audit_failed(&format!("free space of {}: {e}", dir.display()))
-        })?;
+        let free = fs2::available_space(dir)
+            .map_err(|e| self.audit_failed(&format!("free space of {}: {e}", dir.display())))?;
         if free < min.saturating_mul(1 << 20) {
             return Err(self.audit_failed(&format!(
                 "{} has {} MiB free, below the audit reserve of {min} MiB \
@@ -358,7 +357,10 @@ impl Dispatcher {
     }
 
     fn audit_failed(&self, detail: &str) -> Error {
-        tracing::error!(detail, "ALERT: cannot write the audit log; audited operations are refused");
+        tracing::error!(
+            detail,
+            "ALERT: cannot write the audit log; audited operations are refused"
+        );
         self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
         Error::CannotAudit(detail.to_owned())
     }

@@ -87,7 +87,13 @@ impl Dispatcher {
         // leaves no file and no record.
         self.audit(actor, "release.accept", Some(&rid), "ok", Some(source))?;
         if let Err(e) = self.store_files(&accepted, blob, &key) {
-            self.audit_anyway(actor, "release.accept", Some(&rid), "failed", Some(&e.to_string()));
+            self.audit_anyway(
+                actor,
+                "release.accept",
+                Some(&rid),
+                "failed",
+                Some(&e.to_string()),
+            );
             return Err(e);
         }
         self.metrics
