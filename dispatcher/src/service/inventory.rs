@@ -3,7 +3,8 @@
 use super::*;
 
 impl Dispatcher {
-    /// Stores a device's install report and updates its inventory.
+    /// Stores a device's install report and updates its inventory. A report of a device
+    /// that is not enrolled (removed meanwhile) is refused and nothing is stored.
     pub fn device_report(&self, device: &str, rep: &DeviceReport) -> Result<(), Error> {
         // The time is the dispatcher's, whatever the device sent (the console's install
         // timeline is drawn from it).
@@ -17,21 +18,23 @@ impl Dispatcher {
         };
         // Only the newest `reports_per_device` are kept; the record counts every one.
         let keep = self.cfg.limits.reports_per_device;
-        self.store.add_report(device, rep, keep, |d| {
-            if rep.outcome == "installed" {
-                if let Some(seq) = sequence {
-                    if seq >= d.sequence {
+        self.store
+            .add_report(device, rep, keep, |d| {
+                if rep.outcome == "installed" {
+                    if let Some(seq) = sequence {
+                        if seq >= d.sequence {
+                            d.version = rep.version_after.clone();
+                            d.release_id = rep.release_id.clone();
+                        }
+                        d.sequence = d.sequence.max(seq);
+                    } else {
                         d.version = rep.version_after.clone();
-                        d.release_id = rep.release_id.clone();
                     }
-                    d.sequence = d.sequence.max(seq);
-                } else {
-                    d.version = rep.version_after.clone();
                 }
-            }
-            d.last_report = Some(rep.clone());
-        })?;
-        Ok(())
+                d.last_report = Some(rep.clone());
+            })?
+            .map(|_| ())
+            .ok_or_else(|| Error::NotFound(format!("device {device}")))
     }
 
     /// The rollout in which `device` waits for `rid`, if any.
