@@ -40,11 +40,6 @@ pub struct DeviceDir {
     root: PathBuf,
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DeviceError {
-    let path = path.to_owned();
-    move |source| DeviceError::Io { what, path, source }
-}
-
 impl DeviceDir {
     /// Opens (does not create) a device directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -68,7 +63,7 @@ impl DeviceDir {
         let mut bytes = Vec::new();
         File::open(&path)
             .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
-            .map_err(io("cannot read", &path))?;
+            .map_err(DeviceError::io("cannot read", &path))?;
         Ok((path, bytes))
     }
 
@@ -89,11 +84,12 @@ impl DeviceDir {
         let data =
             serde_json::to_vec_pretty(value).map_err(|e| DeviceError::Corrupt(e.to_string()))?;
         {
-            let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-            f.write_all(&data).map_err(io("cannot write", &tmp))?;
-            f.sync_all().map_err(io("cannot sync", &tmp))?;
+            let mut f = File::create(&tmp).map_err(DeviceError::io("cannot create", &tmp))?;
+            f.write_all(&data)
+                .map_err(DeviceError::io("cannot write", &tmp))?;
+            f.sync_all().map_err(DeviceError::io("cannot sync", &tmp))?;
         }
-        fs::rename(&tmp, &path).map_err(io("cannot rename", &path))?;
+        fs::rename(&tmp, &path).map_err(DeviceError::io("cannot rename", &path))?;
         self.sync_dir()
     }
 
@@ -101,7 +97,7 @@ impl DeviceDir {
     pub fn sync_dir(&self) -> Result<(), DeviceError> {
         File::open(&self.root)
             .and_then(|d| d.sync_all())
-            .map_err(io("cannot sync", &self.root))
+            .map_err(DeviceError::io("cannot sync", &self.root))
     }
 
     /// Identity.
@@ -139,9 +135,10 @@ impl DeviceDir {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(io("cannot open", &path))?;
-        f.write_all(&line).map_err(io("cannot write", &path))?;
-        f.sync_data().map_err(io("cannot sync", &path))
+            .map_err(DeviceError::io("cannot open", &path))?;
+        f.write_all(&line)
+            .map_err(DeviceError::io("cannot write", &path))?;
+        f.sync_data().map_err(DeviceError::io("cannot sync", &path))
     }
 
     /// The install log, one value per line (lines cut short by a power loss are skipped).
