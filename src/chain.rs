@@ -94,6 +94,12 @@ pub struct Options {
     pub policy: Option<String>,
     /// Extra arguments for `device-sim fleet` (e.g. `--loss-percent 10`).
     pub fleet_args: Vec<String>,
+    /// Further update servers for the dispatcher to poll, each its own group after the
+    /// chain's own (tests: a hostile source beside the genuine one).
+    pub extra_update_servers: Vec<dispatcher::config::UpdateServerConfig>,
+    /// Applied to the dispatcher's configuration before its first start (tests: tighter
+    /// limits).
+    pub dispatcher_config: Option<fn(&mut dispatcher::config::Config)>,
 }
 
 impl Options {
@@ -107,6 +113,8 @@ impl Options {
             poll_interval_secs: 2,
             policy: None,
             fleet_args: Vec::new(),
+            extra_update_servers: Vec::new(),
+            dispatcher_config: None,
         }
     }
 }
@@ -138,8 +146,11 @@ pub struct Chain {
     pub internal: SigningKey,
     /// Devices enrolled: (name, class-id).
     pub devices: Vec<(String, Uuid)>,
+    /// Key repository clients by publisher client id, kept so that their tokens are reused
+    /// (the token endpoint rate-limits each client).
+    kr_clients: std::sync::Mutex<Vec<(String, std::sync::Arc<key_repo::client::KeyRepoClient>)>>,
     /// Held so the process lives as long as the chain.
-    _kr: Proc,
+    kr: Proc,
     us: Vec<Option<Proc>>,
     dispatcher: Option<Proc>,
     fleet: Option<Proc>,
@@ -154,6 +165,17 @@ impl Chain {
     /// Process id of the device fleet, if running.
     pub fn fleet_pid(&self) -> Option<u32> {
         self.fleet.as_ref().map(Proc::pid)
+    }
+
+    /// Process ids of every process of the chain that runs (key repository, update servers,
+    /// dispatcher, fleet): for a test harness that must stop them even if it never drops
+    /// the chain.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut v = vec![self.kr.pid()];
+        v.extend(self.us.iter().flatten().map(Proc::pid));
+        v.extend(self.dispatcher_pid());
+        v.extend(self.fleet_pid());
+        v
     }
 }
 
@@ -389,6 +411,11 @@ impl Chain {
         });
         cfg.limits.poll_interval_secs = opts.poll_interval_secs;
         cfg.limits.checkin_interval_secs = 10;
+        cfg.update_servers
+            .extend(opts.extra_update_servers.iter().cloned());
+        if let Some(f) = opts.dispatcher_config {
+            f(&mut cfg);
+        }
         cfg.save(&cfg_path)?;
         let mut chain = Chain {
             opts,
@@ -403,7 +430,8 @@ impl Chain {
             untrusted,
             internal,
             devices: Vec::new(),
-            _kr: kr_proc,
+            kr_clients: std::sync::Mutex::default(),
+            kr: kr_proc,
             us: us_procs,
             dispatcher: None,
             fleet: None,
@@ -646,10 +674,21 @@ impl Chain {
         Ok(id)
     }
 
-    /// A key repository client with `p`'s credentials.
-    fn key_repo_client(&self, p: &Publisher) -> anyhow::Result<key_repo::client::KeyRepoClient> {
+    /// A key repository client with `p`'s credentials, one per publisher and chain (its
+    /// access token is reused until it is due for renewal).
+    pub fn key_repo_client(
+        &self,
+        p: &Publisher,
+    ) -> anyhow::Result<std::sync::Arc<key_repo::client::KeyRepoClient>> {
+        let mut cache = self
+            .kr_clients
+            .lock()
+            .map_err(|_| anyhow!("key repository clients: lock poisoned"))?;
+        if let Some((_, c)) = cache.iter().find(|(id, _)| *id == p.client_id) {
+            return Ok(c.clone());
+        }
         let kr_ca = std::fs::read(self.opts.root.join("key-repo/tls/ca.pem"))?;
-        Ok(key_repo::client::KeyRepoClient::new(
+        let c = std::sync::Arc::new(key_repo::client::KeyRepoClient::new(
             key_repo::client::ClientConfig {
                 base_url: self.kr_url.clone(),
                 client_id: p.client_id.clone(),
@@ -657,7 +696,9 @@ impl Chain {
                 ca_pem: Some(kr_ca),
                 scopes: vec![],
             },
-        )?)
+        )?);
+        cache.push((p.client_id.clone(), c.clone()));
+        Ok(c)
     }
 
     /// Revokes a release key at the key repository (as its publisher).
