@@ -47,7 +47,7 @@ impl Chain {
         let devs = self.devices_dir();
         std::fs::create_dir_all(&devs)?;
         let bundle_file = self.opts.root.join("bundles.json");
-        key_repo::crypto::write_secret_file(&bundle_file, &serde_json::to_vec(&bundles)?)?;
+        foundations::fs::write_secret_file(&bundle_file, &serde_json::to_vec(&bundles)?)?;
         drop(bundles);
         let count = n.to_string();
         // The fleet provisions DIR/dev-NNNN from bundle NNNN and starts at once; the hook runs

@@ -62,6 +62,12 @@ pub struct Options {
     pub policy: Option<String>,
     /// Extra arguments for `device-sim fleet` (e.g. `--loss-percent 10`).
     pub fleet_args: Vec<String>,
+    /// Further update servers for the dispatcher to poll, each its own group after the
+    /// chain's own (tests: a hostile source beside the genuine one).
+    pub extra_update_servers: Vec<dispatcher::config::UpdateServerConfig>,
+    /// Applied to the dispatcher's configuration before its first start (tests: tighter
+    /// limits).
+    pub dispatcher_config: Option<fn(&mut dispatcher::config::Config)>,
 }
 
 impl Options {
@@ -75,6 +81,8 @@ impl Options {
             poll_interval_secs: 2,
             policy: None,
             fleet_args: Vec::new(),
+            extra_update_servers: Vec::new(),
+            dispatcher_config: None,
         }
     }
 }
@@ -106,8 +114,11 @@ pub struct Chain {
     pub internal: SigningKey,
     /// Devices enrolled: (name, class-id).
     pub devices: Vec<(String, Uuid)>,
+    /// Key repository clients by publisher client id, kept so that their tokens are reused
+    /// (the token endpoint rate-limits each client).
+    kr_clients: std::sync::Mutex<Vec<(String, std::sync::Arc<key_repo::client::KeyRepoClient>)>>,
     /// Held so the process lives as long as the chain.
-    _kr: Proc,
+    kr: Proc,
     us: Vec<Option<Proc>>,
     dispatcher: Option<Proc>,
     fleet: Option<Proc>,
@@ -122,6 +133,17 @@ impl Chain {
     /// Process id of the device fleet, if running.
     pub fn fleet_pid(&self) -> Option<u32> {
         self.fleet.as_ref().map(Proc::pid)
+    }
+
+    /// Process ids of every process of the chain that runs (key repository, update servers,
+    /// dispatcher, fleet): for a test harness that must stop them even if it never drops
+    /// the chain.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut v = vec![self.kr.pid()];
+        v.extend(self.us.iter().flatten().map(Proc::pid));
+        v.extend(self.dispatcher_pid());
+        v.extend(self.fleet_pid());
+        v
     }
 }
 
@@ -170,7 +192,8 @@ impl Chain {
             untrusted: keys.untrusted,
             internal: keys.internal,
             devices: Vec::new(),
-            _kr: kr.proc,
+            kr_clients: std::sync::Mutex::default(),
+            kr: kr.proc,
             us,
             dispatcher: None,
             fleet: None,

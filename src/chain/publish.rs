@@ -86,10 +86,21 @@ impl Chain {
         Ok(id)
     }
 
-    /// A key repository client with `p`'s credentials.
-    fn key_repo_client(&self, p: &Publisher) -> anyhow::Result<key_repo::client::KeyRepoClient> {
+    /// A key repository client with `p`'s credentials, one per publisher and chain (its
+    /// access token is reused until it is due for renewal).
+    pub fn key_repo_client(
+        &self,
+        p: &Publisher,
+    ) -> anyhow::Result<std::sync::Arc<key_repo::client::KeyRepoClient>> {
+        let mut cache = self
+            .kr_clients
+            .lock()
+            .map_err(|_| anyhow::anyhow!("key repository clients: lock poisoned"))?;
+        if let Some((_, c)) = cache.iter().find(|(id, _)| *id == p.client_id) {
+            return Ok(c.clone());
+        }
         let kr_ca = std::fs::read(self.opts.root.join("key-repo/tls/ca.pem"))?;
-        Ok(key_repo::client::KeyRepoClient::new(
+        let c = std::sync::Arc::new(key_repo::client::KeyRepoClient::new(
             key_repo::client::ClientConfig {
                 base_url: self.kr_url.clone(),
                 client_id: p.client_id.clone(),
@@ -97,7 +108,9 @@ impl Chain {
                 ca_pem: Some(kr_ca),
                 scopes: vec![],
             },
-        )?)
+        )?);
+        cache.push((p.client_id.clone(), c.clone()));
+        Ok(c)
     }
 
     /// Revokes a release key at the key repository (as its publisher).

@@ -267,7 +267,7 @@ pub(super) fn configure_dispatcher(
         std::fs::write(dd.join("policy.toml"), p)?;
     }
     let secret_file = dd.join("key-repo-client.secret");
-    key_repo::crypto::write_secret_file(&secret_file, kr.dispatcher.1.as_bytes())?;
+    foundations::fs::write_secret_file(&secret_file, kr.dispatcher.1.as_bytes())?;
     let cfg_path = dd.join("dispatcher.toml");
     let mut cfg = dispatcher::config::Config::load(&cfg_path)?;
     cfg.update_servers
@@ -292,6 +292,11 @@ pub(super) fn configure_dispatcher(
     });
     cfg.limits.poll_interval_secs = opts.poll_interval_secs;
     cfg.limits.checkin_interval_secs = 10;
+    cfg.update_servers
+        .extend(opts.extra_update_servers.iter().cloned());
+    if let Some(f) = opts.dispatcher_config {
+        f(&mut cfg);
+    }
     cfg.save(&cfg_path)?;
     Ok(())
 }
