@@ -1,0 +1,286 @@
+//! The keys resource server: store, read, inspect and revoke release keys, and read the
+//! audit trail. The gate has authenticated the caller; here its scopes and products are
+//! checked, and every outcome is audited.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use foundations::audit::AuditEvent;
+use foundations::now_unix;
+use serde::Deserialize;
+
+use super::{AppState, PeerAddr, json_no_store, peer_addr};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::model::{self, KeyBody};
+use crate::store::{PutOutcome, RevokeOutcome};
+
+/// The operation being authorised, for scopes and the audit record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Action {
+    Create,
+    Read,
+    Meta,
+    Revoke,
+    Audit,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Create => "key.create",
+            Action::Read => "key.read",
+            Action::Meta => "key.meta",
+            Action::Revoke => "key.revoke",
+            Action::Audit => "audit.read",
+        }
+    }
+}
+
+/// A request in progress: who (once known) and the audit record being built.
+pub(super) struct Ctx<'a> {
+    st: &'a AppState,
+    event: AuditEvent,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn new(
+        st: &'a AppState,
+        peer: Option<SocketAddr>,
+        action: Action,
+        kid: Option<&str>,
+    ) -> Self {
+        Ctx {
+            st,
+            event: AuditEvent {
+                time: now_unix(),
+                actor: "anonymous".into(),
+                peer: peer.map(|p| p.to_string()),
+                action: action.name().into(),
+                kid: kid.map(str::to_string),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Records a refusal in the audit log and returns the error.
+    pub(super) fn deny(&mut self, err: ApiError) -> ApiError {
+        let reason = match &err {
+            ApiError::Unauthenticated(_) => "denied:invalid_token",
+            ApiError::InsufficientScope(_) => "denied:insufficient_scope",
+            ApiError::ProductNotGranted(_) => "denied:product_not_granted",
+            ApiError::NotFound => "not_found",
+            ApiError::Gone => "gone",
+            ApiError::Conflict(_) => "conflict",
+            _ => "denied:bad_request",
+        };
+        self.event.result = reason.into();
+        if let Err(e) = self
+            .st
+            .inner
+            .store
+            .audit()
+            .record(std::mem::take(&mut self.event))
+        {
+            return ApiError::Internal(format!("audit append failed: {e}"));
+        }
+        err
+    }
+
+    fn ok(&mut self, result: &str) -> Result<(), ApiError> {
+        self.event.result = result.into();
+        self.st
+            .inner
+            .store
+            .audit()
+            .record(std::mem::take(&mut self.event))?;
+        Ok(())
+    }
+
+    /// Records who the gate authenticated and checks the scope.
+    fn authorize(&mut self, p: &Principal, scopes: &[&'static str]) -> Result<(), ApiError> {
+        self.event.actor = p.client_id.clone();
+        self.event.issuer = Some(p.issuer.clone());
+        if !scopes.iter().any(|s| p.has_scope(s)) {
+            return Err(self.deny(ApiError::InsufficientScope(scopes[0])));
+        }
+        Ok(())
+    }
+
+    fn check_product(&mut self, p: &Principal, product: &str) -> Result<(), ApiError> {
+        self.event.product = Some(product.to_string());
+        if p.grants_product(product) {
+            Ok(())
+        } else {
+            Err(self.deny(ApiError::ProductNotGranted(product.to_string())))
+        }
+    }
+}
+
+/// The `{kid}` path segment, validated (1 to 128 URL-safe characters).
+fn check_kid(
+    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    match kid {
+        Ok(Path(kid)) if crate::util::valid_kid(&kid) => Ok(kid),
+        _ => Err(ApiError::BadRequest("kid".into())),
+    }
+}
+
+pub(super) async fn put_key(
+    State(st): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
+    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let kid = check_kid(kid)?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Create, Some(&kid));
+    cx.authorize(&p, &[model::SCOPE_WRITE])?;
+    let body = body.map_err(|_| cx.deny(ApiError::TooLarge))?;
+    let req: KeyBody = serde_json::from_slice(&body)
+        .map_err(|e| cx.deny(ApiError::BadRequest(format!("body: {e}"))))?;
+    let product = foundations::normalize_product(&req.product)
+        .ok_or_else(|| cx.deny(ApiError::BadRequest("product".into())))?;
+    cx.check_product(&p, &product)?;
+    let cose_key = zeroize::Zeroizing::new(
+        foundations::b64_decode(&req.cose_key)
+            .ok_or_else(|| cx.deny(ApiError::BadRequest("cose_key encoding".into())))?,
+    );
+    model::validate_cose_key(&cose_key).map_err(|e| cx.deny(ApiError::BadRequest(e.into())))?;
+    let outcome = st
+        .inner
+        .store
+        .put_key(&kid, &product, &cose_key, cx.event.clone())
+        .await?;
+    match outcome {
+        PutOutcome::Created(m) => Ok(json_no_store(StatusCode::CREATED, &m)),
+        PutOutcome::Unchanged(m) => Ok(json_no_store(StatusCode::OK, &m)),
+        PutOutcome::Revoked => Err(ApiError::Gone),
+        _ => Err(ApiError::Conflict("different material")),
+    }
+}
+
+/// Looks up the key's metadata and applies the product and revocation checks shared by
+/// reads, meta and revoke.
+fn load_meta(
+    cx: &mut Ctx<'_>,
+    p: &Principal,
+    kid: &str,
+    admin_ok: bool,
+) -> Result<model::KeyMeta, ApiError> {
+    let Some(meta) = cx.st.inner.store.meta(kid)? else {
+        return Err(cx.deny(ApiError::NotFound));
+    };
+    if !(admin_ok && p.has_scope(model::SCOPE_ADMIN)) {
+        cx.check_product(p, &meta.product)?;
+    }
+    cx.event.product = Some(meta.product.clone());
+    if meta.state != "active" {
+        return Err(cx.deny(ApiError::Gone));
+    }
+    Ok(meta)
+}
+
+pub(super) async fn get_key(
+    State(st): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
+    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let kid = check_kid(kid)?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Read, Some(&kid));
+    cx.authorize(&p, &[model::SCOPE_READ])?;
+    // One read of the record; the checks below apply to exactly what is decrypted.
+    let Some((meta, sealed)) = st.inner.store.load(&kid)? else {
+        return Err(cx.deny(ApiError::NotFound));
+    };
+    cx.check_product(&p, &meta.product)?;
+    if meta.state != "active" {
+        return Err(cx.deny(ApiError::Gone));
+    }
+    let key = st.inner.store.open_sealed(&meta, &sealed)?;
+    cx.ok("ok")?;
+    Ok(json_no_store(
+        StatusCode::OK,
+        &KeyBody {
+            product: meta.product,
+            cose_key: foundations::b64(&key),
+        },
+    ))
+}
+
+pub(super) async fn get_meta(
+    State(st): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
+    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let kid = check_kid(kid)?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Meta, Some(&kid));
+    cx.authorize(
+        &p,
+        &[model::SCOPE_READ, model::SCOPE_WRITE, model::SCOPE_ADMIN],
+    )?;
+    let meta = load_meta(&mut cx, &p, &kid, true)?;
+    cx.ok("ok")?;
+    Ok(json_no_store(StatusCode::OK, &meta))
+}
+
+pub(super) async fn revoke(
+    State(st): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
+    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let kid = check_kid(kid)?;
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Revoke, Some(&kid));
+    cx.authorize(&p, &[model::SCOPE_REVOKE, model::SCOPE_ADMIN])?;
+    load_meta(&mut cx, &p, &kid, true)?;
+    match st.inner.store.revoke(&kid, cx.event.clone()).await? {
+        RevokeOutcome::Revoked(m) => Ok(json_no_store(StatusCode::OK, &m)),
+        RevokeOutcome::AlreadyRevoked => Err(ApiError::Gone),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AuditQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub(super) async fn audit(
+    State(st): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
+    Extension(p): Extension<Arc<Principal>>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Audit, None);
+    cx.authorize(&p, &[model::SCOPE_AUDIT])?;
+    let Query(q) = q.map_err(|e| cx.deny(ApiError::BadRequest(e.to_string())))?;
+    let max = st.inner.cfg.limits.audit_page_max;
+    let limit = q.limit.unwrap_or(max).clamp(1, max);
+    let log = st.inner.store.audit();
+    // Everything recorded before this request is visible to it (drained under the lock).
+    let (records, head) = {
+        let mut head = log.lock()?;
+        log.drain_locked(&mut head)?;
+        (log.page(q.from, limit)?, *head)
+    };
+    cx.ok("ok")?;
+    Ok(json_no_store(
+        StatusCode::OK,
+        &serde_json::json!({
+            "records": records,
+            "head": { "next_seq": head.next_seq, "mac": hex::encode(head.last_mac) },
+        }),
+    ))
+}

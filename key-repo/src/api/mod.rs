@@ -1,0 +1,250 @@
+//! HTTP API: the built-in authorization server ([`oauth`]) and the keys resource server
+//! ([`keys`]), behind gates that authenticate from the request head.
+
+mod keys;
+mod oauth;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post, put};
+use axum::{Extension, Json, Router};
+use foundations::http::{Gate, Guard, Public, bearer};
+use foundations::now_unix;
+use foundations::token::TokenSigner;
+
+use crate::auth::Authenticator;
+use crate::clients::Registry;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+use keys::{Action, Ctx};
+
+/// Remote address of the connection, inserted by the serve loop.
+pub use foundations::serve::PeerAddr;
+
+/// Shared state of the service.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: Config,
+    store: Store,
+    auth: Authenticator,
+    signer: TokenSigner,
+    clients: Arc<Registry>,
+    by_client: RateLimiter<String>,
+    by_addr: RateLimiter<std::net::IpAddr>,
+    replay: crate::auth::ReplayCache,
+}
+
+impl AppState {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        signer: TokenSigner,
+        clients: Registry,
+    ) -> Result<AppState, crate::Error> {
+        let auth = Authenticator::new(&cfg, &signer)?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            store.start_background();
+        }
+        let l = &cfg.limits;
+        let by_client = RateLimiter::new(l.token_burst_per_client, l.token_per_sec_per_client);
+        let by_addr = RateLimiter::new(l.token_burst_per_addr, l.token_per_sec_per_addr);
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                auth,
+                signer,
+                clients: Arc::new(clients),
+                by_client,
+                by_addr,
+                replay: Default::default(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+}
+
+/// The service's routes. Every route has a gate and a body limit, decided from the request
+/// head before its body is read (`foundations::http::Guard`): the key and audit routes verify
+/// the bearer token there (a refusal is audited), the others are public; then timeout and
+/// concurrency limit.
+pub fn router(state: AppState) -> Router {
+    let limits = state.inner.cfg.limits.clone();
+    let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
+    let body_max = limits.max_body_bytes as u64;
+    let public = |limit: u64| Guard::new(Public, limit);
+    let bearer = |action: Action, limit: u64| {
+        Guard::new(
+            BearerGate {
+                st: state.clone(),
+                action,
+            },
+            limit,
+        )
+    };
+    let route = |m: MethodRouter<AppState>, g: Guard<Public>| m.route_layer(g);
+    Router::new()
+        .route("/oauth/token", route(post(oauth::token), public(body_max)))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            route(get(oauth::as_metadata), public(0)),
+        )
+        .route("/.well-known/jwks.json", route(get(oauth::jwks), public(0)))
+        .route(
+            "/v1/keys/{kid}",
+            get(keys::get_key)
+                .route_layer(bearer(Action::Read, 0))
+                .merge(put(keys::put_key).route_layer(bearer(Action::Create, body_max))),
+        )
+        .route(
+            "/v1/keys/{kid}/meta",
+            get(keys::get_meta).route_layer(bearer(Action::Meta, 0)),
+        )
+        .route(
+            "/v1/keys/{kid}/revoke",
+            post(keys::revoke).route_layer(bearer(Action::Revoke, 0)),
+        )
+        .route(
+            "/v1/audit",
+            get(keys::audit).route_layer(bearer(Action::Audit, 0)),
+        )
+        .route("/v1/openapi.json", route(get(openapi), public(0)))
+        .route("/healthz", route(get(|| async { "ok" }), public(0)))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed".into()) })
+        .layer(axum::middleware::from_fn(move |req, next| {
+            request_timeout(req, next, timeout)
+        }))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_in_flight,
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// The bearer-token gate of the key and audit routes: the token is verified from the head;
+/// a refusal is audited (with the action and kid of the route) and answered 401.
+#[derive(Debug, Clone)]
+struct BearerGate {
+    st: AppState,
+    action: Action,
+}
+
+impl Gate for BearerGate {
+    async fn check(&self, head: &mut Parts) -> Result<(), Response> {
+        let peer = head.extensions.get::<PeerAddr>().map(|p| p.0);
+        // `/v1/keys/{kid}[/...]`: the kid, for the audit record, if it is one.
+        let kid = head
+            .uri
+            .path()
+            .strip_prefix("/v1/keys/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|k| crate::util::valid_kid(k));
+        let verdict = match bearer(&head.headers) {
+            None => Err("no bearer token".to_string()),
+            Some(t) => self
+                .st
+                .inner
+                .auth
+                .authenticate(t, now_unix())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match verdict {
+            Ok(p) => {
+                head.extensions.insert(p);
+                Ok(())
+            }
+            Err(reason) => {
+                let mut cx = Ctx::new(&self.st, peer, self.action, kid);
+                Err(cx.deny(ApiError::Unauthenticated(reason)).into_response())
+            }
+        }
+    }
+}
+
+/// Applies the request timeout and writes one structured log line per request (at debug
+/// level: method, path, status, duration; never headers or bodies, which carry secrets).
+async fn request_timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    timeout: Duration,
+) -> Response {
+    let log = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        (
+            std::time::Instant::now(),
+            req.method().clone(),
+            req.uri().path().to_owned(),
+        )
+    });
+    let resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    let Some((started, method, path)) = log else {
+        return resp;
+    };
+    tracing::debug!(
+        %method,
+        path = %path.escape_debug(),
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+fn json_no_store<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    let mut r = (status, Json(v)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn peer_addr(peer: &Option<Extension<PeerAddr>>) -> Option<SocketAddr> {
+    peer.as_ref().map(|p| p.0.0)
+}
+
+async fn openapi() -> Response {
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=3600"),
+    );
+    r
+}
+
+/// OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
