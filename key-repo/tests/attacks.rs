@@ -1,5 +1,7 @@
-//! Attacks on the wire against the real `key-repo` binary (issue 13 item 3): the body of a
-//! request is never read, nor validated, before its token is; HSTS on every response.
+//! Attacks on the wire against the real `key-repo` binary, one test per attack (issue 13).
+//! Item 3: the body of a request is never read, nor validated, before its token is; HSTS on
+//! every response. Item 5: a key is revoked only by the client that stored it (or an
+//! administrator); a refusal never tells whether another product's kid exists.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
@@ -7,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{PRODUCT_A, Repo};
+use common::{Creds, PRODUCT_A, PRODUCT_B, Repo, audit_records, b64, cose_key, random_key, send};
 use foundations::Problem;
 
 /// A body of `total` bytes that counts what the client actually pulled from it.
@@ -149,4 +151,255 @@ async fn hsts_header_present() {
             "{path}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13 item 5: authorisation by owner, no disclosure of other products' kids.
+
+/// Tokens of the built-in server for each client, in order.
+async fn tokens(http: &reqwest::Client, url: &str, clients: &[&Creds]) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in clients {
+        out.push(common::token(http, url, c).await);
+    }
+    out
+}
+
+async fn put(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    kid: &str,
+    product: &str,
+    key: &[u8],
+) -> (u16, String, String) {
+    send(
+        http.put(format!("{url}/v1/keys/{kid}"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"product": product, "cose_key": b64(key)})),
+    )
+    .await
+}
+
+/// Status, content type, `WWW-Authenticate` and body: everything a client can compare.
+async fn answer(req: reqwest::RequestBuilder) -> (u16, String, String, String) {
+    let r = req.send().await.unwrap();
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (status, ct, www) = (
+        r.status().as_u16(),
+        h("content-type"),
+        h("www-authenticate"),
+    );
+    (status, ct, www, r.text().await.unwrap())
+}
+
+fn slug(body: &str) -> String {
+    serde_json::from_str::<Problem>(body)
+        .map(|p| p.slug().to_string())
+        .unwrap_or_default()
+}
+
+/// Records of `action` on `kid`.
+fn of<'a>(
+    recs: &'a [serde_json::Value],
+    action: &'a str,
+    kid: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    recs.iter()
+        .filter(move |r| r["action"] == action && r["kid"] == kid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_cannot_revoke_another_publishers_key() {
+    let repo = Repo::init();
+    let owner = repo.add_client("owner", "publisher", &[PRODUCT_A]);
+    let rival = repo.add_client("rival", "publisher", &[PRODUCT_A]);
+    let disp = repo.add_client("disp", "dispatcher", &[PRODUCT_A]);
+    let aud = repo.add_client("aud", "auditor", &[]);
+    let srv = repo.start();
+    let http = srv.http(&repo.ca_pem());
+    let url = srv.url.as_str();
+    let t = tokens(&http, url, &[&owner, &rival, &disp, &aud, &repo.admin]).await;
+    let (t_owner, t_rival, t_disp, t_aud, t_admin) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
+    let key = cose_key(b"rel-1", &random_key());
+    assert_eq!(
+        put(&http, url, t_owner, "rel-1", PRODUCT_A, &key).await.0,
+        201
+    );
+
+    // The attack: another publisher of the same product revokes the key.
+    let (s, _, b) = send(
+        http.post(format!("{url}/v1/keys/rel-1/revoke"))
+            .bearer_auth(t_rival),
+    )
+    .await;
+    assert_eq!((s, slug(&b).as_str()), (403, "not-owner"), "{b}");
+    // Nor does it pass for the owner by storing the same key again.
+    assert_eq!(
+        put(&http, url, t_rival, "rel-1", PRODUCT_A, &key).await.0,
+        409
+    );
+
+    // Nothing changed: the key is active, still the owner's, and the dispatcher gets it.
+    let (s, _, b) = send(
+        http.get(format!("{url}/v1/keys/rel-1/meta"))
+            .bearer_auth(t_owner),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let meta: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(meta["state"], "active");
+    assert_eq!(meta["created_by"], owner.id.as_str());
+    assert!(meta.get("revoked_by").is_none());
+    let (s, _, b) = send(http.get(format!("{url}/v1/keys/rel-1")).bearer_auth(t_disp)).await;
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["cose_key"], b64(&key).as_str());
+
+    let recs = audit_records(&http, url, t_aud).await;
+    let refused: Vec<_> = of(&recs, "key.revoke", "rel-1").collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["result"], "denied:not_owner");
+    assert_eq!(refused[0]["actor"], rival.id.as_str());
+
+    // Whom revocation is for: the owner, and an administrator for any key.
+    let key2 = cose_key(b"rel-2", &random_key());
+    assert_eq!(
+        put(&http, url, t_owner, "rel-2", PRODUCT_A, &key2).await.0,
+        201
+    );
+    let (s, _, b) = send(
+        http.post(format!("{url}/v1/keys/rel-2/revoke"))
+            .bearer_auth(t_admin),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _, b) = send(
+        http.post(format!("{url}/v1/keys/rel-1/revoke"))
+            .bearer_auth(t_owner),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["revoked_by"], owner.id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_name_of_another_product_is_not_disclosed() {
+    let repo = Repo::init();
+    let pub_a = repo.add_client("pub-a", "publisher", &[PRODUCT_A]);
+    let pub_b = repo.add_client("pub-b", "publisher", &[PRODUCT_B]);
+    let disp_a = repo.add_client("disp-a", "dispatcher", &[PRODUCT_A]);
+    let aud = repo.add_client("aud", "auditor", &[]);
+    let srv = repo.start();
+    let http = srv.http(&repo.ca_pem());
+    let url = srv.url.as_str();
+    let t = tokens(&http, url, &[&pub_a, &pub_b, &disp_a, &aud]).await;
+    let (t_a, t_b, t_disp_a, t_aud) = (&t[0], &t[1], &t[2], &t[3]);
+    // Product B holds one active and one revoked kid.
+    let key_b = cose_key(b"b-next-release", &random_key());
+    assert_eq!(
+        put(&http, url, t_b, "b-next-release", PRODUCT_B, &key_b)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        put(&http, url, t_b, "b-old", PRODUCT_B, &key_b).await.0,
+        201
+    );
+    let (s, _, _) = send(
+        http.post(format!("{url}/v1/keys/b-old/revoke"))
+            .bearer_auth(t_b),
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    // Writes. The reference: a free name the caller may not use (a product not granted).
+    let key_a = cose_key(b"x", &random_key());
+    let put_req = |kid: &str, product: &str| {
+        http.put(format!("{url}/v1/keys/{kid}"))
+            .bearer_auth(t_a)
+            .json(&serde_json::json!({"product": product, "cose_key": b64(&key_a)}))
+    };
+    let reference = answer(put_req("never-written", PRODUCT_B)).await;
+    assert_eq!(
+        (reference.0, slug(&reference.3).as_str()),
+        (403, "product-not-granted")
+    );
+    for (kid, product) in [
+        ("b-next-release", PRODUCT_A),
+        ("b-next-release", PRODUCT_B),
+        ("b-old", PRODUCT_A),
+    ] {
+        let got = answer(put_req(kid, product)).await;
+        assert_eq!(got, reference, "PUT {kid} for {product}");
+    }
+
+    // Reads, inspection, revocation. The reference: a kid nobody holds.
+    let reqs = |kid: &str, token: &str| {
+        [
+            http.get(format!("{url}/v1/keys/{kid}")).bearer_auth(token),
+            http.get(format!("{url}/v1/keys/{kid}/meta"))
+                .bearer_auth(token),
+            http.post(format!("{url}/v1/keys/{kid}/revoke"))
+                .bearer_auth(token),
+        ]
+    };
+    for token in [t_a, t_disp_a] {
+        for (held, free) in reqs("b-next-release", token)
+            .into_iter()
+            .zip(reqs("never-written", token))
+        {
+            let (held, free) = (answer(held).await, answer(free).await);
+            assert_eq!(held, free);
+            assert!(matches!(held.0, 403 | 404), "{held:?}");
+        }
+    }
+    // For the caller with the read scope, that is 404 not-found.
+    let (s, _, _, b) = answer(reqs("b-next-release", t_disp_a).into_iter().next().unwrap()).await;
+    assert_eq!((s, slug(&b).as_str()), (404, "not-found"));
+
+    // Nothing was changed or created; product B's key is intact.
+    let (s, _, b) = send(
+        http.get(format!("{url}/v1/keys/b-next-release/meta"))
+            .bearer_auth(t_b),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let meta: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (meta["product"].as_str(), meta["state"].as_str()),
+        (Some(PRODUCT_B), Some("active"))
+    );
+    assert_eq!(meta["created_by"], pub_b.id.as_str());
+    let (s, _, _) = send(
+        http.get(format!("{url}/v1/keys/never-written/meta"))
+            .bearer_auth(t_a),
+    )
+    .await;
+    assert_eq!(s, 404);
+    // The audit trail says what the answers do not.
+    let recs = audit_records(&http, url, t_aud).await;
+    let creates: Vec<_> = of(&recs, "key.create", "b-next-release")
+        .filter(|r| r["actor"] == pub_a.id.as_str())
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert!(
+        creates
+            .iter()
+            .all(|r| r["result"] == "denied:product_not_granted")
+    );
+    let held: Vec<_> = creates
+        .iter()
+        .filter(|r| r["reason"] == "kid held by another product")
+        .collect();
+    assert_eq!(held.len(), 1, "{creates:?}");
+    assert_eq!(held[0]["product"], PRODUCT_A);
 }

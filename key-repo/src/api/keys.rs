@@ -1,6 +1,17 @@
 //! The keys resource server: store, read, inspect and revoke release keys, and read the
-//! audit trail. The gate has authenticated the caller; here its scopes and products are
-//! checked, and every outcome is audited.
+//! audit trail. The gate has authenticated the caller; here its scopes, products and
+//! ownership are checked, and every outcome is audited.
+//!
+//! Who may do what (issue 13 item 5):
+//!
+//! * store: `keys:write` and the product granted; a kid is immutable and held by the client
+//!   that stored it (its issuer and client id are kept with the key);
+//! * read, inspect: `keys:read` (inspect also `keys:write`) and the product granted;
+//! * revoke: the client that stored the key (with `keys:revoke` and the product still
+//!   granted), or an administrator (`keys:admin`);
+//! * a kid held by a product the caller is not granted is never told apart from a kid
+//!   nobody holds: reads answer `404 not-found` for both, writes `403 product-not-granted`
+//!   as for any product the caller is not granted; the audit record says which it was.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +29,7 @@ use super::{AppState, PeerAddr, json_no_store, peer_addr};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{self, KeyBody};
-use crate::store::{PutOutcome, RevokeOutcome};
+use crate::store::{Loaded, Owner, PutOutcome, RevokeOutcome};
 
 /// The operation being authorised, for scopes and the audit record.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +53,18 @@ impl Action {
     }
 }
 
+/// The audit record of a request (actor `anonymous` until the caller is known).
+fn event(peer: Option<SocketAddr>, action: Action, kid: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        time: now_unix(),
+        actor: "anonymous".into(),
+        peer: peer.map(|p| p.to_string()),
+        action: action.name().into(),
+        kid: kid.map(str::to_string),
+        ..Default::default()
+    }
+}
+
 /// A request in progress: who (once known) and the audit record being built.
 pub(super) struct Ctx<'a> {
     st: &'a AppState,
@@ -57,29 +80,30 @@ impl<'a> Ctx<'a> {
     ) -> Self {
         Ctx {
             st,
-            event: AuditEvent {
-                time: now_unix(),
-                actor: "anonymous".into(),
-                peer: peer.map(|p| p.to_string()),
-                action: action.name().into(),
-                kid: kid.map(str::to_string),
-                ..Default::default()
-            },
+            event: event(peer, action, kid),
         }
     }
 
     /// Records a refusal in the audit log and returns the error.
     pub(super) fn deny(&mut self, err: ApiError) -> ApiError {
-        let reason = match &err {
+        let result = match &err {
             ApiError::Unauthenticated(_) => "denied:invalid_token",
             ApiError::InsufficientScope(_) => "denied:insufficient_scope",
             ApiError::ProductNotGranted(_) => "denied:product_not_granted",
+            ApiError::NotOwner => "denied:not_owner",
             ApiError::NotFound => "not_found",
             ApiError::Gone => "gone",
             ApiError::Conflict(_) => "conflict",
             _ => "denied:bad_request",
         };
-        self.event.result = reason.into();
+        self.deny_as(result, None, err)
+    }
+
+    /// Records a refusal with the given result (and reason) and returns `err`, which the
+    /// client gets: the audit record may say more than the answer.
+    fn deny_as(&mut self, result: &str, reason: Option<&str>, err: ApiError) -> ApiError {
+        self.event.result = result.into();
+        self.event.reason = reason.map(str::to_string);
         if let Err(e) = self
             .st
             .inner
@@ -111,15 +135,6 @@ impl<'a> Ctx<'a> {
         }
         Ok(())
     }
-
-    fn check_product(&mut self, p: &Principal, product: &str) -> Result<(), ApiError> {
-        self.event.product = Some(product.to_string());
-        if p.grants_product(product) {
-            Ok(())
-        } else {
-            Err(self.deny(ApiError::ProductNotGranted(product.to_string())))
-        }
-    }
 }
 
 /// The `{kid}` path segment, validated (1 to 128 URL-safe characters).
@@ -130,6 +145,28 @@ fn check_kid(
         Ok(Path(kid)) if crate::util::valid_kid(&kid) => Ok(kid),
         _ => Err(ApiError::BadRequest("kid".into())),
     }
+}
+
+/// The key's record for reads, meta and revoke, once the caller may know it exists: a kid
+/// of a product the caller is not granted (`admin_ok`: unless it is an administrator) is
+/// answered exactly like a kid never written; a revoked key is gone.
+fn lookup(cx: &mut Ctx<'_>, p: &Principal, kid: &str, admin_ok: bool) -> Result<Loaded, ApiError> {
+    let Some(loaded) = cx.st.inner.store.load(kid)? else {
+        return Err(cx.deny(ApiError::NotFound));
+    };
+    cx.event.product = Some(loaded.meta.product.clone());
+    let admin = admin_ok && p.has_scope(model::SCOPE_ADMIN);
+    if !admin && !p.grants_product(&loaded.meta.product) {
+        return Err(cx.deny_as(
+            "denied:product_not_granted",
+            Some("kid held by a product not granted"),
+            ApiError::NotFound,
+        ));
+    }
+    if loaded.meta.state != "active" {
+        return Err(cx.deny(ApiError::Gone));
+    }
+    Ok(loaded)
 }
 
 pub(super) async fn put_key(
@@ -147,44 +184,44 @@ pub(super) async fn put_key(
         .map_err(|e| cx.deny(ApiError::BadRequest(format!("body: {e}"))))?;
     let product = foundations::normalize_product(&req.product)
         .ok_or_else(|| cx.deny(ApiError::BadRequest("product".into())))?;
-    cx.check_product(&p, &product)?;
+    cx.event.product = Some(product.clone());
+    // A kid held by a product the caller is not granted is refused exactly like a product
+    // the caller is not granted (same status, same problem), so the refusal does not tell
+    // whether the kid exists; the record is looked up in both cases, which cost the same.
+    let held_by = st.inner.store.meta(&kid)?.map(|m| m.product);
+    if !p.grants_product(&product) {
+        return Err(cx.deny(ApiError::ProductNotGranted(product)));
+    }
+    if held_by.is_some_and(|h| h != product && !p.grants_product(&h)) {
+        return Err(cx.deny_as(
+            "denied:product_not_granted",
+            Some("kid held by another product"),
+            ApiError::ProductNotGranted(product),
+        ));
+    }
     let cose_key = zeroize::Zeroizing::new(
         foundations::b64_decode(&req.cose_key)
             .ok_or_else(|| cx.deny(ApiError::BadRequest("cose_key encoding".into())))?,
     );
     model::validate_cose_key(&cose_key).map_err(|e| cx.deny(ApiError::BadRequest(e.into())))?;
+    let owner = Owner {
+        issuer: &p.issuer,
+        client_id: &p.client_id,
+    };
+    let granted = |x: &str| p.grants_product(x);
     let outcome = st
         .inner
         .store
-        .put_key(&kid, &product, &cose_key, cx.event.clone())
+        .put_key(&kid, &product, &cose_key, owner, &granted, cx.event.clone())
         .await?;
     match outcome {
         PutOutcome::Created(m) => Ok(json_no_store(StatusCode::CREATED, &m)),
         PutOutcome::Unchanged(m) => Ok(json_no_store(StatusCode::OK, &m)),
         PutOutcome::Revoked => Err(ApiError::Gone),
-        _ => Err(ApiError::Conflict("different material")),
+        // Another product took the kid since the check above.
+        PutOutcome::Foreign => Err(ApiError::ProductNotGranted(product)),
+        _ => Err(ApiError::Conflict("different material or owner")),
     }
-}
-
-/// Looks up the key's metadata and applies the product and revocation checks shared by
-/// reads, meta and revoke.
-fn load_meta(
-    cx: &mut Ctx<'_>,
-    p: &Principal,
-    kid: &str,
-    admin_ok: bool,
-) -> Result<model::KeyMeta, ApiError> {
-    let Some(meta) = cx.st.inner.store.meta(kid)? else {
-        return Err(cx.deny(ApiError::NotFound));
-    };
-    if !(admin_ok && p.has_scope(model::SCOPE_ADMIN)) {
-        cx.check_product(p, &meta.product)?;
-    }
-    cx.event.product = Some(meta.product.clone());
-    if meta.state != "active" {
-        return Err(cx.deny(ApiError::Gone));
-    }
-    Ok(meta)
 }
 
 pub(super) async fn get_key(
@@ -196,20 +233,14 @@ pub(super) async fn get_key(
     let kid = check_kid(kid)?;
     let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Read, Some(&kid));
     cx.authorize(&p, &[model::SCOPE_READ])?;
-    // One read of the record; the checks below apply to exactly what is decrypted.
-    let Some((meta, sealed)) = st.inner.store.load(&kid)? else {
-        return Err(cx.deny(ApiError::NotFound));
-    };
-    cx.check_product(&p, &meta.product)?;
-    if meta.state != "active" {
-        return Err(cx.deny(ApiError::Gone));
-    }
-    let key = st.inner.store.open_sealed(&meta, &sealed)?;
+    // One read of the record; the checks apply to exactly what is decrypted.
+    let loaded = lookup(&mut cx, &p, &kid, false)?;
+    let key = st.inner.store.open_sealed(&loaded.meta, &loaded.sealed)?;
     cx.ok("ok")?;
     Ok(json_no_store(
         StatusCode::OK,
         &KeyBody {
-            product: meta.product,
+            product: loaded.meta.product,
             cose_key: foundations::b64(&key),
         },
     ))
@@ -227,9 +258,9 @@ pub(super) async fn get_meta(
         &p,
         &[model::SCOPE_READ, model::SCOPE_WRITE, model::SCOPE_ADMIN],
     )?;
-    let meta = load_meta(&mut cx, &p, &kid, true)?;
+    let loaded = lookup(&mut cx, &p, &kid, true)?;
     cx.ok("ok")?;
-    Ok(json_no_store(StatusCode::OK, &meta))
+    Ok(json_no_store(StatusCode::OK, &loaded.meta))
 }
 
 pub(super) async fn revoke(
@@ -241,7 +272,16 @@ pub(super) async fn revoke(
     let kid = check_kid(kid)?;
     let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Revoke, Some(&kid));
     cx.authorize(&p, &[model::SCOPE_REVOKE, model::SCOPE_ADMIN])?;
-    load_meta(&mut cx, &p, &kid, true)?;
+    let loaded = lookup(&mut cx, &p, &kid, true)?;
+    // Only the client that stored the key, or an administrator (issue 13 item 5: another
+    // publisher of the same product revoked a key it did not store).
+    let caller = Owner {
+        issuer: &p.issuer,
+        client_id: &p.client_id,
+    };
+    if !p.has_scope(model::SCOPE_ADMIN) && !loaded.owned_by(caller, &st.inner.cfg.issuer) {
+        return Err(cx.deny(ApiError::NotOwner));
+    }
     match st.inner.store.revoke(&kid, cx.event.clone()).await? {
         RevokeOutcome::Revoked(m) => Ok(json_no_store(StatusCode::OK, &m)),
         RevokeOutcome::AlreadyRevoked => Err(ApiError::Gone),
