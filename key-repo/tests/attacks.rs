@@ -1,7 +1,8 @@
 //! Attacks on the wire against the real `key-repo` binary, one test per attack (issue 13).
 //! Item 3: the body of a request is never read, nor validated, before its token is; HSTS on
 //! every response. Item 5: a key is revoked only by the client that stored it (or an
-//! administrator); a refusal never tells whether another product's kid exists.
+//! administrator); a refusal never tells whether another product's kid exists; the tokens
+//! of a removed or disabled client stop working at once.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
@@ -9,7 +10,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{Creds, PRODUCT_A, PRODUCT_B, Repo, audit_records, b64, cose_key, random_key, send};
+use common::{
+    Creds, PRODUCT_A, PRODUCT_B, Repo, audit_records, b64, cose_key, random_key, run_ok, send,
+};
 use foundations::Problem;
 
 /// A body of `total` bytes that counts what the client actually pulled from it.
@@ -154,7 +157,8 @@ async fn hsts_header_present() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Issue 13 item 5: authorisation by owner, no disclosure of other products' kids.
+// Issue 13 item 5: authorisation by owner, withdrawn clients, no disclosure of other
+// products' kids.
 
 /// Tokens of the built-in server for each client, in order.
 async fn tokens(http: &reqwest::Client, url: &str, clients: &[&Creds]) -> Vec<String> {
@@ -213,6 +217,16 @@ fn of<'a>(
 ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
     recs.iter()
         .filter(move |r| r["action"] == action && r["kid"] == kid)
+}
+
+fn clients_cmd(repo: &Repo, verb: &str, who: &str) {
+    run_ok(&[
+        "clients",
+        verb,
+        "--config",
+        repo.config().to_str().unwrap(),
+        who,
+    ]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,6 +304,72 @@ async fn publisher_cannot_revoke_another_publishers_key() {
     assert_eq!(v["revoked_by"], owner.id.as_str());
 }
 
+/// A dispatcher reads a key, its client is withdrawn with `verb` (`remove` or `disable`),
+/// and its token — verified and cached by the server a moment ago — is refused at once.
+async fn withdrawn_client_token_stops_at_once(verb: &str) {
+    let repo = Repo::init();
+    let publ = repo.add_client("publ", "publisher", &[PRODUCT_A]);
+    let disp = repo.add_client("disp", "dispatcher", &[PRODUCT_A]);
+    let aud = repo.add_client("aud", "auditor", &[]);
+    let srv = repo.start();
+    let http = srv.http(&repo.ca_pem());
+    let url = srv.url.as_str();
+    let t = tokens(&http, url, &[&publ, &disp, &aud]).await;
+    let (t_pub, t_disp, t_aud) = (&t[0], &t[1], &t[2]);
+    let key = cose_key(b"k1", &random_key());
+    assert_eq!(put(&http, url, t_pub, "k1", PRODUCT_A, &key).await.0, 201);
+    let (s, _, _) = send(http.get(format!("{url}/v1/keys/k1")).bearer_auth(t_disp)).await;
+    assert_eq!(s, 200);
+
+    clients_cmd(&repo, verb, "disp");
+
+    // The very next request with the same token: refused, no key material.
+    for path in ["/v1/keys/k1", "/v1/keys/k1/meta"] {
+        let (s, _, b) = send(http.get(format!("{url}{path}")).bearer_auth(t_disp)).await;
+        assert_eq!(
+            (s, slug(&b).as_str()),
+            (401, "invalid-token"),
+            "{verb} {path}"
+        );
+        assert!(!b.contains(&b64(&key)), "{b}");
+    }
+    // And no new token.
+    let (s, _, _) = send(
+        http.post(format!("{url}/oauth/token"))
+            .basic_auth(&disp.id, Some(&disp.secret))
+            .form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
+    assert_eq!(s, 401, "{verb}");
+
+    let recs = audit_records(&http, url, t_aud).await;
+    let reads: Vec<_> = of(&recs, "key.read", "k1").collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert_eq!(reads[0]["result"], "ok");
+    assert_eq!(reads[1]["result"], "denied:invalid_token");
+    assert_eq!(reads[1]["actor"], disp.id.as_str());
+
+    if verb == "disable" {
+        // Enabled again: the old token stays refused, a new one works.
+        clients_cmd(&repo, "enable", "disp");
+        let (s, _, _) = send(http.get(format!("{url}/v1/keys/k1")).bearer_auth(t_disp)).await;
+        assert_eq!(s, 401, "a token issued before the client was disabled");
+        let fresh = common::token(&http, url, &disp).await;
+        let (s, _, b) = send(http.get(format!("{url}/v1/keys/k1")).bearer_auth(&fresh)).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    assert!(srv.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_client_token_stops_at_once() {
+    withdrawn_client_token_stops_at_once("remove").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_client_token_stops_at_once() {
+    withdrawn_client_token_stops_at_once("disable").await;
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_name_of_another_product_is_not_disclosed() {
     let repo = Repo::init();

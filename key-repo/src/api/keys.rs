@@ -54,7 +54,7 @@ impl Action {
 }
 
 /// The audit record of a request (actor `anonymous` until the caller is known).
-fn event(peer: Option<SocketAddr>, action: Action, kid: Option<&str>) -> AuditEvent {
+pub(super) fn event(peer: Option<SocketAddr>, action: Action, kid: Option<&str>) -> AuditEvent {
     AuditEvent {
         time: now_unix(),
         actor: "anonymous".into(),
@@ -66,18 +66,13 @@ fn event(peer: Option<SocketAddr>, action: Action, kid: Option<&str>) -> AuditEv
 }
 
 /// A request in progress: who (once known) and the audit record being built.
-pub(super) struct Ctx<'a> {
+struct Ctx<'a> {
     st: &'a AppState,
     event: AuditEvent,
 }
 
 impl<'a> Ctx<'a> {
-    pub(super) fn new(
-        st: &'a AppState,
-        peer: Option<SocketAddr>,
-        action: Action,
-        kid: Option<&str>,
-    ) -> Self {
+    fn new(st: &'a AppState, peer: Option<SocketAddr>, action: Action, kid: Option<&str>) -> Self {
         Ctx {
             st,
             event: event(peer, action, kid),
@@ -85,7 +80,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Records a refusal in the audit log and returns the error.
-    pub(super) fn deny(&mut self, err: ApiError) -> ApiError {
+    fn deny(&mut self, err: ApiError) -> ApiError {
         let result = match &err {
             ApiError::Unauthenticated(_) => "denied:invalid_token",
             ApiError::InsufficientScope(_) => "denied:insufficient_scope",

@@ -20,14 +20,14 @@ use foundations::http::{Gate, Guard, Public, bearer};
 use foundations::now_unix;
 use foundations::token::TokenSigner;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Refusal};
 use crate::clients::Registry;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
-use keys::{Action, Ctx};
+use keys::Action;
 
 /// Remote address of the connection, inserted by the serve loop.
 pub use foundations::serve::PeerAddr;
@@ -58,13 +58,10 @@ impl AppState {
         clients: Registry,
     ) -> Result<AppState, crate::Error> {
         let auth = Authenticator::new(&cfg, &signer)?;
-        if tokio::runtime::Handle::try_current().is_ok() {
-            store.start_background();
-        }
         let l = &cfg.limits;
         let by_client = RateLimiter::new(l.token_burst_per_client, l.token_per_sec_per_client);
         let by_addr = RateLimiter::new(l.token_burst_per_addr, l.token_per_sec_per_addr);
-        Ok(AppState {
+        let st = AppState {
             inner: Arc::new(Inner {
                 cfg,
                 store,
@@ -75,7 +72,11 @@ impl AppState {
                 by_addr,
                 replay: Default::default(),
             }),
-        })
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            st.inner.store.start_background();
+        }
+        Ok(st)
     }
 
     pub fn config(&self) -> &Config {
@@ -149,8 +150,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The bearer-token gate of the key and audit routes: the token is verified from the head;
-/// a refusal is audited (with the action and kid of the route) and answered 401.
+/// The bearer-token gate of the key and audit routes: the token is verified from the head
+/// (and, for the built-in issuer, its client checked against the clients file); a refusal
+/// is audited and answered 401.
 #[derive(Debug, Clone)]
 struct BearerGate {
     st: AppState,
@@ -168,23 +170,33 @@ impl Gate for BearerGate {
             .and_then(|rest| rest.split('/').next())
             .filter(|k| crate::util::valid_kid(k));
         let verdict = match bearer(&head.headers) {
-            None => Err("no bearer token".to_string()),
-            Some(t) => self
-                .st
-                .inner
-                .auth
-                .authenticate(t, now_unix())
-                .await
-                .map_err(|e| e.to_string()),
+            None => Err(Refusal::Token(foundations::token::TokenError::Malformed(
+                "no bearer token",
+            ))),
+            Some(t) => {
+                let s = &self.st.inner;
+                s.auth.authenticate(t, now_unix(), &s.clients).await
+            }
         };
         match verdict {
             Ok(p) => {
                 head.extensions.insert(p);
                 Ok(())
             }
-            Err(reason) => {
-                let mut cx = Ctx::new(&self.st, peer, self.action, kid);
-                Err(cx.deny(ApiError::Unauthenticated(reason)).into_response())
+            Err(refusal) => {
+                let mut event = keys::event(peer, self.action, kid);
+                event.result = "denied:invalid_token".into();
+                if let Refusal::ClientWithdrawn { client_id, why } = &refusal {
+                    // The token is genuine: who it was is known, and worth recording.
+                    event.actor = client_id.clone();
+                    event.issuer = Some(self.st.inner.cfg.issuer.clone());
+                    event.reason = Some((*why).to_string());
+                }
+                if let Err(e) = self.st.inner.store.audit().record(event) {
+                    let e = ApiError::Internal(format!("audit append failed: {e}"));
+                    return Err(e.into_response());
+                }
+                Err(ApiError::Unauthenticated(refusal.to_string()).into_response())
             }
         }
     }

@@ -4,6 +4,8 @@ use super::*;
 use crate::config::{Limits, TlsConfig, TokenConfig};
 use axum::body::Body;
 
+const PRODUCT: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe/1492af14-2569-5e48-bf42-9b2d51f2ab45";
+
 fn state(dir: &std::path::Path) -> (AppState, TokenSigner) {
     let cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -67,7 +69,14 @@ async fn router_without_socket() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["openapi"], "3.1.0");
 
-    // A token from the built-in signer with product and scope: write then read.
+    // A token from the built-in signer for a registered client: write then read.
+    let client = crate::clients::add(
+        &dir.path().join("clients.json"),
+        "c",
+        crate::model::Role::Publisher,
+        &[PRODUCT.to_string()],
+    )
+    .unwrap();
     let now = now_unix();
     let claims = foundations::token::Claims {
         iss: "https://kr.test".into(),
@@ -77,7 +86,7 @@ async fn router_without_socket() {
         iat: now,
         nbf: None,
         jti: None,
-        client_id: Some("c".into()),
+        client_id: Some(client.client_id.clone()),
         scope: Some("keys:write keys:read".into()),
         extra: serde_json::Map::from_iter([(
             "products".to_string(),
