@@ -53,6 +53,10 @@ pub enum ApiError {
         status: StatusCode,
         detail: String,
     },
+    /// The audit record of the operation could not be made durable, so the operation was
+    /// not done (fail closed); worth retrying later.
+    #[error("audit unavailable: {0}")]
+    AuditUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -111,6 +115,11 @@ impl ApiError {
                 "The request took too long",
             ),
             ApiError::OAuth { status, code, .. } => (*status, code, "Token request refused"),
+            ApiError::AuditUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit-unavailable",
+                "The operation cannot be audited now",
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

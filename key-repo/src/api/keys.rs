@@ -121,6 +121,20 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// As [`Ctx::ok`], and returns once the record is on disk; an error means the caller
+    /// must not answer with what the record describes (fail closed).
+    async fn ok_durable(&mut self, result: &str) -> Result<(), ApiError> {
+        self.event.result = result.into();
+        self.st
+            .inner
+            .store
+            .audit()
+            .record_durable(std::mem::take(&mut self.event))
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        Ok(())
+    }
+
     /// Records who the gate authenticated and checks the scope.
     fn authorize(&mut self, p: &Principal, scopes: &[&'static str]) -> Result<(), ApiError> {
         self.event.actor = p.client_id.clone();
@@ -231,7 +245,9 @@ pub(super) async fn get_key(
     // One read of the record; the checks apply to exactly what is decrypted.
     let loaded = lookup(&mut cx, &p, &kid, false)?;
     let key = st.inner.store.open_sealed(&loaded.meta, &loaded.sealed)?;
-    cx.ok("ok")?;
+    // The read is on disk before the key leaves the server: if it cannot be recorded, the
+    // key is not returned (issue 13 item 4).
+    cx.ok_durable("ok").await?;
     Ok(json_no_store(
         StatusCode::OK,
         &KeyBody {
@@ -303,6 +319,8 @@ pub(super) async fn audit(
     let Query(q) = q.map_err(|e| cx.deny(ApiError::BadRequest(e.to_string())))?;
     let max = st.inner.cfg.limits.audit_page_max;
     let limit = q.limit.unwrap_or(max).clamp(1, max);
+    // Refusals counted so far are summarised first, so the page counts every one.
+    st.flush_refusals()?;
     let log = st.inner.store.audit();
     // Everything recorded before this request is visible to it (drained under the lock).
     let (records, head) = {

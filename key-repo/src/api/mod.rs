@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use axum::{Extension, Json, Router};
+use foundations::audit::{AuditEvent, RefusalAggregator};
 use foundations::http::{Gate, Guard, Public, bearer};
 use foundations::now_unix;
 use foundations::token::TokenSigner;
@@ -48,6 +49,8 @@ struct Inner {
     by_client: RateLimiter<String>,
     by_addr: RateLimiter<std::net::IpAddr>,
     replay: crate::auth::ReplayCache,
+    /// Refusals no authenticated caller answers for, audited at a bounded rate.
+    refusals: RefusalAggregator,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
         let l = &cfg.limits;
         let by_client = RateLimiter::new(l.token_burst_per_client, l.token_per_sec_per_client);
         let by_addr = RateLimiter::new(l.token_burst_per_addr, l.token_per_sec_per_addr);
+        let refusals = RefusalAggregator::new(cfg.audit.refusal_limits());
         let st = AppState {
             inner: Arc::new(Inner {
                 cfg,
@@ -71,10 +75,12 @@ impl AppState {
                 by_client,
                 by_addr,
                 replay: Default::default(),
+                refusals,
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             st.inner.store.start_background();
+            st.start_refusal_summaries();
         }
         Ok(st)
     }
@@ -89,6 +95,51 @@ impl AppState {
 
     pub fn authenticator(&self) -> &Authenticator {
         &self.inner.auth
+    }
+
+    /// Records the summaries of refusal windows that ended, every second, while the state
+    /// lives.
+    fn start_refusal_summaries(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                for ev in inner.refusals.due(now_unix()) {
+                    if let Err(e) = inner.store.audit().record(ev) {
+                        tracing::error!(error = %e, "audit of refusals failed");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Records the summaries of every open refusal window (before the audit trail is read,
+    /// and at shutdown), so the trail counts every refusal so far.
+    pub fn flush_refusals(&self) -> Result<(), crate::Error> {
+        for ev in self.inner.refusals.flush(now_unix()) {
+            self.inner.store.audit().record(ev)?;
+        }
+        Ok(())
+    }
+
+    /// Audits a refusal that no authenticated caller answers for: the first of its source's
+    /// window as it is, the others counted (`foundations::audit::RefusalAggregator`).
+    fn audit_refusal(&self, peer: Option<SocketAddr>, event: AuditEvent) -> Result<(), ApiError> {
+        let source = peer.map_or_else(
+            || "unknown".to_string(),
+            |p| foundations::audit::source_of(p.ip()),
+        );
+        for ev in self.inner.refusals.refused(&source, event) {
+            self.inner
+                .store
+                .audit()
+                .record(ev)
+                .map_err(|e| ApiError::Internal(format!("audit append failed: {e}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -152,7 +203,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The bearer-token gate of the key and audit routes: the token is verified from the head
 /// (and, for the built-in issuer, its client checked against the clients file); a refusal
-/// is audited and answered 401.
+/// is audited at a bounded rate per source and answered 401.
 #[derive(Debug, Clone)]
 struct BearerGate {
     st: AppState,
@@ -192,8 +243,7 @@ impl Gate for BearerGate {
                     event.issuer = Some(self.st.inner.cfg.issuer.clone());
                     event.reason = Some((*why).to_string());
                 }
-                if let Err(e) = self.st.inner.store.audit().record(event) {
-                    let e = ApiError::Internal(format!("audit append failed: {e}"));
+                if let Err(e) = self.st.audit_refusal(peer, event) {
                     return Err(e.into_response());
                 }
                 Err(ApiError::Unauthenticated(refusal.to_string()).into_response())

@@ -128,8 +128,10 @@ pub(super) async fn token(
     let client = match authenticated {
         Ok(c) => c,
         Err(detail) => {
+            // Nobody answers for this one (the client id is only claimed): audited at a
+            // bounded rate per source, like the gate's refusals.
             event.result = "denied:invalid_client".into();
-            s.store.audit().record(event)?;
+            st.audit_refusal(peer_addr(&peer), event)?;
             return Err(oauth_err(
                 "invalid_client",
                 StatusCode::UNAUTHORIZED,

@@ -23,6 +23,7 @@ fn state(dir: &std::path::Path) -> (AppState, TokenSigner) {
         tokens: TokenConfig::default(),
         limits: Limits::default(),
         serve: Default::default(),
+        audit: Default::default(),
         external_issuers: vec![],
     };
     let signer = TokenSigner::generate().unwrap();
@@ -52,7 +53,7 @@ use tower::ServiceExt as _;
 async fn router_without_socket() {
     let dir = tempfile::tempdir().unwrap();
     let (st, signer) = state(dir.path());
-    let app = router(st);
+    let app = router(st.clone());
     let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
 
     let (s, v) = call(&app, get("/v1/keys/k1")).await;
@@ -112,9 +113,19 @@ async fn router_without_socket() {
         .header("authorization", format!("Bearer {tok}"))
         .body(Body::empty())
         .unwrap();
+    let audit = st.store().audit();
+    let before = audit.tree().len();
     let (s, v) = call(&app, req).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["cose_key"], key.as_str());
+    // The read's record was chained (and flushed) before the answer, not merely queued:
+    // nothing else ran between the handler and here (one thread).
+    assert_eq!(audit.tree().len(), before + 1);
+    let last = audit.page(before as u64, 1).unwrap();
+    assert_eq!(
+        (last[0].event.action.as_str(), last[0].event.result.as_str()),
+        ("key.read", "ok")
+    );
     let bad = axum::http::Request::get("/v1/keys/a%2Fb")
         .header("authorization", format!("Bearer {tok}"))
         .body(Body::empty())
