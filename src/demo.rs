@@ -53,7 +53,7 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<bool> {
     let logs = root.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
     say.step(&format!("data directory {}", root.display()));
-    let result = chain(&a, &root, &logs, &say, started).await;
+    let result = chain(&a, &root, &say, started).await;
     if remove_after && result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
     } else if result.is_err() {
@@ -62,13 +62,53 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<bool> {
     result
 }
 
-async fn chain(
-    a: &Args,
-    root: &Path,
-    _logs: &Path,
-    say: &Say,
-    started: Instant,
-) -> anyhow::Result<bool> {
+async fn chain(a: &Args, root: &Path, say: &Say, started: Instant) -> anyhow::Result<bool> {
+    let c = start_chain(a, root, say).await?;
+    let releases = publish_releases(&c, say).await?;
+    show_intake(&c, say).await?;
+    approve_queue(&c, say).await?;
+    say.step("rolling out: canary, then 25%, then everyone, 10 s between batches");
+    let finished = follow_rollouts(&c.op, a.json, Duration::from_secs(600)).await?;
+    let classes: Vec<(String, &str)> = c
+        .devices
+        .iter()
+        .map(|(n, cl)| {
+            (
+                n.clone(),
+                if cl.to_string() == CLASS_PLC {
+                    "plc"
+                } else {
+                    "hmi"
+                },
+            )
+        })
+        .collect();
+    let outcome = outcome(&c.op, &classes).await?;
+    let all_ok = finished && outcome.iter().all(|d| d["result"] == "ok");
+    let elapsed = started.elapsed().as_secs_f64();
+    if a.json {
+        let rollouts: Value = c.op.get("/v1/rollouts").await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "devices": outcome,
+                "releases": releases,
+                "rollouts": rollouts["rollouts"],
+                "ok": all_ok,
+                "elapsed_s": elapsed,
+            }))?
+        );
+    } else {
+        print_outcome(&outcome, elapsed);
+    }
+    if a.keep_running {
+        keep_running(&c).await;
+    }
+    Ok(all_ok)
+}
+
+/// Starts the services, then the fleet, and says where they are.
+async fn start_chain(a: &Args, root: &Path, say: &Say) -> anyhow::Result<Chain> {
     say.step("starting key repository, update server and dispatcher (each its own process)");
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut c = Chain::start_services(Options::new(exe, root.to_owned())).await?;
@@ -85,7 +125,11 @@ async fn chain(
         "{} devices checked in over CoAP + OSCORE",
         a.devices
     ));
+    Ok(c)
+}
 
+/// Publishes the manufacturer's firmware and the third party's application; their ids.
+async fn publish_releases(c: &Chain, say: &Say) -> anyhow::Result<[String; 2]> {
     say.step("publishing releases");
     let fw = params(CLASS_PLC, UpdateType::T2, 2, vec![2, 0, 0])?;
     let app = params(CLASS_HMI, UpdateType::T1, 2, vec![1, 1, 0])?;
@@ -115,7 +159,11 @@ async fn chain(
         "third-party application T1 v1.1.0                         release {}",
         &app_id[..12]
     ));
+    Ok([fw_id, app_id])
+}
 
+/// Waits for the dispatcher's intake of both releases and says what its policy decided.
+async fn show_intake(c: &Chain, say: &Say) -> anyhow::Result<()> {
     say.step("dispatcher intake: verify, fetch release keys (OAuth), decrypt, apply the policy");
     let v = c.wait_releases(2, Duration::from_secs(90)).await?;
     for r in v["releases"].as_array().into_iter().flatten() {
@@ -130,7 +178,11 @@ async fn chain(
             ));
         }
     }
+    Ok(())
+}
 
+/// Approves every release that waits for an operator, as an operator would.
+async fn approve_queue(c: &Chain, say: &Say) -> anyhow::Result<()> {
     let q: Value = c.op.get("/v1/queue").await?;
     for r in q["queue"].as_array().into_iter().flatten() {
         let id = r["id"].as_str().unwrap_or_default();
@@ -155,88 +207,59 @@ async fn chain(
             .await?;
         say.info("approved: the dispatcher adds its approval signature and starts the rollout");
     }
+    Ok(())
+}
 
-    say.step("rolling out: canary, then 25%, then everyone, 10 s between batches");
-    let finished = follow_rollouts(&c.op, a.json, Duration::from_secs(600)).await?;
-
-    let classes: Vec<(String, &str)> = c
-        .devices
-        .iter()
-        .map(|(n, cl)| {
-            (
-                n.clone(),
-                if cl.to_string() == CLASS_PLC {
-                    "plc"
-                } else {
-                    "hmi"
-                },
-            )
-        })
-        .collect();
-    let outcome = outcome(&c.op, &classes).await?;
-    let all_ok = finished && outcome.iter().all(|d| d["result"] == "ok");
-    let elapsed = started.elapsed().as_secs_f64();
-    if a.json {
-        let rollouts: Value = c.op.get("/v1/rollouts").await?;
+/// The outcome as a table on stdout.
+fn print_outcome(outcome: &[Value], elapsed: f64) {
+    println!(
+        "\n{:<10} {:<5} {:<14} {:<14} result",
+        "device", "class", "version before", "version after"
+    );
+    for d in outcome {
         println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "devices": outcome,
-                "releases": [fw_id, app_id],
-                "rollouts": rollouts["rollouts"],
-                "ok": all_ok,
-                "elapsed_s": elapsed,
-            }))?
-        );
-    } else {
-        println!(
-            "\n{:<10} {:<5} {:<14} {:<14} result",
-            "device", "class", "version before", "version after"
-        );
-        for d in &outcome {
-            println!(
-                "{:<10} {:<5} {:<14} {:<14} {}",
-                d["id"].as_str().unwrap_or_default(),
-                d["class"].as_str().unwrap_or_default(),
-                d["version_before"].as_str().unwrap_or_default(),
-                d["version_after"].as_str().unwrap_or_default(),
-                d["result"].as_str().unwrap_or_default()
-            );
-        }
-        let ok = outcome.iter().filter(|d| d["result"] == "ok").count();
-        println!(
-            "\n{ok} of {} devices updated in {elapsed:.1} s",
-            outcome.len()
+            "{:<10} {:<5} {:<14} {:<14} {}",
+            d["id"].as_str().unwrap_or_default(),
+            d["class"].as_str().unwrap_or_default(),
+            d["version_before"].as_str().unwrap_or_default(),
+            d["version_after"].as_str().unwrap_or_default(),
+            d["result"].as_str().unwrap_or_default()
         );
     }
-    if a.keep_running {
-        let dd = c.dispatcher_dir();
-        eprintln!("\nservices are running (Ctrl-C stops them):");
-        eprintln!("  key repository   {}", c.kr_url);
-        eprintln!("  update server    {}", c.us_urls[0]);
-        eprintln!("  dispatcher       {} {}", c.api_url, c.coap_uri);
-        eprintln!("  web console      {}/", c.api_url);
-        eprintln!(
-            "    sign in with the admin token: paste the contents of {}",
-            dd.join("admin.token").display()
-        );
-        eprintln!(
-            "    (the certificate is from the dispatcher's own CA {}: accept the browser's warning or trust that CA)",
-            dd.join("tls/ca.pem").display()
-        );
-        eprintln!("  operator credentials for the CLI (admin token in a 0600 file):");
-        eprintln!(
-            "    export DISPATCHER_URL={} DISPATCHER_CA={} DISPATCHER_TOKEN_FILE={}",
-            c.api_url,
-            dd.join("tls/ca.pem").display(),
-            dd.join("admin.token").display()
-        );
-        eprintln!("    cargo run --release -- dispatcher devices");
-        eprintln!("  logs             {}", c.logs.display());
-        // Until SIGTERM or Ctrl-C (main stops the services then).
-        std::future::pending::<()>().await;
-    }
-    Ok(all_ok)
+    let ok = outcome.iter().filter(|d| d["result"] == "ok").count();
+    println!(
+        "\n{ok} of {} devices updated in {elapsed:.1} s",
+        outcome.len()
+    );
+}
+
+/// Prints where the services are and how to reach them, then waits until SIGTERM or
+/// Ctrl-C (main stops the services then).
+async fn keep_running(c: &Chain) {
+    let dd = c.dispatcher_dir();
+    eprintln!("\nservices are running (Ctrl-C stops them):");
+    eprintln!("  key repository   {}", c.kr_url);
+    eprintln!("  update server    {}", c.us_urls[0]);
+    eprintln!("  dispatcher       {} {}", c.api_url, c.coap_uri);
+    eprintln!("  web console      {}/", c.api_url);
+    eprintln!(
+        "    sign in with the admin token: paste the contents of {}",
+        dd.join("admin.token").display()
+    );
+    eprintln!(
+        "    (the certificate is from the dispatcher's own CA {}: accept the browser's warning or trust that CA)",
+        dd.join("tls/ca.pem").display()
+    );
+    eprintln!("  operator credentials for the CLI (admin token in a 0600 file):");
+    eprintln!(
+        "    export DISPATCHER_URL={} DISPATCHER_CA={} DISPATCHER_TOKEN_FILE={}",
+        c.api_url,
+        dd.join("tls/ca.pem").display(),
+        dd.join("admin.token").display()
+    );
+    eprintln!("    cargo run --release -- dispatcher devices");
+    eprintln!("  logs             {}", c.logs.display());
+    std::future::pending::<()>().await;
 }
 
 async fn follow_rollouts(

@@ -186,11 +186,7 @@ impl DeviceHandler {
     pub fn new(dir: DeviceDir) -> Result<Self, DeviceError> {
         let device = Device::open(dir.clone())?;
         let staging = dir.root().join("incoming");
-        std::fs::create_dir_all(&staging).map_err(|source| DeviceError::Io {
-            what: "cannot create",
-            path: staging.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&staging).map_err(DeviceError::io("cannot create", &staging))?;
         // A pull interrupted by a crash leaves its blob behind.
         let _ = std::fs::remove_file(staging.join(PULL_BLOB));
         Ok(Self {
@@ -482,11 +478,8 @@ pub async fn start_with(
     max_blob: usize,
 ) -> Result<ServerHandle, DeviceError> {
     let ctx = security_context(lock, dir)?;
-    let sock = oscore::transport::bind_udp(listen, 1 << 20).map_err(|source| DeviceError::Io {
-        what: "cannot bind",
-        path: dir.to_owned(),
-        source,
-    })?;
+    let sock = oscore::transport::bind_udp(listen, 1 << 20)
+        .map_err(DeviceError::io("cannot bind", dir))?;
     Server::new(sock, vec![ctx], handler, device_server_config(max_blob))
         .spawn()
         .map_err(|e| DeviceError::Corrupt(e.to_string()))

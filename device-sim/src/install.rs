@@ -2,11 +2,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use suit::release::PayloadVerifier;
-use suit::{DeviceState, Limits, ReleaseKey, Rules, TrustStore};
+use suit::{DeviceState, ImageInfo, Limits, Plan, ReleaseKey, Rules, TrustStore};
 
 use crate::DeviceError;
 use crate::state::{DeviceDir, Identity, Pending, Phase, Slot, SlotImage, State, Trust};
@@ -120,21 +121,15 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn sha256_file(path: &std::path::Path) -> Result<(String, u64), DeviceError> {
-    let mut f = File::open(path).map_err(|source| DeviceError::Io {
-        what: "cannot open",
-        path: path.to_owned(),
-        source,
-    })?;
+fn sha256_file(path: &Path) -> Result<(String, u64), DeviceError> {
+    let mut f = File::open(path).map_err(DeviceError::io("cannot open", path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(|source| DeviceError::Io {
-            what: "cannot read",
-            path: path.to_owned(),
-            source,
-        })?;
+        let k = f
+            .read(&mut buf)
+            .map_err(DeviceError::io("cannot read", path))?;
         if k == 0 {
             break;
         }
@@ -153,11 +148,7 @@ impl Device {
         factory_image: &[u8],
         factory_version: &str,
     ) -> Result<Device, DeviceError> {
-        fs::create_dir_all(dir.root()).map_err(|source| DeviceError::Io {
-            what: "cannot create",
-            path: dir.root().to_owned(),
-            source,
-        })?;
+        fs::create_dir_all(dir.root()).map_err(DeviceError::io("cannot create", dir.root()))?;
         dir.write_json("identity.json", &identity)?;
         dir.write_json("trust.json", &trust)?;
         let path = dir.slot_path(Slot::A);
@@ -333,6 +324,11 @@ impl Device {
     /// (COSE_Key) and the encrypted blob. Security and applicability failures come back as
     /// an `Ok(Report)` with outcome `Rejected` and the failed check; `Err` is reserved for
     /// I/O failures and injected power losses (after which [`Device::open`] recovers).
+    ///
+    /// The steps, each below with what it implements: authenticate, check applicability,
+    /// download, decrypt into the inactive slot, record it, switch, self-test, confirm.
+    /// Power can be cut (fault injection) while downloading and decrypting, before the
+    /// switch and before the confirmation.
     pub fn install(
         &mut self,
         envelope: &[u8],
@@ -348,41 +344,67 @@ impl Device {
             Err(e) => return self.report(None, InstallOutcome::Rejected, Some(&e), &before),
         };
         let id = Some(verified.release_id());
-        // §8.4.2 anti-rollback, §8.4.9 vendor/class/device conditions, UM §4.6 versions.
-        let plan = match suit::evaluate(&verified, &self.device_state(), &self.limits) {
-            Ok(p) => p,
-            Err(e) => return self.report(id, InstallOutcome::Rejected, Some(&e), &before),
-        };
-        let key = match ReleaseKey::from_cose_key(release_key) {
-            Ok(k) => k,
-            Err(e) => return self.report(id, InstallOutcome::Rejected, Some(&e), &before),
-        };
-        let plaintext = match suit::release::plaintext_info(&verified) {
-            Ok(p) => p,
-            Err(e) => return self.report(id, InstallOutcome::Rejected, Some(&e), &before),
-        };
+        match self.install_verified(&verified, release_key, blob, faults) {
+            Ok(SelfTest::Passed) => self.report(id, InstallOutcome::Installed, None, &before),
+            Ok(SelfTest::Reverted(e)) => {
+                let mut r = self.report(id, InstallOutcome::Reverted, Some(&e), &before)?;
+                r.check = Some("self-test-failed".into());
+                Ok(r)
+            }
+            Err(Halt::Rejected(e)) => self.report(id, InstallOutcome::Rejected, Some(&e), &before),
+            Err(Halt::Device(e)) => Err(e),
+        }
+    }
 
-        // Download: receive the encrypted blob (component #1) into staging, checking its
-        // size and digest against the signed manifest as it arrives.
+    /// The steps after authentication, up to the confirmation or the revert.
+    fn install_verified(
+        &mut self,
+        verified: &suit::Accepted,
+        release_key: &[u8],
+        blob: &mut dyn Read,
+        faults: &FaultPlan,
+    ) -> Result<SelfTest, Halt> {
+        // §8.4.2 anti-rollback, §8.4.9 vendor/class/device conditions, UM §4.6 versions.
+        let plan =
+            suit::evaluate(verified, &self.device_state(), &self.limits).map_err(Halt::Rejected)?;
+        let key = ReleaseKey::from_cose_key(release_key).map_err(Halt::Rejected)?;
+        let plaintext = suit::release::plaintext_info(verified).map_err(Halt::Rejected)?;
+        let staging = self.download(verified, blob, faults)?;
+        let target = self.write_inactive_slot(verified, &key, &staging, faults)?;
+        self.record_written(verified, target, &plan, &plaintext)?;
+        if faults.power_loss(Step::BeforeSwitch).is_some() {
+            return Err(DeviceError::PowerLoss(Step::BeforeSwitch).into());
+        }
+        self.switch(verified, target)?;
+        if faults.power_loss(Step::BeforeConfirm).is_some() {
+            return Err(DeviceError::PowerLoss(Step::BeforeConfirm).into());
+        }
+        self.self_test_and_confirm(target, &plan, faults)
+    }
+
+    /// Download: receives the encrypted blob (component #1) into staging, checking its size
+    /// and digest against the signed manifest as it arrives. Power loss point
+    /// [`Step::Download`]. A blob that does not match is removed.
+    fn download(
+        &self,
+        verified: &suit::Accepted,
+        blob: &mut dyn Read,
+        faults: &FaultPlan,
+    ) -> Result<PathBuf, Halt> {
         let staging = self.dir.root().join("download.bin");
-        let mut checker = PayloadVerifier::new(&verified, None).map_err(|e| {
+        let mut checker = PayloadVerifier::new(verified, None).map_err(|e| {
             DeviceError::Corrupt(format!("verified envelope without blob digest: {e}"))
         })?;
         {
-            let mut out = File::create(&staging).map_err(|source| DeviceError::Io {
-                what: "cannot create",
-                path: staging.clone(),
-                source,
-            })?;
+            let mut out =
+                File::create(&staging).map_err(DeviceError::io("cannot create", &staging))?;
             let cut = faults.power_loss(Step::Download);
             let mut buf = vec![0u8; CHUNK];
             let mut received = 0u64;
             loop {
-                let n = blob.read(&mut buf).map_err(|source| DeviceError::Io {
-                    what: "cannot receive blob",
-                    path: staging.clone(),
-                    source,
-                })?;
+                let n = blob
+                    .read(&mut buf)
+                    .map_err(DeviceError::io("cannot receive blob", &staging))?;
                 if n == 0 {
                     break;
                 }
@@ -391,51 +413,59 @@ impl Device {
                 {
                     let keep = (limit - received) as usize;
                     let _ = out.write_all(&buf[..keep]);
-                    return Err(DeviceError::PowerLoss(Step::Download));
+                    return Err(DeviceError::PowerLoss(Step::Download).into());
                 }
                 if let Err(e) = checker.update(&mut buf[..n]) {
                     drop(out);
                     let _ = fs::remove_file(&staging);
-                    return self.report(id, InstallOutcome::Rejected, Some(&e), &before);
+                    return Err(Halt::Rejected(e));
                 }
-                out.write_all(&buf[..n]).map_err(|source| DeviceError::Io {
-                    what: "cannot write",
-                    path: staging.clone(),
-                    source,
-                })?;
+                out.write_all(&buf[..n])
+                    .map_err(DeviceError::io("cannot write", &staging))?;
                 received += n as u64;
             }
-            out.sync_all().map_err(|source| DeviceError::Io {
-                what: "cannot sync",
-                path: staging.clone(),
-                source,
-            })?;
+            out.sync_all()
+                .map_err(DeviceError::io("cannot sync", &staging))?;
         }
         if let Err(e) = checker.finish() {
             let _ = fs::remove_file(&staging);
-            return self.report(id, InstallOutcome::Rejected, Some(&e), &before);
+            return Err(Halt::Rejected(e));
         }
+        Ok(staging)
+    }
 
-        // Decrypt (FE §6.1) streaming into the inactive slot. The slot is marked empty
-        // first, so an interrupted or failed write can never be booted.
+    /// Decrypt (FE §6.1) streaming from staging into the inactive slot, which is returned.
+    /// The slot is marked empty first, so an interrupted or failed write can never be
+    /// booted. Power loss point [`Step::Decrypt`]; staging is removed in every case.
+    fn write_inactive_slot(
+        &mut self,
+        verified: &suit::Accepted,
+        key: &ReleaseKey,
+        staging: &Path,
+        faults: &FaultPlan,
+    ) -> Result<Slot, Halt> {
         let target = self.state.active.other();
         self.state.set_slot(target, None);
         self.dir.commit(&self.state)?;
         let slot_path = self.dir.slot_path(target);
-        let result = self.decrypt_into(&verified, &key, &staging, &slot_path, faults);
-        let _ = fs::remove_file(&staging);
-        match result {
-            Ok(()) => {}
-            Err(Decrypt::Rejected(e)) => {
-                return self.report(id, InstallOutcome::Rejected, Some(&e), &before);
-            }
-            Err(Decrypt::Device(e)) => return Err(e),
-        }
+        let result = self.decrypt_into(verified, key, staging, &slot_path, faults);
+        let _ = fs::remove_file(staging);
+        result?;
         if faults.has(Fault::CorruptFlash) {
             flip_a_bit(&slot_path)?;
         }
+        Ok(target)
+    }
 
-        // The plaintext digest was checked while decrypting; record the slot and the phase.
+    /// The plaintext digest was checked while decrypting; records the slot's image and the
+    /// phase [`Phase::Written`].
+    fn record_written(
+        &mut self,
+        verified: &suit::Accepted,
+        target: Slot,
+        plan: &Plan,
+        plaintext: &ImageInfo,
+    ) -> Result<(), DeviceError> {
         self.state.set_slot(
             target,
             Some(SlotImage {
@@ -455,130 +485,140 @@ impl Device {
             slot: target,
             phase: Phase::Written,
         });
-        self.dir.commit(&self.state)?;
-        if faults.power_loss(Step::BeforeSwitch).is_some() {
-            return Err(DeviceError::PowerLoss(Step::BeforeSwitch));
-        }
+        self.dir.commit(&self.state)
+    }
 
-        // Switch: boot the new slot, unconfirmed.
+    /// Switch: boot the new slot, unconfirmed (phase [`Phase::Switched`]).
+    fn switch(&mut self, verified: &suit::Accepted, target: Slot) -> Result<(), DeviceError> {
         self.state.active = target;
         self.state.pending = Some(Pending {
             release_id: verified.release_id(),
             slot: target,
             phase: Phase::Switched,
         });
-        self.dir.commit(&self.state)?;
-        if faults.power_loss(Step::BeforeConfirm).is_some() {
-            return Err(DeviceError::PowerLoss(Step::BeforeConfirm));
-        }
+        self.dir.commit(&self.state)
+    }
 
-        // Self-test of the new image: its bytes in flash still match the signed digest,
-        // and the (simulated) application starts.
+    /// Self-test of the new image: its bytes in flash still match the signed digest, and
+    /// the (simulated) application starts. Then confirm, or revert to the previous image.
+    fn self_test_and_confirm(
+        &mut self,
+        target: Slot,
+        plan: &Plan,
+        faults: &FaultPlan,
+    ) -> Result<SelfTest, Halt> {
         let flash_ok = self.slot_valid(target)?;
         if !flash_ok || faults.has(Fault::SelfTestFails) {
             self.state.active = target.other();
             self.state.set_slot(target, None);
             self.state.pending = None;
             self.dir.commit(&self.state)?;
-            let e = suit::Error::InvalidInput(if flash_ok {
+            return Ok(SelfTest::Reverted(suit::Error::InvalidInput(if flash_ok {
                 "self-test failed after the switch; reverted to the previous image".into()
             } else {
                 "new image corrupt in flash after the switch; reverted to the previous image".into()
-            });
-            let mut r = self.report(id, InstallOutcome::Reverted, Some(&e), &before)?;
-            r.check = Some("self-test-failed".into());
-            return Ok(r);
+            })));
         }
         // Confirm: only now does the anti-rollback counter move forward.
         self.state.counter = plan.sequence_number;
         self.state.pending = None;
         self.dir.commit(&self.state)?;
-        self.report(id, InstallOutcome::Installed, None, &before)
+        Ok(SelfTest::Passed)
     }
 
     fn decrypt_into(
         &self,
         verified: &suit::Accepted,
         key: &ReleaseKey,
-        staging: &std::path::Path,
-        slot_path: &std::path::Path,
+        staging: &Path,
+        slot_path: &Path,
         faults: &FaultPlan,
-    ) -> Result<(), Decrypt> {
-        let mut checker = PayloadVerifier::new(verified, Some(key)).map_err(Decrypt::Rejected)?;
-        let io = |what: &'static str, p: &std::path::Path| {
-            let path = p.to_owned();
-            move |source| Decrypt::Device(DeviceError::Io { what, path, source })
-        };
-        let mut input = File::open(staging).map_err(io("cannot open", staging))?;
+    ) -> Result<(), Halt> {
+        let mut checker = PayloadVerifier::new(verified, Some(key)).map_err(Halt::Rejected)?;
+        let mut input = File::open(staging).map_err(DeviceError::io("cannot open", staging))?;
         let mut out = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(slot_path)
-            .map_err(io("cannot open", slot_path))?;
+            .map_err(DeviceError::io("cannot open", slot_path))?;
         let cut = faults.power_loss(Step::Decrypt);
         let mut buf = vec![0u8; CHUNK];
         let mut done = 0u64;
         loop {
-            let n = input.read(&mut buf).map_err(io("cannot read", staging))?;
+            let n = input
+                .read(&mut buf)
+                .map_err(DeviceError::io("cannot read", staging))?;
             if n == 0 {
                 break;
             }
-            let plain = checker.update(&mut buf[..n]).map_err(Decrypt::Rejected)?;
+            let plain = checker.update(&mut buf[..n]).map_err(Halt::Rejected)?;
             if let Some(limit) = cut
                 && done + plain.len() as u64 > limit
             {
                 let _ = out.write_all(&plain[..(limit - done) as usize]);
-                return Err(Decrypt::Device(DeviceError::PowerLoss(Step::Decrypt)));
+                return Err(DeviceError::PowerLoss(Step::Decrypt).into());
             }
             out.write_all(plain)
-                .map_err(io("cannot write", slot_path))?;
+                .map_err(DeviceError::io("cannot write", slot_path))?;
             done += plain.len() as u64;
         }
-        checker.finish().map_err(Decrypt::Rejected)?;
-        out.sync_all().map_err(io("cannot sync", slot_path))?;
+        checker.finish().map_err(Halt::Rejected)?;
+        out.sync_all()
+            .map_err(DeviceError::io("cannot sync", slot_path))?;
         Ok(())
     }
 }
 
-enum Decrypt {
+/// Why an install attempt stopped before the self-test.
+enum Halt {
+    /// A check failed: reported to the dispatcher as `Rejected`.
     Rejected(suit::Error),
+    /// I/O failure or injected power loss.
     Device(DeviceError),
 }
 
-fn write_synced(path: &std::path::Path, data: &[u8]) -> Result<(), DeviceError> {
-    let io = |what| {
-        move |source| DeviceError::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let mut f = File::create(path).map_err(io("cannot create"))?;
-    f.write_all(data).map_err(io("cannot write"))?;
-    f.sync_all().map_err(io("cannot sync"))
+impl From<DeviceError> for Halt {
+    fn from(e: DeviceError) -> Self {
+        Halt::Device(e)
+    }
 }
 
-fn flip_a_bit(path: &std::path::Path) -> Result<(), DeviceError> {
-    let io = |what| {
-        move |source| DeviceError::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        }
-    };
+/// How the self-test of a switched image ended.
+enum SelfTest {
+    /// Confirmed: the counter moved forward.
+    Passed,
+    /// Reverted to the previous image, for this reason.
+    Reverted(suit::Error),
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), DeviceError> {
+    let mut f = File::create(path).map_err(DeviceError::io("cannot create", path))?;
+    f.write_all(data)
+        .map_err(DeviceError::io("cannot write", path))?;
+    f.sync_all().map_err(DeviceError::io("cannot sync", path))
+}
+
+fn flip_a_bit(path: &Path) -> Result<(), DeviceError> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(io("cannot open"))?;
-    let len = f.metadata().map_err(io("cannot stat"))?.len();
+        .map_err(DeviceError::io("cannot open", path))?;
+    let len = f
+        .metadata()
+        .map_err(DeviceError::io("cannot stat", path))?
+        .len();
     let at = len / 2;
     let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(at)).map_err(io("cannot seek"))?;
-    f.read_exact(&mut b).map_err(io("cannot read"))?;
+    f.seek(SeekFrom::Start(at))
+        .map_err(DeviceError::io("cannot seek", path))?;
+    f.read_exact(&mut b)
+        .map_err(DeviceError::io("cannot read", path))?;
     b[0] ^= 0x10;
-    f.seek(SeekFrom::Start(at)).map_err(io("cannot seek"))?;
-    f.write_all(&b).map_err(io("cannot write"))?;
-    f.sync_all().map_err(io("cannot sync"))
+    f.seek(SeekFrom::Start(at))
+        .map_err(DeviceError::io("cannot seek", path))?;
+    f.write_all(&b)
+        .map_err(DeviceError::io("cannot write", path))?;
+    f.sync_all().map_err(DeviceError::io("cannot sync", path))
 }

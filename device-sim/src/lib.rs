@@ -54,6 +54,17 @@ pub enum DeviceError {
     Context(#[source] oscore::Error),
 }
 
+impl DeviceError {
+    /// An I/O error on `path` while doing `what`, for `map_err`.
+    pub(crate) fn io(
+        what: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> DeviceError + use<> {
+        let path = path.to_owned();
+        move |source| DeviceError::Io { what, path, source }
+    }
+}
+
 /// Provisions a device directory from a bundle: identity, trust anchors, the OSCORE context
 /// (`oscore.json`, mode 0600) and the uplink context when the bundle has one (`uplink.json`,
 /// mode 0600), each created with its persistent sequence state beside it (`*.seq`, RFC 8613
@@ -69,11 +80,7 @@ pub fn provision_from_bundle(
     b.validate()
         .map_err(|e| DeviceError::Corrupt(e.to_string()))?;
     bundle::check_keys(b)?;
-    std::fs::create_dir_all(dir.root()).map_err(|source| DeviceError::Io {
-        what: "cannot create",
-        path: dir.root().to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir.root()).map_err(DeviceError::io("cannot create", dir.root()))?;
     create_context(&dir.root().join("oscore.json"), "oscore", &b.oscore)?;
     if let Some(u) = &b.uplink {
         create_context(&dir.root().join(uplink::UPLINK_FILE), "uplink", u)?;

@@ -54,11 +54,6 @@ pub struct DeviceDir {
     max_log: u64,
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DeviceError {
-    let path = path.to_owned();
-    move |source| DeviceError::Io { what, path, source }
-}
-
 impl DeviceDir {
     /// Opens (does not create) a device directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -92,7 +87,7 @@ impl DeviceDir {
         let mut bytes = Vec::new();
         File::open(&path)
             .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
-            .map_err(io("cannot read", &path))?;
+            .map_err(DeviceError::io("cannot read", &path))?;
         Ok((path, bytes))
     }
 
@@ -113,11 +108,12 @@ impl DeviceDir {
         let data =
             serde_json::to_vec_pretty(value).map_err(|e| DeviceError::Corrupt(e.to_string()))?;
         {
-            let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-            f.write_all(&data).map_err(io("cannot write", &tmp))?;
-            f.sync_all().map_err(io("cannot sync", &tmp))?;
+            let mut f = File::create(&tmp).map_err(DeviceError::io("cannot create", &tmp))?;
+            f.write_all(&data)
+                .map_err(DeviceError::io("cannot write", &tmp))?;
+            f.sync_all().map_err(DeviceError::io("cannot sync", &tmp))?;
         }
-        fs::rename(&tmp, &path).map_err(io("cannot rename", &path))?;
+        fs::rename(&tmp, &path).map_err(DeviceError::io("cannot rename", &path))?;
         self.sync_dir()
     }
 
@@ -125,7 +121,7 @@ impl DeviceDir {
     pub fn sync_dir(&self) -> Result<(), DeviceError> {
         File::open(&self.root)
             .and_then(|d| d.sync_all())
-            .map_err(io("cannot sync", &self.root))
+            .map_err(DeviceError::io("cannot sync", &self.root))
     }
 
     /// Identity.
@@ -176,29 +172,35 @@ impl DeviceDir {
                 .read(true)
                 .append(true)
                 .open(path)
-                .map_err(io("cannot open", path))
+                .map_err(DeviceError::io("cannot open", path))
         };
         let mut f = open(&path)?;
-        let len = f.metadata().map_err(io("cannot read", &path))?.len();
+        let len = f
+            .metadata()
+            .map_err(DeviceError::io("cannot read", &path))?
+            .len();
         let mut last = [b'\n'];
         if len > 0 {
             f.read_exact_at(&mut last, len - 1)
-                .map_err(io("cannot read", &path))?;
+                .map_err(DeviceError::io("cannot read", &path))?;
         }
         let torn = last[0] != b'\n';
         let mut new_file = len == 0;
         if len > 0 && len + u64::from(torn) + line.len() as u64 > self.max_log {
             drop(f);
             let old = self.root.join(LOG_OLD);
-            fs::rename(&path, &old).map_err(io("cannot rename", &path))?;
+            fs::rename(&path, &old).map_err(DeviceError::io("cannot rename", &path))?;
             self.sync_dir()?;
             f = open(&path)?;
             new_file = true;
         } else if torn {
-            f.write_all(b"\n").map_err(io("cannot write", &path))?;
+            f.write_all(b"\n")
+                .map_err(DeviceError::io("cannot write", &path))?;
         }
-        f.write_all(&line).map_err(io("cannot write", &path))?;
-        f.sync_data().map_err(io("cannot sync", &path))?;
+        f.write_all(&line)
+            .map_err(DeviceError::io("cannot write", &path))?;
+        f.sync_data()
+            .map_err(DeviceError::io("cannot sync", &path))?;
         if new_file {
             // A new file: its directory entry must be durable too.
             self.sync_dir()?;

@@ -75,11 +75,7 @@ pub fn uplink_context(
 pub async fn dispatcher_addr(dir: &Path) -> Result<SocketAddr, DeviceError> {
     let path = dir.join("network.json");
     let bad = |why: &str| DeviceError::Corrupt(format!("{}: {why}", path.display()));
-    let bytes = std::fs::read(&path).map_err(|source| DeviceError::Io {
-        what: "cannot read",
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = std::fs::read(&path).map_err(DeviceError::io("cannot read", &path))?;
     if bytes.len() > 4096 {
         return Err(bad("larger than 4 KiB"));
     }

@@ -134,8 +134,11 @@ fn validate(d: &Dispatcher, req: &EnrolRequest) -> Result<(), Error> {
 }
 
 /// The device's trust store, in the one format: the publisher and author keys of its vendor
-/// in force now or later (with their validity and scope as the dispatcher has them), and
-/// this dispatcher's approval key.
+/// in force now or later (with their scope, update types and `valid_until` as the dispatcher
+/// has them), and this dispatcher's approval key. `valid_from` is left out: a device whose
+/// clock lags (no battery-backed RTC, a long power-off) would otherwise refuse every release
+/// of a newly valid key; the dispatcher judges `valid_from` with its own clock at intake and
+/// at every approval, and nothing reaches a device without its approval.
 fn device_trust(d: &Dispatcher, req: &EnrolRequest) -> Result<Trust, Error> {
     let trust = d.trust();
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
@@ -151,7 +154,10 @@ fn device_trust(d: &Dispatcher, req: &EnrolRequest) -> Result<Trust, Error> {
             now,
         )
         .into_iter()
-        .cloned()
+        .map(|k| suit::trust::KeyEntry {
+            valid_from: None,
+            ..k.clone()
+        })
         .collect();
     if !keys
         .iter()

@@ -6,8 +6,7 @@
 //! `limits.source_timeout_secs`, each request by its own deadline, and every body read by a
 //! cap (the client's: error bodies, list pages and their number; here: envelope and blob).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -28,30 +27,6 @@ pub struct PollReport {
     pub unreachable: Vec<(String, String)>,
     /// The URL used per configured server.
     pub used: Vec<String>,
-}
-
-/// Releases refused once are not fetched again until the dispatcher restarts or the trust
-/// store is reloaded ([`forget_refusals`]; each refusal is in the audit log).
-static REFUSED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-
-fn refused_before(id: &str) -> bool {
-    REFUSED
-        .lock()
-        .map(|s| s.as_ref().is_some_and(|s| s.contains(id)))
-        .unwrap_or(false)
-}
-
-fn remember_refused(id: &str) {
-    if let Ok(mut s) = REFUSED.lock() {
-        s.get_or_insert_with(HashSet::new).insert(id.to_owned());
-    }
-}
-
-/// Forgets refusals (after a trust reload).
-pub fn forget_refusals() {
-    if let Ok(mut s) = REFUSED.lock() {
-        *s = None;
-    }
 }
 
 fn clients(d: &Dispatcher) -> Vec<Vec<UpdateServerClient>> {
@@ -135,7 +110,7 @@ async fn poll_server(
     let max_blob = d.cfg().limits.max_blob_bytes;
     for item in list {
         let id = item.release.release_id.clone();
-        if refused_before(&id) || matches!(d.store().release(&id), Ok(Some(_))) {
+        if d.refused_before(&id) || matches!(d.store().release(&id), Ok(Some(_))) {
             continue;
         }
         if item.release.payload.size > max_blob {
@@ -144,12 +119,12 @@ async fn poll_server(
                 "too-large".into(),
                 format!("blob of {} bytes", item.release.payload.size),
             ));
-            remember_refused(&id);
+            d.remember_refused(&id);
             continue;
         }
         let envelope = c.envelope(&id, max_env).await.map_err(|e| e.to_string())?;
         if let Err(crate::Error::Refused { check, detail }) = d.precheck(&envelope, "dispatcher") {
-            remember_refused(&id);
+            d.remember_refused(&id);
             report.refused.push((id, check, detail));
             continue;
         }
@@ -166,7 +141,7 @@ async fn poll_server(
             // The source listed this release under another id: the release itself is
             // whatever its envelope says, but that listing is not followed again.
             Ok(r) if r.release_id != id => {
-                remember_refused(&id);
+                d.remember_refused(&id);
                 report.refused.push((
                     id,
                     "release-id-mismatch".into(),
@@ -175,7 +150,7 @@ async fn poll_server(
             }
             Ok(r) => report.accepted.push(r.release_id),
             Err(crate::Error::Refused { check, detail }) => {
-                remember_refused(&id);
+                d.remember_refused(&id);
                 report.refused.push((id, check, detail));
             }
             Err(e) => return Err(e.to_string()),

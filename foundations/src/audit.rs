@@ -9,8 +9,22 @@
 //! are contiguous from 0 and that each `prev` names its predecessor: any edit, insertion or
 //! deletion before the head is detected. Truncation of the tail is detected by comparing
 //! with a head previously recorded by an auditor (`GET /v1/audit` returns it).
+//!
+//! Two ways to record: [`AuditLog::record`] queues the event for the background writer
+//! (chained within milliseconds, on disk at the database's next flush), and
+//! [`AuditLog::record_durable`] returns only once the record is flushed to disk, so a
+//! service can refuse to act (fail closed) when it cannot be. Concurrent durable records
+//! share one flush (group commit). [`RefusalAggregator`] bounds the records of refusals that
+//! no authenticated caller answers for, so anonymous traffic cannot flood the log.
 
-use std::sync::Mutex;
+mod refusals;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, oneshot};
+
+pub use refusals::{OVERFLOW_SOURCE, RefusalAggregator, RefusalLimits, SUMMARY_ACTION, source_of};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -43,6 +57,10 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub result: String,
+    /// How many occurrences this one record stands for, when more than one (a summary of
+    /// refusals, see [`RefusalAggregator`]); absent for a single occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,14 +101,35 @@ const PENDING_MAX: usize = 4096;
 /// How often the background writer moves pending events into the tree.
 const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Told the record's sequence number once it is on disk, or why it may not be.
+type Durable = oneshot::Sender<Result<u64, String>>;
+
+/// An event waiting to be chained.
+#[derive(Debug)]
+struct Queued {
+    event: AuditEvent,
+    /// Set by [`AuditLog::record_durable`].
+    durable: Option<Durable>,
+}
+
 #[derive(Debug)]
 pub struct AuditLog {
     tree: sled::Tree,
     mac_key: Zeroizing<[u8; 32]>,
     head: Mutex<Head>,
     /// Events recorded but not yet chained (see [`AuditLog::record`]).
-    pending: Mutex<Vec<AuditEvent>>,
-    writer: std::sync::atomic::AtomicBool,
+    pending: Mutex<Vec<Queued>>,
+    /// Chained records whose callers wait for the next flush (group commit).
+    unflushed: Mutex<Vec<(u64, Durable)>>,
+    /// Wakes the writer when a durable record is waiting.
+    wake: Arc<Notify>,
+    writer: AtomicBool,
+    /// Set when a write or flush failed: what is on disk is no longer known, so no record is
+    /// promised durable again until the service restarts (fail closed).
+    failed: AtomicBool,
+    /// Tests: the next flushes fail.
+    #[cfg(test)]
+    fail_flush: AtomicBool,
 }
 
 fn mac(key: &[u8; 32], body: &[u8]) -> [u8; 32] {
@@ -135,29 +174,40 @@ impl AuditLog {
             mac_key,
             head: Mutex::new(head),
             pending: Mutex::new(Vec::new()),
-            writer: std::sync::atomic::AtomicBool::new(false),
+            unflushed: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            writer: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_flush: AtomicBool::new(false),
         })
     }
 
     /// Starts the background writer (inside a tokio runtime). Afterwards
     /// [`AuditLog::record`] only queues the event (a push under a mutex) and the writer
     /// chains queued events into the tree every few milliseconds, as one sled batch, in
-    /// arrival order. Without the writer, `record` appends at once.
-    pub fn start_writer(self: &std::sync::Arc<Self>) {
-        use std::sync::atomic::Ordering;
+    /// arrival order; a durable record wakes it at once, and it flushes the database once for
+    /// every durable record chained since its last flush. Without the writer, `record`
+    /// appends at once and `record_durable` appends and flushes.
+    pub fn start_writer(self: &Arc<Self>) {
         if self.writer.swap(true, Ordering::SeqCst) {
             return;
         }
-        let log = std::sync::Arc::downgrade(self);
+        let log = Arc::downgrade(self);
+        let wake = self.wake.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(WRITE_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = wake.notified() => {}
+                }
                 let Some(log) = log.upgrade() else { return };
                 if let Err(e) = log.drain() {
-                    tracing::error!(error = %e, "audit writer failed; records stay queued");
+                    tracing::error!(error = %e, "audit writer failed; queued records lost");
                 }
+                log.flush_unflushed().await;
             }
         });
     }
@@ -171,7 +221,7 @@ impl AuditLog {
     /// As [`AuditLog::drain`], with the head lock already held (writers of transactional
     /// records call this first so sequence numbers follow arrival order).
     pub fn drain_locked(&self, head: &mut Head) -> Result<(), Error> {
-        let events = {
+        let queued = {
             let mut p = self
                 .pending
                 .lock()
@@ -183,19 +233,67 @@ impl AuditLog {
         };
         let mut batch = sled::Batch::default();
         let mut h = *head;
-        for e in events {
-            let p = self.prepare(&h, e)?;
+        let mut durable = Vec::new();
+        // A failure below drops the senders: their callers learn the record is not durable.
+        for q in queued {
+            let p = self.prepare(&h, q.event)?;
             batch.insert(&p.key, p.value);
+            if let Some(tx) = q.durable {
+                durable.push((h.next_seq, tx));
+            }
             h = p.head;
         }
-        self.tree.apply_batch(batch)?;
+        if let Err(e) = self.tree.apply_batch(batch) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
         *head = h;
+        if !durable.is_empty() {
+            self.unflushed
+                .lock()
+                .map_err(|_| Error::Db("audit queue poisoned".into()))?
+                .extend(durable);
+            // Whoever drained (the writer, a transactional write, an audit read), the writer
+            // makes these durable and answers their callers.
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Flushes the database once for every durable record chained so far and tells their
+    /// callers (group commit: one flush for all of them).
+    async fn flush_unflushed(&self) {
+        let waiting = match self.unflushed.lock() {
+            Ok(mut u) => std::mem::take(&mut *u),
+            // Dropping the senders tells their callers the records are not durable.
+            Err(_) => return,
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        // Every record in `waiting` was in the tree before this flush started.
+        let r = self.flush_tree().await.map_err(|e| e.to_string());
+        for (seq, tx) in waiting {
+            let _ = tx.send(r.clone().map(|()| seq));
+        }
+    }
+
+    async fn flush_tree(&self) -> Result<(), Error> {
+        #[cfg(test)]
+        if self.fail_flush.load(Ordering::SeqCst) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(Error::Db("injected flush failure".into()));
+        }
+        if let Err(e) = self.tree.flush_async().await {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
         Ok(())
     }
 
     /// Records an event: queued for the background writer if it runs, else appended now.
     pub fn record(&self, event: AuditEvent) -> Result<(), Error> {
-        if !self.writer.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.writer.load(Ordering::Relaxed) {
             return self.append(event).map(|_| ());
         }
         let full = {
@@ -203,17 +301,55 @@ impl AuditLog {
                 .pending
                 .lock()
                 .map_err(|_| Error::Db("audit queue poisoned".into()))?;
-            p.push(event);
+            p.push(Queued {
+                event,
+                durable: None,
+            });
             p.len() >= PENDING_MAX
         };
         if full { self.drain() } else { Ok(()) }
     }
 
-    /// Waits until every event recorded so far is in the tree.
+    /// Records an event and returns its sequence number once it is on disk: chained into
+    /// the tree and the database flushed. Concurrent callers share one flush. On an error
+    /// the record may be lost: the caller must not do what it records (fail closed). After
+    /// a failed write or flush every later call fails too, until the service restarts.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<u64, Error> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Db(
+                "an earlier audit write failed; records cannot be made durable".into(),
+            ));
+        }
+        if !self.writer.load(Ordering::Relaxed) {
+            let seq = self.append(event)?;
+            self.flush_tree().await?;
+            return Ok(seq);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| Error::Db("audit queue poisoned".into()))?
+            .push(Queued {
+                event,
+                durable: Some(tx),
+            });
+        self.wake.notify_one();
+        match rx.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(Error::Db(format!("audit record not durable: {e}"))),
+            Err(_) => Err(Error::Db(
+                "audit record dropped before it was durable".into(),
+            )),
+        }
+    }
+
+    /// Chains every event recorded so far, flushes, and answers waiting durable records
+    /// (at shutdown).
     pub async fn sync(&self) {
         if let Err(e) = self.drain() {
             tracing::error!(error = %e, "audit drain failed");
         }
+        self.flush_unflushed().await;
     }
 
     pub fn tree(&self) -> &sled::Tree {
@@ -467,6 +603,57 @@ mod tests {
             log.verify().unwrap_err(),
             ChainError::Gap { expected: 2, .. }
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_records_are_chained_and_share_flushes() {
+        let (_db, log, key) = setup();
+        let log = Arc::new(log);
+        log.start_writer();
+        log.record(ev(100)).unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.record_durable(ev(200 + i)).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap().unwrap());
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 64, "one sequence number each");
+        // Each durable record is in the tree when its caller is answered.
+        for s in &seqs {
+            assert!(log.tree().get(s.to_be_bytes()).unwrap().is_some());
+        }
+        assert_eq!(verify(log.tree(), &key).unwrap().records, 5 + 1 + 64);
+        // A record chained by another drain (a transactional writer) is answered too.
+        let pending = {
+            let log = log.clone();
+            tokio::spawn(async move { log.record_durable(ev(300)).await })
+        };
+        log.drain().unwrap();
+        assert!(pending.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_flush_fails_closed() {
+        let (_db, log, _key) = setup();
+        let log = Arc::new(log);
+        log.start_writer();
+        assert!(log.record_durable(ev(10)).await.is_ok());
+        log.fail_flush.store(true, Ordering::SeqCst);
+        let e = log.record_durable(ev(11)).await.unwrap_err();
+        assert!(e.to_string().contains("not durable"), "{e}");
+        // Once a flush failed, nothing is promised durable again (until a restart).
+        log.fail_flush.store(false, Ordering::SeqCst);
+        assert!(log.record_durable(ev(12)).await.is_err());
+        // Without the writer: the same.
+        let (_db, log, _key) = setup();
+        log.fail_flush.store(true, Ordering::SeqCst);
+        assert!(log.record_durable(ev(13)).await.is_err());
     }
 
     #[test]

@@ -11,16 +11,34 @@ use foundations::token::{
 };
 
 use crate::Error;
-use crate::clients::ClientRecord;
+use crate::clients::{ClientRecord, Registry};
 use crate::config::Config;
 use crate::model::TokenResponse;
 
 pub use foundations::token::Principal;
 
-/// Validates bearer tokens and remembers verified ones until they expire.
+/// Validates bearer tokens and remembers verified ones until they expire; tokens of the
+/// built-in issuer are checked against the clients file on every request, cached or not.
 #[derive(Debug)]
 pub struct Authenticator {
     verifier: Verifier,
+    /// `iss` of the built-in authorization server.
+    issuer: String,
+}
+
+/// Why a bearer token was refused: logged and audited, never sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The token itself does not verify (or none was sent).
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    /// A genuine token of the built-in issuer whose client was removed or disabled.
+    #[error("token of client {client_id:?} refused: {why}")]
+    ClientWithdrawn {
+        client_id: String,
+        why: &'static str,
+    },
 }
 
 impl Authenticator {
@@ -47,6 +65,7 @@ impl Authenticator {
         };
         Ok(Authenticator {
             verifier: Verifier::new(issuers, rules, cfg.tokens.cache_entries, &cas)?,
+            issuer: cfg.issuer.clone(),
         })
     }
 
@@ -55,9 +74,28 @@ impl Authenticator {
         self.verifier.prefetch().await;
     }
 
-    /// Validates a bearer token (RFC 6750) and returns the caller.
-    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Principal>, TokenError> {
-        self.verifier.authenticate(token, now).await
+    /// Validates a bearer token (RFC 6750) and returns the caller. A token of the built-in
+    /// issuer is good only while its client is registered and enabled and was not disabled
+    /// after the token was issued: checked here on every request, so neither the cache of
+    /// verified tokens nor the token's lifetime outlives the client. (Clients of external
+    /// issuers are withdrawn at their issuer; their tokens end with their lifetime.)
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        now: u64,
+        clients: &Registry,
+    ) -> Result<Arc<Principal>, Refusal> {
+        let p = self.verifier.authenticate(token, now).await?;
+        if p.issuer == self.issuer
+            && let Err(why) = clients.check_token(&p.client_id, p.iat)
+        {
+            self.verifier.forget(token);
+            return Err(Refusal::ClientWithdrawn {
+                client_id: p.client_id.clone(),
+                why,
+            });
+        }
+        Ok(p)
     }
 }
 
@@ -90,13 +128,15 @@ pub fn issue_token(
     let mut extra = serde_json::Map::new();
     extra.insert("products".into(), serde_json::json!(client.products));
     extra.insert("role".into(), serde_json::json!(client.role));
+    // After the client was last disabled (normally now): see `ClientRecord::issue_time`.
+    let iat = client.issue_time(now);
     let claims = Claims {
         iss: cfg.issuer.clone(),
         sub: Some(client.client_id.clone()),
         aud: Audience::One(cfg.audience.clone()),
-        exp: now + cfg.tokens.lifetime_secs,
-        iat: now,
-        nbf: Some(now),
+        exp: iat + cfg.tokens.lifetime_secs,
+        iat,
+        nbf: Some(iat),
         jti: Some(hex::encode(foundations::random_bytes::<16>()?)),
         client_id: Some(client.client_id.clone()),
         scope: Some(scope.clone()),
@@ -162,6 +202,9 @@ pub fn verify_client_assertion(
         .get(&sub)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("unknown client {sub:?}"))?;
+    if client.disabled {
+        return Err(format!("client {sub:?} is disabled"));
+    }
     let mut jwk = client
         .jwk
         .clone()

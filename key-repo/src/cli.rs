@@ -68,8 +68,22 @@ pub enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a client by id or name.
+    /// Remove a client by id or name. A running server refuses its tokens from the next
+    /// request on.
     Remove {
+        #[arg(long)]
+        config: PathBuf,
+        id_or_name: String,
+    },
+    /// Disable a client: it gets no token, and a running server refuses its tokens from the
+    /// next request on (also after `enable`: only tokens issued later work again).
+    Disable {
+        #[arg(long)]
+        config: PathBuf,
+        id_or_name: String,
+    },
+    /// Enable a disabled client again (its earlier tokens stay refused).
+    Enable {
         #[arg(long)]
         config: PathBuf,
         id_or_name: String,
@@ -216,18 +230,20 @@ fn clients(cmd: ClientsCommand) -> Result<i32, Error> {
                     .iter()
                     .map(|c| {
                         serde_json::json!({"client_id": c.client_id, "name": c.name,
-                            "role": c.role, "products": c.products, "created_at": c.created_at})
+                            "role": c.role, "products": c.products, "created_at": c.created_at,
+                            "disabled": c.disabled})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 for c in list {
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}{}",
                         c.client_id,
                         c.name,
                         c.role,
-                        c.products.join(",")
+                        c.products.join(","),
+                        if c.disabled { "\tdisabled" } else { "" }
                     );
                 }
             }
@@ -237,6 +253,18 @@ fn clients(cmd: ClientsCommand) -> Result<i32, Error> {
             let cfg = crate::config::Config::load(&config)?;
             let c = crate::clients::remove(&cfg.clients_file, &id_or_name)?;
             println!("removed {} ({})", c.client_id, c.name);
+            Ok(0)
+        }
+        ClientsCommand::Disable { config, id_or_name } => {
+            let cfg = crate::config::Config::load(&config)?;
+            let c = crate::clients::set_disabled(&cfg.clients_file, &id_or_name, true)?;
+            println!("disabled {} ({})", c.client_id, c.name);
+            Ok(0)
+        }
+        ClientsCommand::Enable { config, id_or_name } => {
+            let cfg = crate::config::Config::load(&config)?;
+            let c = crate::clients::set_disabled(&cfg.clients_file, &id_or_name, false)?;
+            println!("enabled {} ({})", c.client_id, c.name);
             Ok(0)
         }
     }

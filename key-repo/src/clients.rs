@@ -3,7 +3,13 @@
 //! The file holds argon2id hashes of the client secrets, never the secrets. It is a file
 //! rather than a sled tree so that `key-repo clients add/remove` work while the server runs
 //! (sled locks its database): writes are atomic (temp + fsync + rename) under an advisory
-//! lock, and the server re-reads the file when its modification time or size changes.
+//! lock, and the server re-reads the file when it changes (another inode, size, or
+//! modification or change time).
+//!
+//! A client removed or disabled here loses access at once, tokens already issued included:
+//! the server checks the client of every built-in token on every request
+//! ([`Registry::check_token`]), and refuses tokens issued before the client was last
+//! disabled even after it is enabled again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +44,36 @@ pub struct ClientRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwk: Option<foundations::token::Jwk>,
     pub created_at: u64,
+    /// A disabled client gets no token, and its tokens are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Tokens issued (`iat`) at or before this time are refused: the last time the client
+    /// was disabled (0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tokens_after: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl ClientRecord {
+    /// Whether a token of this client issued at `iat` is still good.
+    pub fn accepts_token_issued_at(&self, iat: u64) -> Result<(), &'static str> {
+        if self.disabled {
+            Err("client disabled")
+        } else if iat <= self.tokens_after {
+            Err("token issued before the client was last disabled")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `iat` for a token issued now: after `tokens_after`, so that a client disabled and
+    /// enabled again within one second gets tokens that work.
+    pub fn issue_time(&self, now: u64) -> u64 {
+        now.max(self.tokens_after.saturating_add(1))
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -157,6 +193,8 @@ pub fn add_with_key(
         secret_hash,
         jwk,
         created_at: foundations::now_unix(),
+        disabled: false,
+        tokens_after: 0,
     };
     modify(path, |f| {
         if f.clients.iter().any(|c| c.name == rec.name) {
@@ -173,8 +211,8 @@ pub fn add_with_key(
     })
 }
 
-/// Removes a client by id or name. Tokens already issued to it stay valid until they expire
-/// (at most `tokens.lifetime_secs`).
+/// Removes a client by id or name. A running server refuses its tokens from its next
+/// request on (the file is checked on every request).
 pub fn remove(path: &Path, id_or_name: &str) -> Result<ClientRecord, Error> {
     modify(path, |f| {
         let pos = f
@@ -186,11 +224,62 @@ pub fn remove(path: &Path, id_or_name: &str) -> Result<ClientRecord, Error> {
     })
 }
 
+/// Disables (`true`) or enables a client by id or name. Disabling refuses its tokens at
+/// once, for good: tokens issued until now stay refused after it is enabled again.
+pub fn set_disabled(path: &Path, id_or_name: &str, disabled: bool) -> Result<ClientRecord, Error> {
+    modify(path, |f| {
+        let c = f
+            .clients
+            .iter_mut()
+            .find(|c| c.client_id == id_or_name || c.name == id_or_name)
+            .ok_or_else(|| Error::Usage(format!("no client {id_or_name:?}")))?;
+        if disabled && !c.disabled {
+            c.tokens_after = c.tokens_after.max(foundations::now_unix());
+        }
+        c.disabled = disabled;
+        Ok(c.clone())
+    })
+}
+
 pub fn list(path: &Path) -> Result<Vec<ClientRecord>, Error> {
     Ok(read_file(path)?.clients)
 }
 
-type FileStamp = (std::time::SystemTime, u64);
+/// What tells a new version of the clients file: every write is a new file renamed over
+/// the old one (another inode while both exist), and size and times are compared too.
+type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
+
+#[cfg(unix)]
+fn stamp(m: &std::fs::Metadata) -> FileStamp {
+    use std::os::unix::fs::MetadataExt as _;
+    (
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
+}
+
+#[cfg(not(unix))]
+fn stamp(m: &std::fs::Metadata) -> FileStamp {
+    let t = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    (
+        0,
+        0,
+        m.len(),
+        t.as_secs() as i64,
+        t.subsec_nanos() as i64,
+        0,
+        0,
+    )
+}
 type ClientMap = Arc<HashMap<String, ClientRecord>>;
 
 /// The server's view of the clients file, reloaded when the file changes.
@@ -216,9 +305,7 @@ impl Registry {
     }
 
     fn reload_if_changed(&self) -> Result<ClientMap, Error> {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| stamp(&m));
         {
             let st = self
                 .state
@@ -251,6 +338,19 @@ impl Registry {
         Ok(self.reload_if_changed()?.get(client_id).cloned())
     }
 
+    /// Whether a token this server issued to `client_id` at `iat` may still be used: the
+    /// client exists, is not disabled, and was not disabled after `iat`. Re-reads the file
+    /// if it changed, so a removal or a disable takes effect from the next request on.
+    pub fn check_token(&self, client_id: &str, iat: u64) -> Result<(), &'static str> {
+        let map = self
+            .reload_if_changed()
+            .map_err(|_| "clients file unreadable")?;
+        match map.get(client_id) {
+            None => Err("client removed"),
+            Some(c) => c.accepts_token_issued_at(iat),
+        }
+    }
+
     /// Verifies client credentials; `Ok(None)` when they are wrong or the client is unknown.
     pub async fn authenticate(
         self: &Arc<Self>,
@@ -263,7 +363,7 @@ impl Registry {
         let map = self.reload_if_changed()?;
         let Some(rec) = map
             .get(client_id)
-            .filter(|r| !r.secret_hash.is_empty())
+            .filter(|r| !r.secret_hash.is_empty() && !r.disabled)
             .cloned()
         else {
             // Spend comparable time for unknown ids, so timing does not reveal which exist.
@@ -352,7 +452,24 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // Disabled: no token, and tokens issued until now are refused for good.
+        let t0 = foundations::now_unix();
+        assert_eq!(reg.check_token(&c.client_id, t0), Ok(()));
+        set_disabled(&path, "disp", true).unwrap();
+        assert!(reg.check_token(&c.client_id, t0).is_err());
+        assert!(
+            reg.authenticate(&c.client_id, &c.client_secret)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let rec = set_disabled(&path, "disp", false).unwrap();
+        assert!(reg.check_token(&c.client_id, t0).is_err(), "old token");
+        let fresh = rec.issue_time(t0);
+        assert!(fresh > t0);
+        assert_eq!(reg.check_token(&c.client_id, fresh), Ok(()));
         remove(&path, "disp").unwrap();
+        assert_eq!(reg.check_token(&c.client_id, fresh), Err("client removed"));
         // Make sure the stamp differs even on coarse-mtime file systems: size changes.
         assert!(
             reg.authenticate(&c.client_id, &c.client_secret)

@@ -36,6 +36,9 @@ pub struct Config {
     /// Connection budget and timeouts of the TLS listener (`foundations::serve`).
     #[serde(default)]
     pub serve: ServeLimits,
+    /// How refusals nobody authenticated answers for are audited.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Issuers other than the built-in one whose access tokens are accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_issuers: Vec<ExternalIssuer>,
@@ -105,6 +108,40 @@ impl Default for Limits {
     }
 }
 
+/// The `[audit]` table. Refusals of requests that no authenticated caller answers for (no
+/// token or an invalid one, a withdrawn client's token, failed client authentication at the
+/// token endpoint) are grouped per source address (IPv6: per /64) and actor, in windows of
+/// `refusal_window_secs` from each group's first refusal: that one is recorded as it is, the
+/// others are counted into one summary record at the end of the window. At most
+/// `refusal_max_sources` groups are tracked; further sources share one overflow group. So
+/// such refusals add at most `2 × (refusal_max_sources + 1)` records per window, whatever
+/// the traffic. Authenticated requests are audited one by one, always.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub refusal_window_secs: u64,
+    pub refusal_max_sources: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        let d = foundations::audit::RefusalLimits::default();
+        AuditConfig {
+            refusal_window_secs: d.window_secs,
+            refusal_max_sources: d.max_sources,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn refusal_limits(&self) -> foundations::audit::RefusalLimits {
+        foundations::audit::RefusalLimits {
+            window_secs: self.refusal_window_secs,
+            max_sources: self.refusal_max_sources,
+        }
+    }
+}
+
 /// An external OAuth 2.0 authorization server (a plant's identity provider): exact `iss`,
 /// required `aud`, its JWKS (URL or file), an extra CA for the URL, and the claim listing
 /// the products it grants (here it must name one).
@@ -152,6 +189,7 @@ impl Config {
             return Err("limits must be positive".into());
         }
         self.serve.validate()?;
+        self.audit.refusal_limits().validate()?;
         if !(l.token_per_sec_per_client > 0.0 && l.token_per_sec_per_addr > 0.0) {
             return Err("token rate limits must be positive".into());
         }

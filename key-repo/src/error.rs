@@ -28,6 +28,10 @@ pub enum ApiError {
     /// The token is valid but not granted the key's product.
     #[error("product not granted: {0}")]
     ProductNotGranted(String),
+    /// The token may revoke keys of the product, but this key was stored by another
+    /// client (only its owner or an administrator may revoke it).
+    #[error("not the owner of the key")]
+    NotOwner,
     #[error("not found")]
     NotFound,
     #[error("key revoked")]
@@ -49,6 +53,10 @@ pub enum ApiError {
         status: StatusCode,
         detail: String,
     },
+    /// The audit record of the operation could not be made durable, so the operation was
+    /// not done (fail closed); worth retrying later.
+    #[error("audit unavailable: {0}")]
+    AuditUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -78,12 +86,17 @@ impl ApiError {
                 "product-not-granted",
                 "The access token is not granted this product",
             ),
+            ApiError::NotOwner => (
+                StatusCode::FORBIDDEN,
+                "not-owner",
+                "Only the client that stored this key, or an administrator, may revoke it",
+            ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such key"),
             ApiError::Gone => (StatusCode::GONE, "revoked", "The key has been revoked"),
             ApiError::Conflict(_) => (
                 StatusCode::CONFLICT,
                 "conflict",
-                "A different key is already stored under this kid",
+                "A different key, or another client's, is already stored under this kid",
             ),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Invalid request"),
             ApiError::TooLarge => (
@@ -102,6 +115,11 @@ impl ApiError {
                 "The request took too long",
             ),
             ApiError::OAuth { status, code, .. } => (*status, code, "Token request refused"),
+            ApiError::AuditUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit-unavailable",
+                "The operation cannot be audited now",
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -65,6 +65,7 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
         tokens: TokenConfig::default(),
         limits: Limits::default(),
         serve: Default::default(),
+        audit: Default::default(),
         external_issuers: Vec::new(),
     };
     let header = "# key-repo configuration (written by `key-repo init`). Relative paths are relative\n\

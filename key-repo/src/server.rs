@@ -28,6 +28,10 @@ pub async fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<(), E
     println!("listening on https://{bound}");
     let app = crate::api::router(state.clone());
     serve(listener, tls, app, &limits, shutdown_signal()).await?;
+    // Refusals counted but not yet summarised are recorded before the last drain.
+    if let Err(e) = state.flush_refusals() {
+        tracing::error!(error = %e, "audit of refusals failed at shutdown");
+    }
     state.store().audit().sync().await;
     state.store().flush().await?;
     tracing::info!("stopped");

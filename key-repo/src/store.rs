@@ -19,6 +19,10 @@ struct KeyRecord {
     revoked: bool,
     created_at: u64,
     created_by: String,
+    /// Issuer of the token that stored the key: with `created_by`, who owns it (may revoke
+    /// it). Absent in records written before owners were kept: the built-in issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_by_issuer: Option<String>,
     #[serde(default)]
     revoked_at: Option<u64>,
     #[serde(default)]
@@ -40,17 +44,45 @@ impl KeyRecord {
     }
 }
 
+/// Who stores or owns a key: the issuer of the token and the client it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+}
+
 /// Outcome of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PutOutcome {
     Created(KeyMeta),
-    /// The same material was already stored (idempotent retry).
+    /// The same material was already stored by the same owner (idempotent retry).
     Unchanged(KeyMeta),
-    /// Different material (or product) is stored under this kid.
+    /// Different material, product or owner is stored under this kid.
     Conflict,
     /// The kid was revoked; it can never be reused.
     Revoked,
+    /// The kid is held by a product the writer is not granted: answered exactly like a
+    /// write for a product the writer is not granted, so it does not tell the kid exists.
+    Foreign,
+}
+
+/// One read of a key's record: metadata, owner, and the sealed key if active.
+#[derive(Debug)]
+pub struct Loaded {
+    pub meta: KeyMeta,
+    /// Issuer of the owner's token (`None`: written before owners were kept).
+    pub owner_issuer: Option<String>,
+    pub sealed: Vec<u8>,
+}
+
+impl Loaded {
+    /// Whether `who` stored this key. Records without an owner issuer were stored with
+    /// a token of the built-in issuer `builtin` (fail closed for external issuers).
+    pub fn owned_by(&self, who: Owner<'_>, builtin: &str) -> bool {
+        let issuer = self.owner_issuer.as_deref().unwrap_or(builtin);
+        issuer == who.issuer && self.meta.created_by == who.client_id
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +150,9 @@ impl Store {
         self.audit.start_writer();
     }
 
-    /// Reads a key's record once: its metadata and, if active, the sealed key, for
+    /// Reads a key's record once: its metadata, owner and, if active, the sealed key, for
     /// [`Store::open_sealed`] after the caller's authorisation checks.
-    pub fn load(&self, kid: &str) -> Result<Option<(KeyMeta, Vec<u8>)>, Error> {
+    pub fn load(&self, kid: &str) -> Result<Option<Loaded>, Error> {
         let Some(v) = self.keys.get(kid.as_bytes())? else {
             return Ok(None);
         };
@@ -131,7 +163,11 @@ impl Store {
             foundations::b64_decode(&rec.sealed)
                 .ok_or_else(|| Error::Corrupt(format!("record {kid}: sealed encoding")))?
         };
-        Ok(Some((rec.meta(kid), sealed)))
+        Ok(Some(Loaded {
+            meta: rec.meta(kid),
+            owner_issuer: rec.created_by_issuer,
+            sealed,
+        }))
     }
 
     /// Decrypts a sealed key returned by [`Store::load`] (never for a revoked key).
@@ -172,13 +208,16 @@ impl Store {
         Ok(Some((rec.meta(kid), key)))
     }
 
-    /// Stores a key and its audit record atomically, then flushes. Immutable: a different
-    /// key under an existing kid is a conflict.
+    /// Stores a key for `owner` and its audit record atomically, then flushes. Immutable: a
+    /// different key, product or owner under an existing kid is a conflict; a kid held by
+    /// a product for which `granted` is false is [`PutOutcome::Foreign`].
     pub async fn put_key(
         &self,
         kid: &str,
         product: &str,
         cose_key: &[u8],
+        owner: Owner<'_>,
+        granted: &(dyn Fn(&str) -> bool + Sync),
         mut event: AuditEvent,
     ) -> Result<PutOutcome, Error> {
         let now = foundations::now_unix();
@@ -187,7 +226,8 @@ impl Store {
             product: product.to_string(),
             revoked: false,
             created_at: now,
-            created_by: event.actor.clone(),
+            created_by: owner.client_id.to_string(),
+            created_by_issuer: Some(owner.issuer.to_string()),
             revoked_at: None,
             revoked_by: None,
             sealed: foundations::b64(&sealed),
@@ -202,18 +242,24 @@ impl Store {
                 None => PutOutcome::Created(rec.meta(kid)),
                 Some(v) => {
                     let old = decode_record(kid, &v)?;
-                    if old.revoked {
+                    let same_owner = old.created_by == owner.client_id
+                        && old.created_by_issuer.as_deref() == Some(owner.issuer);
+                    if old.product != product && !granted(&old.product) {
+                        // Checked before anything else about the record (revoked or not).
+                        PutOutcome::Foreign
+                    } else if old.revoked {
                         PutOutcome::Revoked
-                    } else {
-                        let same_product = old.product == product;
+                    } else if old.product == product && same_owner {
                         let old_sealed = foundations::b64_decode(&old.sealed)
                             .ok_or_else(|| Error::Corrupt(format!("record {kid}")))?;
                         let old_key = self.master.open(kid, &old.product, &old_sealed)?;
-                        if same_product && foundations::ct_eq(&old_key, cose_key) {
+                        if foundations::ct_eq(&old_key, cose_key) {
                             PutOutcome::Unchanged(old.meta(kid))
                         } else {
                             PutOutcome::Conflict
                         }
+                    } else {
+                        PutOutcome::Conflict
                     }
                 }
             };
@@ -222,8 +268,12 @@ impl Store {
                 PutOutcome::Unchanged(_) => "unchanged",
                 PutOutcome::Conflict => "conflict",
                 PutOutcome::Revoked => "gone",
+                PutOutcome::Foreign => "denied:product_not_granted",
             }
             .into();
+            if outcome == PutOutcome::Foreign {
+                event.reason = Some("kid held by another product".into());
+            }
             let p = self.audit.prepare(&head, event)?;
             let create = matches!(outcome, PutOutcome::Created(_));
             (&self.keys, self.audit.tree())
@@ -311,29 +361,59 @@ mod tests {
         }
     }
 
+    const PUB: Owner<'static> = Owner {
+        issuer: "https://kr",
+        client_id: "pub",
+    };
+
+    fn only(p: &'static str) -> impl Fn(&str) -> bool + Sync {
+        move |x| x == p
+    }
+
     #[tokio::test]
     async fn lifecycle_and_no_plaintext_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let key_material = b"\xa3\x01\x04\x02\x45kid-1\x20\x50SIXTEEN-BYTE-KEY";
         {
             let store = Store::open(dir.path(), MasterKey::from_bytes([3; 32])).unwrap();
-            let out = store
-                .put_key("k1", "p", key_material, ev("pub"))
-                .await
-                .unwrap();
+            let put = |kid: &'static str, product: &'static str, key: &'static [u8], who| {
+                let store = &store;
+                async move {
+                    let grants = |x: &str| x == "p" || x == "q";
+                    store
+                        .put_key(kid, product, key, who, &grants, ev("pub"))
+                        .await
+                        .unwrap()
+                }
+            };
+            let out = put("k1", "p", key_material, PUB).await;
             assert!(matches!(out, PutOutcome::Created(_)));
-            let again = store
-                .put_key("k1", "p", key_material, ev("pub"))
-                .await
-                .unwrap();
+            let again = put("k1", "p", key_material, PUB).await;
             assert!(matches!(again, PutOutcome::Unchanged(_)));
-            let other = store.put_key("k1", "p", b"other", ev("pub")).await.unwrap();
-            assert_eq!(other, PutOutcome::Conflict);
-            let other_product = store
-                .put_key("k1", "q", key_material, ev("pub"))
+            assert_eq!(put("k1", "p", b"other", PUB).await, PutOutcome::Conflict);
+            // A product the writer is granted too: a conflict it may see.
+            assert_eq!(
+                put("k1", "q", key_material, PUB).await,
+                PutOutcome::Conflict
+            );
+            // Another owner of the same product, even with the same material.
+            let other_owner = Owner {
+                issuer: "https://kr",
+                client_id: "pub-2",
+            };
+            assert_eq!(
+                put("k1", "p", key_material, other_owner).await,
+                PutOutcome::Conflict
+            );
+            // A writer not granted the key's product learns nothing about it.
+            let foreign = store
+                .put_key("k1", "q", key_material, other_owner, &only("q"), ev("x"))
                 .await
                 .unwrap();
-            assert_eq!(other_product, PutOutcome::Conflict);
+            assert_eq!(foreign, PutOutcome::Foreign);
+            let loaded = store.load("k1").unwrap().unwrap();
+            assert!(loaded.owned_by(PUB, "https://kr"));
+            assert!(!loaded.owned_by(other_owner, "https://kr"));
             let (m, k) = store.read_key("k1").unwrap().unwrap();
             assert_eq!(&k[..], key_material);
             assert_eq!(m.state, "active");
@@ -377,7 +457,10 @@ mod tests {
             MasterKey::from_bytes([1; 32]),
         )
         .unwrap();
-        store.put_key("k", "p", b"x", ev("pub")).await.unwrap();
+        store
+            .put_key("k", "p", b"x", PUB, &only("p"), ev("pub"))
+            .await
+            .unwrap();
         assert!(matches!(
             store.revoke("k", ev("pub")).await.unwrap(),
             RevokeOutcome::Revoked(_)
@@ -393,15 +476,26 @@ mod tests {
         assert!(store.read_key("k").unwrap().is_none());
         assert_eq!(store.meta("k").unwrap().unwrap().state, "revoked");
         assert_eq!(
-            store.put_key("k", "p", b"x", ev("pub")).await.unwrap(),
+            store
+                .put_key("k", "p", b"x", PUB, &only("p"), ev("pub"))
+                .await
+                .unwrap(),
             PutOutcome::Revoked
+        );
+        // A revoked kid of another product is not told apart from any other foreign kid.
+        assert_eq!(
+            store
+                .put_key("k", "q", b"x", PUB, &only("q"), ev("pub"))
+                .await
+                .unwrap(),
+            PutOutcome::Foreign
         );
         let key = MasterKey::from_bytes([1; 32]).audit_mac_key();
         assert_eq!(
             foundations::audit::verify(store.audit().tree(), &key)
                 .unwrap()
                 .records,
-            5
+            6
         );
     }
 }

@@ -133,13 +133,14 @@ async fn tokens_from_oidc_provider_are_accepted_and_enforced() {
     let v: serde_json::Value = serde_json::from_str(&b).unwrap();
     assert_eq!(v["cose_key"], b64(&key).as_str());
 
-    // Scope and product from the external token are enforced.
+    // Scope and product from the external token are enforced (a key of a product not
+    // granted is answered like a kid never written).
     let (s, _, _) = send(
         http.get(format!("{url}/v1/keys/ext-1"))
             .bearer_auth(&t_disp_b),
     )
     .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 404);
     let (s, _, _) = send(http.get(format!("{url}/v1/keys/ext-1")).bearer_auth(&t_pub)).await;
     assert_eq!(s, 403);
     // A tampered external token is refused.

@@ -297,18 +297,20 @@ async fn every_endpoint_rejects_every_bad_token() {
         )
         .await;
     }
-    // Valid tokens with the scope but another product.
-    for (ep, tok) in [
-        (Ep::Put, &t_pub),
-        (Ep::Get, &t_disp_b),
-        (Ep::Meta, &t_disp_b),
-        (Ep::Revoke, &t_pub_b),
+    // Valid tokens with the scope but another product: a write is refused 403; a key of a
+    // product not granted is answered like a kid never written (404), so a refusal does
+    // not tell that it exists (issue 13 item 5). The audit record says why.
+    for (ep, tok, want) in [
+        (Ep::Put, &t_pub, 403),
+        (Ep::Get, &t_disp_b, 404),
+        (Ep::Meta, &t_disp_b, 404),
+        (Ep::Revoke, &t_pub_b, 404),
     ] {
         w.check(
             "product not granted",
             ep,
             Some(tok),
-            403,
+            want,
             "denied:product_not_granted",
         )
         .await;

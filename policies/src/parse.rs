@@ -164,9 +164,44 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         let offset = e.span().map_or(0, |s| s.start);
         ctx.err(offset, e.message().to_owned())
     })?;
+    let named = Named {
+        ctx: &ctx,
+        windows: windows(&ctx, &f.window)?,
+        rollouts: rollouts(&ctx, &f.rollout)?,
+    };
+    let (default_action, default_window, default_rollout) = match &f.defaults {
+        Some(d) => {
+            let at = d.span().start;
+            let spec = d.get_ref();
+            (
+                action(&spec.action).map_err(|m| ctx.err(at, format!("defaults: {m}")))?,
+                named.window(&spec.window, at, "defaults")?,
+                named.rollout(&spec.rollout, at, "defaults")?,
+            )
+        }
+        // Without [defaults], anything no rule names waits for a person.
+        None => (Action::Hold, None, None),
+    };
+    let mut names = HashSet::new();
+    let mut rules = Vec::with_capacity(f.rule.len());
+    for r in &f.rule {
+        rules.push(rule(&named, r, &mut names)?);
+    }
+    Ok(Policy {
+        source: file.to_owned(),
+        rules,
+        default_action,
+        default_window,
+        default_rollout,
+        windows: named.windows,
+        rollouts: named.rollouts,
+    })
+}
 
+/// The `[[window]]` tables, in order; names are unique.
+fn windows(ctx: &Ctx<'_>, specs: &[Spanned<WindowSpec>]) -> Result<Vec<Arc<Window>>, PolicyError> {
     let mut windows: Vec<Arc<Window>> = Vec::new();
-    for w in &f.window {
+    for w in specs {
         let at = w.span().start;
         let spec = w.get_ref();
         if windows.iter().any(|x| x.name == spec.name) {
@@ -183,9 +218,16 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             .map_err(|e| ctx.err(at, format!("window {:?}: {e}", spec.name)))?;
         windows.push(Arc::new(window));
     }
+    Ok(windows)
+}
 
+/// The `[[rollout]]` tables, in order; names are unique.
+fn rollouts(
+    ctx: &Ctx<'_>,
+    specs: &[Spanned<RolloutSpec>],
+) -> Result<Vec<Arc<Rollout>>, PolicyError> {
     let mut rollouts: Vec<Arc<Rollout>> = Vec::new();
-    for r in &f.rollout {
+    for r in specs {
         let at = r.span().start;
         let spec = r.get_ref();
         let e = |m: String| ctx.err(at, format!("rollout {:?}: {m}", spec.name));
@@ -217,109 +259,118 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             failure_threshold,
         }));
     }
+    Ok(rollouts)
+}
 
-    let find_window = |name: &Option<String>, at: usize, owner: &str| {
-        name.as_ref()
-            .map(|n| {
-                windows
-                    .iter()
-                    .find(|w| &w.name == n)
-                    .cloned()
-                    .ok_or_else(|| ctx.err(at, format!("{owner}: no window named {n:?}")))
-            })
-            .transpose()
-    };
-    let find_rollout = |name: &Option<String>, at: usize, owner: &str| {
-        name.as_ref()
-            .map(|n| {
-                rollouts
-                    .iter()
-                    .find(|r| &r.name == n)
-                    .cloned()
-                    .ok_or_else(|| ctx.err(at, format!("{owner}: no rollout named {n:?}")))
-            })
-            .transpose()
-    };
+/// The windows and rollouts the defaults and rules refer to by name.
+struct Named<'a> {
+    ctx: &'a Ctx<'a>,
+    windows: Vec<Arc<Window>>,
+    rollouts: Vec<Arc<Rollout>>,
+}
 
-    let (default_action, default_window, default_rollout) = match &f.defaults {
-        Some(d) => {
-            let at = d.span().start;
-            let spec = d.get_ref();
-            (
-                action(&spec.action).map_err(|m| ctx.err(at, format!("defaults: {m}")))?,
-                find_window(&spec.window, at, "defaults")?,
-                find_rollout(&spec.rollout, at, "defaults")?,
-            )
-        }
-        // Without [defaults], anything no rule names waits for a person.
-        None => (Action::Hold, None, None),
-    };
-
-    let mut names = HashSet::new();
-    let mut rules = Vec::with_capacity(f.rule.len());
-    for r in &f.rule {
-        let at = r.span().start;
-        let spec = r.get_ref();
-        let owner = format!("rule {:?}", spec.name);
-        let e = |m: String| ctx.err(at, format!("{owner}: {m}"));
-        if !names.insert(spec.name.clone()) {
-            return Err(e("a rule with this name already exists".into()));
-        }
-        let m = &spec.when;
-        let when = Match {
-            types: list(&m.types, "type", UpdateType::parse).map_err(e)?,
-            categories: list(&m.categories, "categories", Category::parse).map_err(e)?,
-            severity_at_least: m
-                .severity_at_least
-                .as_deref()
-                .map(|s| {
-                    Severity::parse(s).ok_or_else(|| {
-                        e(format!("match.severity_at_least {s:?} must be none, low, medium, high or critical"))
-                    })
-                })
-                .transpose()?,
-            has_cve: m.has_cve,
-            cves: list(&m.cves, "cves", |s| suit::ics::is_cve_id(s).then(|| s.to_owned()))
-                .map_err(e)?,
-            publisher_roles: list(&m.publisher_role, "publisher_role", |s| {
-                Role::parse(s).filter(|r| {
-                    matches!(r, Role::Manufacturer | Role::ThirdParty | Role::Internal)
-                })
-            })
-            .map_err(e)?,
-            vendors: list(&m.vendor, "vendor", |s| Uuid::parse_str(s).ok()).map_err(e)?,
-            classes: list(&m.class, "class", |s| Uuid::parse_str(s).ok()).map_err(e)?,
-            device_groups: list(&m.device_group, "device_group", |s| {
-                (!s.is_empty()).then(|| s.to_owned())
-            })
-            .map_err(e)?,
-        };
-        let action = action(&spec.action).map_err(e)?;
-        let window = find_window(&spec.window, at, &owner)?;
-        let rollout = find_rollout(&spec.rollout, at, &owner)?;
-        if window.is_some() && !matches!(action, Action::Install | Action::Hold) {
-            return Err(e(format!(
-                "a window applies to install or hold, not to {:?}",
-                spec.action
-            )));
-        }
-        rules.push(Rule {
-            name: spec.name.clone(),
-            when,
-            action,
-            window,
-            rollout,
-            line: ctx.pos(at).0,
-        });
+impl Named<'_> {
+    fn window(
+        &self,
+        name: &Option<String>,
+        at: usize,
+        owner: &str,
+    ) -> Result<Option<Arc<Window>>, PolicyError> {
+        self.find(&self.windows, |w| &w.name, "window", name, at, owner)
     }
 
-    Ok(Policy {
-        source: file.to_owned(),
-        rules,
-        default_action,
-        default_window,
-        default_rollout,
-        windows,
-        rollouts,
+    fn rollout(
+        &self,
+        name: &Option<String>,
+        at: usize,
+        owner: &str,
+    ) -> Result<Option<Arc<Rollout>>, PolicyError> {
+        self.find(&self.rollouts, |r| &r.name, "rollout", name, at, owner)
+    }
+
+    /// The item called `name`, when a name is given; an error naming `owner` when none is.
+    fn find<T>(
+        &self,
+        items: &[Arc<T>],
+        name_of: impl Fn(&T) -> &String,
+        kind: &str,
+        name: &Option<String>,
+        at: usize,
+        owner: &str,
+    ) -> Result<Option<Arc<T>>, PolicyError> {
+        name.as_ref()
+            .map(|n| {
+                items
+                    .iter()
+                    .find(|x| name_of(x) == n)
+                    .cloned()
+                    .ok_or_else(|| self.ctx.err(at, format!("{owner}: no {kind} named {n:?}")))
+            })
+            .transpose()
+    }
+}
+
+/// One `[[rule]]`; its name must not be in `names` (it is added).
+fn rule(
+    named: &Named<'_>,
+    r: &Spanned<RuleSpec>,
+    names: &mut HashSet<String>,
+) -> Result<Rule, PolicyError> {
+    let at = r.span().start;
+    let spec = r.get_ref();
+    let owner = format!("rule {:?}", spec.name);
+    let e = |m: String| named.ctx.err(at, format!("{owner}: {m}"));
+    if !names.insert(spec.name.clone()) {
+        return Err(e("a rule with this name already exists".into()));
+    }
+    let when = match_of(&spec.when).map_err(e)?;
+    let action = action(&spec.action).map_err(e)?;
+    let window = named.window(&spec.window, at, &owner)?;
+    let rollout = named.rollout(&spec.rollout, at, &owner)?;
+    if window.is_some() && !matches!(action, Action::Install | Action::Hold) {
+        return Err(e(format!(
+            "a window applies to install or hold, not to {:?}",
+            spec.action
+        )));
+    }
+    Ok(Rule {
+        name: spec.name.clone(),
+        when,
+        action,
+        window,
+        rollout,
+        line: named.ctx.pos(at).0,
+    })
+}
+
+/// A rule's `match` table; the error names the field.
+fn match_of(m: &MatchSpec) -> Result<Match, String> {
+    Ok(Match {
+        types: list(&m.types, "type", UpdateType::parse)?,
+        categories: list(&m.categories, "categories", Category::parse)?,
+        severity_at_least: m
+            .severity_at_least
+            .as_deref()
+            .map(|s| {
+                Severity::parse(s).ok_or_else(|| {
+                    format!(
+                        "match.severity_at_least {s:?} must be none, low, medium, high or critical"
+                    )
+                })
+            })
+            .transpose()?,
+        has_cve: m.has_cve,
+        cves: list(&m.cves, "cves", |s| {
+            suit::ics::is_cve_id(s).then(|| s.to_owned())
+        })?,
+        publisher_roles: list(&m.publisher_role, "publisher_role", |s| {
+            Role::parse(s)
+                .filter(|r| matches!(r, Role::Manufacturer | Role::ThirdParty | Role::Internal))
+        })?,
+        vendors: list(&m.vendor, "vendor", |s| Uuid::parse_str(s).ok())?,
+        classes: list(&m.class, "class", |s| Uuid::parse_str(s).ok())?,
+        device_groups: list(&m.device_group, "device_group", |s| {
+            (!s.is_empty()).then(|| s.to_owned())
+        })?,
     })
 }

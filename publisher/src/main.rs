@@ -26,14 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate a P-256 signing key: DIR/signing-key.pem (0600), .pub.pem and .kid.
-    Keygen {
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-        /// Key identifier (default: first 8 bytes of the RFC 9679 thumbprint, hex).
-        #[arg(long)]
-        kid: Option<String>,
-    },
+    Keygen(KeygenCmd),
     /// Encrypt an image with a fresh release key and sign the envelope (encrypt-then-sign).
     Release(Box<ReleaseCmd>),
     /// Release, store the release key in the key repository and upload to the update server.
@@ -41,75 +34,94 @@ enum Command {
     /// environment variables; see docs/update-server.md.
     Publish(Box<PublishCmd>),
     /// Sign a plaintext image as its T3 author (COSE_Sign1 over its SHA-256 SUIT_Digest).
-    AuthorSign {
-        /// Author's PKCS#8 signing key.
-        #[arg(long)]
-        signing_key: PathBuf,
-        /// Plaintext image.
-        #[arg(long)]
-        image: PathBuf,
-        /// Output file.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    AuthorSign(AuthorSignCmd),
     /// Show everything in an envelope (nothing is verified).
-    Inspect {
-        /// Envelope file.
-        envelope: PathBuf,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect(InspectCmd),
     /// Verify signatures (or MAC), then payload digests and decryption when given.
-    Verify {
-        /// Envelope file.
-        envelope: PathBuf,
-        /// Trusted manufacturer public key (SPKI PEM). Repeatable.
-        #[arg(long)]
-        trust: Vec<PathBuf>,
-        /// Trusted third-party public key: may sign T1 releases only. Repeatable.
-        #[arg(long)]
-        third_party: Vec<PathBuf>,
-        /// Trusted dispatcher approval key; when given, an approval signature is required.
-        #[arg(long)]
-        approver: Vec<PathBuf>,
-        /// HMAC-256 key for COSE_Mac0 envelopes: hex, or @FILE to read it from a file
-        /// (prefer the file or the environment variable for real keys).
-        #[arg(long, env = "PUBLISHER_MAC_KEY", hide_env_values = true)]
-        mac_key: Option<String>,
-        /// Encrypted payload: checks its size and SHA-256 against the manifest.
-        #[arg(long)]
-        payload: Option<PathBuf>,
-        /// Release key (COSE_Key): decrypts the payload and checks the plaintext digest.
-        #[arg(long)]
-        release_key: Option<PathBuf>,
-        /// Trusted T3 author key: requires and checks the author signature.
-        #[arg(long)]
-        author_trust: Vec<PathBuf>,
-        /// A trust-store file (TOML, docs/trust-store.md): roles, vendor scopes, validity and
-        /// revocation, as the update server, dispatcher and devices read it.
-        #[arg(long)]
-        trust_store: Option<PathBuf>,
-        /// Require the domain's approval signature (implied by --approver).
-        #[arg(long)]
-        require_approval: bool,
-        /// Require a verified author signature on T3 releases (implied by --author-trust).
-        #[arg(long)]
-        require_author: bool,
-        /// Judge key validity at this time (RFC 3339) instead of now.
-        #[arg(long)]
-        at: Option<String>,
-        /// Accept any authenticated SUIT envelope (e.g. the IETF examples), not only releases
-        /// of this project's profile (docs/acceptance.md).
-        #[arg(long)]
-        generic: bool,
-        /// Write the decrypted image here once every check has passed.
-        #[arg(long)]
-        extract: Option<PathBuf>,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(Box<VerifyCmd>),
+}
+
+#[derive(clap::Args, Debug)]
+struct KeygenCmd {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Key identifier (default: first 8 bytes of the RFC 9679 thumbprint, hex).
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct AuthorSignCmd {
+    /// Author's PKCS#8 signing key.
+    #[arg(long)]
+    signing_key: PathBuf,
+    /// Plaintext image.
+    #[arg(long)]
+    image: PathBuf,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct InspectCmd {
+    /// Envelope file.
+    envelope: PathBuf,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct VerifyCmd {
+    /// Envelope file.
+    envelope: PathBuf,
+    /// Trusted manufacturer public key (SPKI PEM). Repeatable.
+    #[arg(long)]
+    trust: Vec<PathBuf>,
+    /// Trusted third-party public key: may sign T1 releases only. Repeatable.
+    #[arg(long)]
+    third_party: Vec<PathBuf>,
+    /// Trusted dispatcher approval key; when given, an approval signature is required.
+    #[arg(long)]
+    approver: Vec<PathBuf>,
+    /// HMAC-256 key for COSE_Mac0 envelopes: hex, or @FILE to read it from a file
+    /// (prefer the file or the environment variable for real keys).
+    #[arg(long, env = "PUBLISHER_MAC_KEY", hide_env_values = true)]
+    mac_key: Option<String>,
+    /// Encrypted payload: checks its size and SHA-256 against the manifest.
+    #[arg(long)]
+    payload: Option<PathBuf>,
+    /// Release key (COSE_Key): decrypts the payload and checks the plaintext digest.
+    #[arg(long)]
+    release_key: Option<PathBuf>,
+    /// Trusted T3 author key: requires and checks the author signature.
+    #[arg(long)]
+    author_trust: Vec<PathBuf>,
+    /// A trust-store file (TOML, docs/trust-store.md): roles, vendor scopes, validity and
+    /// revocation, as the update server, dispatcher and devices read it.
+    #[arg(long)]
+    trust_store: Option<PathBuf>,
+    /// Require the domain's approval signature (implied by --approver).
+    #[arg(long)]
+    require_approval: bool,
+    /// Require a verified author signature on T3 releases (implied by --author-trust).
+    #[arg(long)]
+    require_author: bool,
+    /// Judge key validity at this time (RFC 3339) instead of now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Accept any authenticated SUIT envelope (e.g. the IETF examples), not only releases
+    /// of this project's profile (docs/acceptance.md).
+    #[arg(long)]
+    generic: bool,
+    /// Write the decrypted image here once every check has passed.
+    #[arg(long)]
+    extract: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -254,133 +266,146 @@ fn mac_key(arg: &str) -> Result<Zeroizing<Vec<u8>>> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Keygen { out, kid } => {
-            let kid = publisher::release::keygen(&out, kid.as_deref())?;
-            println!("kid {kid}");
-            println!("private key {}", out.join("signing-key.pem").display());
-            println!("public key  {}", out.join("signing-key.pub.pem").display());
-        }
-        Command::Publish(p) => {
-            let p = *p;
-            let cfg = publisher::publish::PublishConfig::load(p.config.as_deref())?;
-            let (args, json) = release_args(p.release);
-            let progress = args.progress;
-            let s = publisher::publish::publish(&args, &cfg, progress)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-            } else {
-                println!("release id   {}", s.release_id);
-                println!("product      {}", s.product);
-                println!("release kid  {} stored at {}", s.release_kid, s.key_url);
-                println!("signed by    {}", s.signer_kid);
-                println!("envelope     {}", s.envelope_url);
-                println!("payload      {} ({} bytes)", s.payload_url, s.payload_size);
-                println!(
-                    "update server {} in {:.2} s",
-                    if s.newly_published {
-                        "published the release"
-                    } else {
-                        "already had this release (unchanged)"
-                    },
-                    s.upload_seconds
-                );
-            }
-        }
-        Command::Release(r) => {
-            let (args, json) = release_args(*r);
-            let s = publisher::release::release(&args)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-            } else {
-                let mib = s.image_size as f64 / (1 << 20) as f64;
-                println!("release id   {}", s.release_id);
-                println!(
-                    "release kid  {} (store {} in the key repository)",
-                    s.release_kid,
-                    s.release_key.display()
-                );
-                println!("signed by    {}", s.signer_kid);
-                println!("envelope     {}", s.envelope.display());
-                println!(
-                    "payload      {} ({} bytes)",
-                    s.payload.display(),
-                    s.payload_size
-                );
-                println!(
-                    "image        {} bytes, encrypted and hashed in {:.2} s ({:.0} MiB/s)",
-                    s.image_size,
-                    s.seconds,
-                    mib / s.seconds.max(1e-9)
-                );
-            }
-        }
-        Command::AuthorSign {
-            signing_key,
-            image,
-            out,
-        } => {
-            let kid = publisher::release::author_sign(&signing_key, &image, &out)?;
-            println!("author signature by kid {kid} written to {}", out.display());
-        }
-        Command::Inspect { envelope, json } => {
-            let d = publisher::verify::inspect(&envelope)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
-            } else {
-                print!("{d}");
-            }
-        }
-        Command::Verify {
-            envelope,
-            trust,
-            third_party,
-            approver,
-            mac_key: mk,
-            payload,
-            release_key,
-            author_trust,
-            trust_store,
-            require_approval,
-            require_author,
-            at,
-            generic,
-            extract,
-            json,
-        } => {
-            let at = match at {
-                Some(t) => Some(
-                    suit::trust::Timestamp::parse(&t)
-                        .map_err(|e| publisher::CliError::Input(format!("--at: {e}")))?
-                        .0,
-                ),
-                None => None,
-            };
-            let args = VerifyArgs {
-                envelope,
-                trust,
-                third_party,
-                approver,
-                mac_key: mk.as_deref().map(mac_key).transpose()?,
-                payload,
-                release_key,
-                author_trust,
-                trust_store,
-                require_approval,
-                require_author,
-                at,
-                generic,
-                extract,
-            };
-            let report = publisher::verify::verify(&args)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            } else {
-                println!("OK {}: {}", report.release_id, report.passed.join(", "));
-            }
-        }
+        Command::Keygen(c) => keygen(c),
+        Command::Publish(c) => publish(*c),
+        Command::Release(c) => release(*c),
+        Command::AuthorSign(c) => author_sign(c),
+        Command::Inspect(c) => inspect(c),
+        Command::Verify(c) => verify(*c),
+    }
+}
+
+/// Prints `value` as pretty JSON (the `--json` output of every subcommand).
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// `publisher keygen`.
+fn keygen(c: KeygenCmd) -> Result<()> {
+    let kid = publisher::release::keygen(&c.out, c.kid.as_deref())?;
+    println!("kid {kid}");
+    println!("private key {}", c.out.join("signing-key.pem").display());
+    println!(
+        "public key  {}",
+        c.out.join("signing-key.pub.pem").display()
+    );
+    Ok(())
+}
+
+/// `publisher publish`.
+fn publish(c: PublishCmd) -> Result<()> {
+    let cfg = publisher::publish::PublishConfig::load(c.config.as_deref())?;
+    let (args, json) = release_args(c.release);
+    let progress = args.progress;
+    let s = publisher::publish::publish(&args, &cfg, progress)?;
+    if json {
+        print_json(&s);
+        return Ok(());
+    }
+    println!("release id   {}", s.release_id);
+    println!("product      {}", s.product);
+    println!("release kid  {} stored at {}", s.release_kid, s.key_url);
+    println!("signed by    {}", s.signer_kid);
+    println!("envelope     {}", s.envelope_url);
+    println!("payload      {} ({} bytes)", s.payload_url, s.payload_size);
+    println!(
+        "update server {} in {:.2} s",
+        if s.newly_published {
+            "published the release"
+        } else {
+            "already had this release (unchanged)"
+        },
+        s.upload_seconds
+    );
+    Ok(())
+}
+
+/// `publisher release`.
+fn release(c: ReleaseCmd) -> Result<()> {
+    let (args, json) = release_args(c);
+    let s = publisher::release::release(&args)?;
+    if json {
+        print_json(&s);
+        return Ok(());
+    }
+    let mib = s.image_size as f64 / (1 << 20) as f64;
+    println!("release id   {}", s.release_id);
+    println!(
+        "release kid  {} (store {} in the key repository)",
+        s.release_kid,
+        s.release_key.display()
+    );
+    println!("signed by    {}", s.signer_kid);
+    println!("envelope     {}", s.envelope.display());
+    println!(
+        "payload      {} ({} bytes)",
+        s.payload.display(),
+        s.payload_size
+    );
+    println!(
+        "image        {} bytes, encrypted and hashed in {:.2} s ({:.0} MiB/s)",
+        s.image_size,
+        s.seconds,
+        mib / s.seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+/// `publisher author-sign`.
+fn author_sign(c: AuthorSignCmd) -> Result<()> {
+    let kid = publisher::release::author_sign(&c.signing_key, &c.image, &c.out)?;
+    println!(
+        "author signature by kid {kid} written to {}",
+        c.out.display()
+    );
+    Ok(())
+}
+
+/// `publisher inspect`.
+fn inspect(c: InspectCmd) -> Result<()> {
+    let d = publisher::verify::inspect(&c.envelope)?;
+    if c.json {
+        print_json(&d);
+    } else {
+        print!("{d}");
+    }
+    Ok(())
+}
+
+/// `publisher verify`.
+fn verify(c: VerifyCmd) -> Result<()> {
+    let at = match c.at {
+        Some(t) => Some(
+            suit::trust::Timestamp::parse(&t)
+                .map_err(|e| publisher::CliError::Input(format!("--at: {e}")))?
+                .0,
+        ),
+        None => None,
+    };
+    let args = VerifyArgs {
+        envelope: c.envelope,
+        trust: c.trust,
+        third_party: c.third_party,
+        approver: c.approver,
+        mac_key: c.mac_key.as_deref().map(mac_key).transpose()?,
+        payload: c.payload,
+        release_key: c.release_key,
+        author_trust: c.author_trust,
+        trust_store: c.trust_store,
+        require_approval: c.require_approval,
+        require_author: c.require_author,
+        at,
+        generic: c.generic,
+        extract: c.extract,
+    };
+    let report = publisher::verify::verify(&args)?;
+    if c.json {
+        print_json(&report);
+    } else {
+        println!("OK {}: {}", report.release_id, report.passed.join(", "));
     }
     Ok(())
 }

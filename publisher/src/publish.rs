@@ -25,7 +25,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -224,20 +223,7 @@ pub fn publish(args: &ReleaseArgs, cfg: &PublishConfig, progress: bool) -> Resul
             Some(token),
         )
         .map_err(remote)?;
-        let bar = if progress {
-            let b = ProgressBar::new(rel.payload_size);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_message("uploading");
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = crate::release::byte_progress(rel.payload_size, "uploading", progress);
         let b2 = bar.clone();
         let started = std::time::Instant::now();
         let up = us

@@ -312,20 +312,7 @@ fn encrypt_file(
         .metadata()
         .map_err(io("cannot read image", image))?
         .len();
-    let bar = if progress {
-        let b = ProgressBar::new(size);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_message("encrypting");
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = byte_progress(size, "encrypting", progress);
     let mut output = AtomicFile::create(out, false)?;
 
     // Three stages, so that two cores share the work: (1) read + SHA-256 of the plaintext,
@@ -435,4 +422,21 @@ pub fn hash_file(path: &Path) -> Result<SuitDigest> {
         hash.update(&buf[..n]);
     }
     Ok(SuitDigest::from_sha256(hash.finalize().into()))
+}
+
+/// A progress bar over `len` bytes labelled `message`; hidden unless `show`.
+pub(crate) fn byte_progress(len: u64, message: &'static str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_message(message);
+    b
 }

@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::cbor::{self, Value};
+use crate::cbor::{self, Item, Value};
 use crate::consts::{envelope as ek, tag};
 use crate::cose::AuthBlock;
 use crate::error::{DecodeError, Error};
@@ -60,127 +60,21 @@ impl Envelope {
             return Err(DecodeError::NotEnvelope.into());
         };
         let map = inner.as_map().ok_or(DecodeError::NotEnvelope)?;
-        const AT: &str = "envelope";
-        let wrong = |expected| DecodeError::WrongType { at: AT, expected };
-
-        let mut auth = None;
-        let mut manifest_item = None;
-        let mut severed = Vec::new();
-        let mut integrated_payloads = Vec::new();
-        let mut members = Vec::new();
-        for (k, v) in map {
-            if let Some(name) = k.as_text() {
-                // §7.6: integrated payloads are keyed by text.
-                let b = v.as_bytes().ok_or(wrong("bstr integrated payload"))?;
-                integrated_payloads.push((name.to_owned(), b.to_vec()));
-                members.push((k.raw.to_vec(), v.raw.to_vec()));
-                continue;
-            }
-            let key = k.as_i64().ok_or(wrong("integer or text member keys"))?;
-            match key {
-                ek::AUTHENTICATION_WRAPPER => {
-                    auth = Some(v.as_bytes().ok_or(wrong("bstr authentication wrapper"))?)
-                }
-                ek::MANIFEST => {
-                    v.as_bytes().ok_or(wrong("bstr manifest"))?;
-                    manifest_item = Some(v.clone());
-                    members.push((k.raw.to_vec(), v.raw.to_vec()));
-                }
-                ek::PAYLOAD_FETCH
-                | ek::INSTALL
-                | ek::TEXT
-                | ek::DEPENDENCY_RESOLUTION
-                | ek::CANDIDATE_VERIFICATION => {
-                    v.as_bytes().ok_or(wrong("bstr severed member"))?;
-                    severed.push((key, v.clone()));
-                    members.push((k.raw.to_vec(), v.raw.to_vec()));
-                }
-                // Delegation chains (trust-domains) are kept for inspection, not processed.
-                ek::DELEGATION => members.push((k.raw.to_vec(), v.raw.to_vec())),
-                _ => return Err(DecodeError::UnknownMember { at: AT, key }.into()),
-            }
-        }
-        let auth = auth.ok_or(DecodeError::MissingMember {
-            at: AT,
-            member: ek::AUTHENTICATION_WRAPPER,
-        })?;
-        let manifest_item = manifest_item.ok_or(DecodeError::MissingMember {
-            at: AT,
-            member: ek::MANIFEST,
-        })?;
-
-        // §8.3: SUIT_Authentication = [bstr .cbor SUIT_Digest, * bstr .cbor auth block]
-        let auth_item = cbor::decode(auth, limits)?;
-        let parts = auth_item
-            .as_array()
-            .ok_or(wrong("authentication wrapper array"))?;
-        let (first, rest) = parts
-            .split_first()
-            .ok_or(wrong("authentication wrapper with a digest"))?;
-        let digest_bytes = first.as_bytes().ok_or(wrong("bstr digest"))?;
-        let digest = SuitDigest::decode_bstr(digest_bytes, limits)?;
-        if rest.len() > limits.max_auth_blocks {
-            return Err(DecodeError::LimitExceeded {
-                what: "authentication blocks",
-                limit: limits.max_auth_blocks,
-            }
-            .into());
-        }
-        let mut auth_blocks = Vec::with_capacity(rest.len());
-        for b in rest {
-            let bytes = b.as_bytes().ok_or(wrong("bstr authentication block"))?;
-            // Well-formed and within limits before coset sees it.
-            cbor::decode(bytes, limits)?;
-            auth_blocks.push(ReceivedAuthBlock {
-                bytes: bytes.to_vec(),
-                block: AuthBlock::parse(bytes)?,
-            });
-        }
-
-        let manifest_content = manifest_item.as_bytes().unwrap_or_default();
+        let members = Members::sort(map)?;
+        let auth = AuthWrapper::decode(members.auth, limits)?;
+        let manifest_content = members.manifest.as_bytes().unwrap_or_default();
         let mut manifest = Manifest::decode(manifest_content, limits)?;
-
-        // §8.4.6: severed members must match the digest the manifest holds for them.
-        for (key, item) in severed {
-            let content = item.as_bytes().unwrap_or_default();
-            let slot_err = DecodeError::InvalidValue {
-                at: AT,
-                reason: "severed member present but the manifest holds no digest for it",
-            };
-            let matches = |d: &SuitDigest| -> Result<(), Error> {
-                if d.matches_sha256(&Sha256::digest(item.raw).into())? {
-                    Ok(())
-                } else {
-                    Err(DecodeError::SeveredDigestMismatch { member: key }.into())
-                }
-            };
-            if key == ek::TEXT {
-                match &mut manifest.text {
-                    Some(Severable::Severed { digest, value }) => {
-                        matches(digest)?;
-                        *value = Some(cbor::decode(content, limits)?.to_owned_value());
-                    }
-                    _ => return Err(slot_err.into()),
-                }
-            } else {
-                match manifest.sequences.get_mut(&key) {
-                    Some(Severable::Severed { digest, value }) => {
-                        matches(digest)?;
-                        *value = Some(CommandSequence::decode_bstr(content, limits)?);
-                    }
-                    _ => return Err(slot_err.into()),
-                }
-            }
+        for (key, item) in &members.severed {
+            supply_severed(&mut manifest, *key, item, limits)?;
         }
-
         Ok(Envelope {
-            digest,
-            digest_bytes: digest_bytes.to_vec(),
-            auth_blocks,
-            manifest_bstr: manifest_item.raw.to_vec(),
+            digest: auth.digest,
+            digest_bytes: auth.digest_bytes,
+            auth_blocks: auth.blocks,
+            manifest_bstr: members.manifest.raw.to_vec(),
             manifest,
-            integrated_payloads,
-            members,
+            integrated_payloads: members.integrated_payloads,
+            members: members.raw,
         })
     }
 
@@ -244,6 +138,168 @@ impl Envelope {
     pub fn encode_with_blocks(&self, blocks: &[&[u8]]) -> Vec<u8> {
         encode_envelope(&self.digest_bytes, blocks, &self.members)
     }
+}
+
+const AT: &str = "envelope";
+
+fn wrong(expected: &'static str) -> DecodeError {
+    DecodeError::WrongType { at: AT, expected }
+}
+
+/// The members of an envelope map (§8.2), sorted by what they are. Each member but the
+/// authentication wrapper is also kept as received.
+struct Members<'a> {
+    /// The content of the authentication wrapper bstr.
+    auth: &'a [u8],
+    /// The manifest bstr.
+    manifest: Item<'a>,
+    /// Severed members carried by the envelope: (envelope key, bstr).
+    severed: Vec<(i64, Item<'a>)>,
+    /// §7.6: integrated payloads, keyed by text.
+    integrated_payloads: Vec<(String, Vec<u8>)>,
+    /// Every member but the authentication wrapper: (raw key, raw value).
+    raw: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<'a> Members<'a> {
+    /// Sorts the members; unknown keys, wrong types and a missing wrapper or manifest are
+    /// errors.
+    fn sort(map: &[(Item<'a>, Item<'a>)]) -> Result<Self, DecodeError> {
+        let mut auth = None;
+        let mut manifest = None;
+        let mut severed = Vec::new();
+        let mut integrated_payloads = Vec::new();
+        let mut raw = Vec::new();
+        for (k, v) in map {
+            if let Some(name) = k.as_text() {
+                // §7.6: integrated payloads are keyed by text.
+                let b = v.as_bytes().ok_or(wrong("bstr integrated payload"))?;
+                integrated_payloads.push((name.to_owned(), b.to_vec()));
+                raw.push((k.raw.to_vec(), v.raw.to_vec()));
+                continue;
+            }
+            let key = k.as_i64().ok_or(wrong("integer or text member keys"))?;
+            match key {
+                ek::AUTHENTICATION_WRAPPER => {
+                    auth = Some(v.as_bytes().ok_or(wrong("bstr authentication wrapper"))?)
+                }
+                ek::MANIFEST => {
+                    v.as_bytes().ok_or(wrong("bstr manifest"))?;
+                    manifest = Some(v.clone());
+                    raw.push((k.raw.to_vec(), v.raw.to_vec()));
+                }
+                ek::PAYLOAD_FETCH
+                | ek::INSTALL
+                | ek::TEXT
+                | ek::DEPENDENCY_RESOLUTION
+                | ek::CANDIDATE_VERIFICATION => {
+                    v.as_bytes().ok_or(wrong("bstr severed member"))?;
+                    severed.push((key, v.clone()));
+                    raw.push((k.raw.to_vec(), v.raw.to_vec()));
+                }
+                // Delegation chains (trust-domains) are kept for inspection, not processed.
+                ek::DELEGATION => raw.push((k.raw.to_vec(), v.raw.to_vec())),
+                _ => return Err(DecodeError::UnknownMember { at: AT, key }),
+            }
+        }
+        Ok(Members {
+            auth: auth.ok_or(DecodeError::MissingMember {
+                at: AT,
+                member: ek::AUTHENTICATION_WRAPPER,
+            })?,
+            manifest: manifest.ok_or(DecodeError::MissingMember {
+                at: AT,
+                member: ek::MANIFEST,
+            })?,
+            severed,
+            integrated_payloads,
+            raw,
+        })
+    }
+}
+
+/// The decoded authentication wrapper.
+struct AuthWrapper {
+    digest: SuitDigest,
+    digest_bytes: Vec<u8>,
+    blocks: Vec<ReceivedAuthBlock>,
+}
+
+impl AuthWrapper {
+    /// §8.3: SUIT_Authentication = [bstr .cbor SUIT_Digest, * bstr .cbor auth block]
+    fn decode(auth: &[u8], limits: &Limits) -> Result<Self, Error> {
+        let auth_item = cbor::decode(auth, limits)?;
+        let parts = auth_item
+            .as_array()
+            .ok_or(wrong("authentication wrapper array"))?;
+        let (first, rest) = parts
+            .split_first()
+            .ok_or(wrong("authentication wrapper with a digest"))?;
+        let digest_bytes = first.as_bytes().ok_or(wrong("bstr digest"))?;
+        let digest = SuitDigest::decode_bstr(digest_bytes, limits)?;
+        if rest.len() > limits.max_auth_blocks {
+            return Err(DecodeError::LimitExceeded {
+                what: "authentication blocks",
+                limit: limits.max_auth_blocks,
+            }
+            .into());
+        }
+        let mut blocks = Vec::with_capacity(rest.len());
+        for b in rest {
+            let bytes = b.as_bytes().ok_or(wrong("bstr authentication block"))?;
+            // Well-formed and within limits before coset sees it.
+            cbor::decode(bytes, limits)?;
+            blocks.push(ReceivedAuthBlock {
+                bytes: bytes.to_vec(),
+                block: AuthBlock::parse(bytes)?,
+            });
+        }
+        Ok(AuthWrapper {
+            digest,
+            digest_bytes: digest_bytes.to_vec(),
+            blocks,
+        })
+    }
+}
+
+/// §8.4.6: a severed member carried by the envelope must match the digest the manifest
+/// holds for it; it then supplies the member's value.
+fn supply_severed(
+    manifest: &mut Manifest,
+    key: i64,
+    item: &Item<'_>,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let content = item.as_bytes().unwrap_or_default();
+    let slot_err = DecodeError::InvalidValue {
+        at: AT,
+        reason: "severed member present but the manifest holds no digest for it",
+    };
+    let matches = |d: &SuitDigest| -> Result<(), Error> {
+        if d.matches_sha256(&Sha256::digest(item.raw).into())? {
+            Ok(())
+        } else {
+            Err(DecodeError::SeveredDigestMismatch { member: key }.into())
+        }
+    };
+    if key == ek::TEXT {
+        match &mut manifest.text {
+            Some(Severable::Severed { digest, value }) => {
+                matches(digest)?;
+                *value = Some(cbor::decode(content, limits)?.to_owned_value());
+            }
+            _ => return Err(slot_err.into()),
+        }
+    } else {
+        match manifest.sequences.get_mut(&key) {
+            Some(Severable::Severed { digest, value }) => {
+                matches(digest)?;
+                *value = Some(CommandSequence::decode_bstr(content, limits)?);
+            }
+            _ => return Err(slot_err.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Encodes `#6.107({2: bstr(auth), members...})`, members given as raw (key, value) bytes.

@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::consts::{alg, cmd, manifest as mk, param};
 use crate::cose::AuthBlock;
 use crate::encryption::EncryptionInfo;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, ReceivedAuthBlock};
+use crate::ics::IcsMetadata;
 use crate::manifest::{
-    Command, CommandSequence, ComponentIndex, Param, Severable, component_id_display,
+    Command, CommandSequence, ComponentIndex, Manifest, Param, Severable, component_id_display,
     format_version,
 };
 use crate::release::component_params;
@@ -280,22 +281,50 @@ fn sequence_name(k: i64) -> String {
 /// Describes an envelope.
 pub fn describe(env: &Envelope) -> Description {
     let m = &env.manifest;
-    let authentication = env
-        .auth_blocks
-        .iter()
-        .map(|b| AuthInfo {
-            kind: match b.block {
-                AuthBlock::Sign1 { .. } => "COSE_Sign1",
-                AuthBlock::Mac0 { .. } => "COSE_Mac0",
-                AuthBlock::Unsupported { tag: 98 } => "COSE_Sign",
-                AuthBlock::Unsupported { .. } => "COSE_Mac",
-            },
-            alg: alg_name(b.block.alg()),
-            kid: b.block.kid().map(printable),
-        })
-        .collect();
-    let components = m
-        .common
+    Description {
+        release_id: env.release_id(),
+        claimed_manifest_digest: env.digest.to_string(),
+        manifest_digest_matches: env
+            .digest
+            .matches_sha256(&env.computed_manifest_digest())
+            .unwrap_or(false),
+        authentication: env.auth_blocks.iter().map(auth_info).collect(),
+        sequence_number: m.sequence_number,
+        version: m.set_version.as_ref().map(|v| format_version(&v.version)),
+        reference_uri: m.reference_uri.clone(),
+        components: components(m),
+        sequences: sequences(m),
+        ics: m.ics.as_ref().map(ics_info),
+        encryption: encryption(m),
+        text: m
+            .text
+            .as_ref()
+            .and_then(|t| t.value())
+            .map(|v| format!("{v:?}")),
+        integrated_payloads: env
+            .integrated_payloads
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect(),
+    }
+}
+
+fn auth_info(b: &ReceivedAuthBlock) -> AuthInfo {
+    AuthInfo {
+        kind: match b.block {
+            AuthBlock::Sign1 { .. } => "COSE_Sign1",
+            AuthBlock::Mac0 { .. } => "COSE_Mac0",
+            AuthBlock::Unsupported { tag: 98 } => "COSE_Sign",
+            AuthBlock::Unsupported { .. } => "COSE_Mac",
+        },
+        alg: alg_name(b.block.alg()),
+        kid: b.block.kid().map(printable),
+    }
+}
+
+/// Each component with the parameters the sequences set for it.
+fn components(m: &Manifest) -> Vec<ComponentInfo> {
+    m.common
         .components
         .iter()
         .enumerate()
@@ -307,7 +336,11 @@ pub fn describe(env: &Envelope) -> Description {
                 .map(|(k, v)| (param_name(*k), param_value(v)))
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// The command sequences: shared first, then in processing order.
+fn sequences(m: &Manifest) -> Vec<SequenceInfo> {
     let mut sequences = Vec::new();
     if let Some(s) = &m.common.shared_sequence {
         let mut out = Vec::new();
@@ -344,7 +377,11 @@ pub fn describe(env: &Envelope) -> Description {
             commands,
         });
     }
-    let ics = m.ics.as_ref().map(|i| IcsInfo {
+    sequences
+}
+
+fn ics_info(i: &IcsMetadata) -> IcsInfo {
+    IcsInfo {
         update_type: i.update_type.to_string(),
         categories: i.categories.iter().map(|c| c.to_string()).collect(),
         cves: i.cves.clone(),
@@ -357,8 +394,12 @@ pub fn describe(env: &Envelope) -> Description {
             .as_deref()
             .and_then(|s| AuthBlock::parse(s).ok())
             .map(|b| b.kid().map(printable).unwrap_or_else(|| "(no kid)".into())),
-    });
-    let encryption = (0..m.common.components.len())
+    }
+}
+
+/// The encryption info of each component that has one.
+fn encryption(m: &Manifest) -> Vec<EncryptionDescription> {
+    (0..m.common.components.len())
         .filter_map(
             |i| match component_params(m, i).get(&param::ENCRYPTION_INFO) {
                 Some(Param::EncryptionInfo(b)) => Some((i, EncryptionInfo::decode(b))),
@@ -381,33 +422,7 @@ pub fn describe(env: &Envelope) -> Description {
                 recipients: Vec::new(),
             },
         })
-        .collect();
-    Description {
-        release_id: env.release_id(),
-        claimed_manifest_digest: env.digest.to_string(),
-        manifest_digest_matches: env
-            .digest
-            .matches_sha256(&env.computed_manifest_digest())
-            .unwrap_or(false),
-        authentication,
-        sequence_number: m.sequence_number,
-        version: m.set_version.as_ref().map(|v| format_version(&v.version)),
-        reference_uri: m.reference_uri.clone(),
-        components,
-        sequences,
-        ics,
-        encryption,
-        text: m
-            .text
-            .as_ref()
-            .and_then(|t| t.value())
-            .map(|v| format!("{v:?}")),
-        integrated_payloads: env
-            .integrated_payloads
-            .iter()
-            .map(|(k, v)| (k.clone(), v.len()))
-            .collect(),
-    }
+        .collect()
 }
 
 impl fmt::Display for Description {

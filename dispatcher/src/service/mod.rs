@@ -132,6 +132,8 @@ pub struct Dispatcher {
     accepted_at: Mutex<HashMap<String, (u64, DateTime<Utc>)>>,
     /// Serialises every decision on one release (approve, reject, policy, rollout start).
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Releases refused at intake, not fetched again until a restart or a trust reload.
+    refused_releases: Mutex<std::collections::HashSet<String>>,
     policy: RwLock<Arc<policies::Policy>>,
     operators: RwLock<Operators>,
     approver: SigningKey,
@@ -269,6 +271,7 @@ impl Dispatcher {
             trust_generation: AtomicU64::new(0),
             accepted_at: Mutex::new(HashMap::new()),
             release_locks: Mutex::new(HashMap::new()),
+            refused_releases: Mutex::new(std::collections::HashSet::new()),
             policy: RwLock::new(Arc::new(policy)),
             operators: RwLock::new(operators),
             approver,
@@ -489,7 +492,7 @@ impl Dispatcher {
         // Every approved release is accepted again before its next push batch.
         self.trust_generation.fetch_add(1, Ordering::SeqCst);
         // Releases refused under the old trust store are looked at again.
-        crate::poll::forget_refusals();
+        self.forget_refusals();
         Ok(())
     }
 }

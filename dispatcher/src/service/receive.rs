@@ -231,4 +231,34 @@ impl Dispatcher {
         w("key.cbor", key, 0o600)?;
         Ok(())
     }
+
+    /// Whether a listed release was refused before (it is not fetched again until the
+    /// dispatcher restarts or the trust store is reloaded; each refusal is in the audit log).
+    pub fn refused_before(&self, id: &str) -> bool {
+        self.refused_releases
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
+    }
+
+    /// Remembers a refused release. Bounded: past [`MAX_REMEMBERED_REFUSALS`] the set starts
+    /// again (a hostile source listing endless junk costs fetches of envelopes, not memory).
+    pub fn remember_refused(&self, id: &str) {
+        if let Ok(mut s) = self.refused_releases.lock() {
+            if s.len() >= MAX_REMEMBERED_REFUSALS {
+                s.clear();
+            }
+            s.insert(id.to_owned());
+        }
+    }
+
+    /// Forgets refusals (after a trust reload).
+    pub fn forget_refusals(&self) {
+        if let Ok(mut s) = self.refused_releases.lock() {
+            s.clear();
+        }
+    }
 }
+
+/// Most refused release ids remembered.
+const MAX_REMEMBERED_REFUSALS: usize = 100_000;

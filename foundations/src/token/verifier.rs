@@ -143,6 +143,9 @@ pub struct Principal {
     pub exp: u64,
     /// Not before (or issued at).
     pub nbf: u64,
+    /// Issued at: a service that can withdraw a client refuses its tokens issued before
+    /// the withdrawal (the key repository's disabled clients).
+    pub iat: u64,
 }
 
 impl Principal {
@@ -301,6 +304,20 @@ impl Verifier {
         Ok(principal)
     }
 
+    /// Drops a token from the cache of verified tokens (its client was withdrawn: the next
+    /// use verifies it again, and the service's own checks refuse it again).
+    pub fn forget(&self, token: &str) {
+        let ck: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Ok(mut c) = self.cache.write() {
+            c.remove(&ck);
+        }
+    }
+
+    /// Tokens in the cache of verified tokens.
+    pub fn cached(&self) -> usize {
+        self.cache.read().map(|c| c.len()).unwrap_or(0)
+    }
+
     async fn verify_uncached(&self, token: &str, now: u64) -> Result<Principal, TokenError> {
         let u = super::peek(token, Kind::AccessToken)?;
         let i = self
@@ -350,6 +367,7 @@ impl Verifier {
             products,
             exp: claims.exp,
             nbf: claims.nbf.unwrap_or(claims.iat),
+            iat: claims.iat,
         })
     }
 }
@@ -435,6 +453,10 @@ mod tests {
             "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe/1492af14-2569-5e48-bf42-9b2d51f2ab45"
         ));
         // From the cache while valid; refused once expired, cached or not.
+        assert!(v.authenticate(&tok, now + 10).await.is_ok());
+        assert_eq!((p.iat, v.cached()), (now, 1));
+        v.forget(&tok);
+        assert_eq!(v.cached(), 0);
         assert!(v.authenticate(&tok, now + 10).await.is_ok());
         assert_eq!(
             v.authenticate(&tok, now + 90).await.unwrap_err(),

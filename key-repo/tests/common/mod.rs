@@ -135,7 +135,9 @@ impl Repo {
         )
     }
 
-    /// A bearer token signed by the repository's real signing key with chosen claims.
+    /// A bearer token signed by the repository's real signing key with chosen claims, for
+    /// a registered client (the admin's id: the server checks the client of every token of
+    /// its own issuer, not the claims against its role).
     pub fn forge(&self, f: impl FnOnce(&mut Claims)) -> String {
         let cfg = self.cfg();
         let now = foundations::now_unix();
@@ -143,13 +145,13 @@ impl Repo {
         extra.insert("products".into(), serde_json::json!([PRODUCT_A]));
         let mut c = Claims {
             iss: cfg.issuer.clone(),
-            sub: Some("forged".into()),
+            sub: Some(self.admin.id.clone()),
             aud: Audience::One(cfg.audience.clone()),
             exp: now + 300,
             iat: now,
             nbf: Some(now),
             jti: Some("j1".into()),
-            client_id: Some("forged".into()),
+            client_id: Some(self.admin.id.clone()),
             scope: Some("keys:read keys:write keys:revoke audit:read".into()),
             extra,
         };

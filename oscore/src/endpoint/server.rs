@@ -79,6 +79,48 @@ struct AppAnswer {
     challenge: bool,
 }
 
+/// An answer under the request's nonce.
+fn plain(inner: Packet) -> AppAnswer {
+    AppAnswer {
+        inner,
+        own_piv: false,
+        challenge: false,
+    }
+}
+
+/// RFC 9175 §2.3: whether the message that completes a request is fresh enough for its
+/// handler, and the answer when it is not.
+struct FreshnessGate<'a> {
+    endpoint: &'a ServerEndpoint,
+    handler: &'a dyn Handler,
+    method: u8,
+    path: &'a str,
+    protected: Option<(&'a [u8], &'a ScopeIds)>,
+    echo_age: Option<Duration>,
+    now: Instant,
+}
+
+impl FreshnessGate<'_> {
+    fn stale(&self) -> bool {
+        match self.handler.required_freshness(self.method, self.path) {
+            Some(max) => self.echo_age.is_none_or(|age| age > max),
+            None => false,
+        }
+    }
+
+    fn challenge(&self) -> AppAnswer {
+        match self.protected {
+            Some((_, ids)) => AppAnswer {
+                inner: self.endpoint.echo_challenge(ids, self.now),
+                own_piv: true,
+                challenge: true,
+            },
+            // Freshness needs OSCORE (the Echo value is bound to a context).
+            None => plain(simple(code::UNAUTHORIZED, "OSCORE required")),
+        }
+    }
+}
+
 /// The server endpoint: shared by the caller's worker tasks (`&self` methods, internal
 /// locks held only for bookkeeping, never while the handler runs).
 pub struct ServerEndpoint {
@@ -393,7 +435,7 @@ impl ServerEndpoint {
 
     /// Block-wise handling and freshness around the application handler (RFC 7959, RFC
     /// 9175). Returns the inner response (type, id and token are set by the caller).
-    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+    #[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename them
     fn app(
         &self,
         peer: SocketAddr,
@@ -404,12 +446,6 @@ impl ServerEndpoint {
         handler: &dyn Handler,
         observation: &mut Option<Vec<Notification>>,
     ) -> AppAnswer {
-        let plain = |inner| AppAnswer {
-            inner,
-            own_piv: false,
-            challenge: false,
-        };
-        let cfg = &self.cfg;
         let kid = protected.map(|(k, _)| k);
         let method = message::code_of(req);
         // RFC 7252 §5.4.1: a request with an unrecognised critical option is rejected with 4.02.
@@ -422,87 +458,19 @@ impl ServerEndpoint {
         let Ok(path) = message::path_of(req) else {
             return plain(simple(code::BAD_OPTION, "Uri-Path is not UTF-8"));
         };
-        // RFC 9175 §2.3: is the message that completes this request fresh enough?
-        let stale = || match handler.required_freshness(method, &path) {
-            Some(max) => echo_age.is_none_or(|age| age > max),
-            None => false,
+        let gate = FreshnessGate {
+            endpoint: self,
+            handler,
+            method,
+            path: &path,
+            protected,
+            echo_age,
+            now,
         };
-        let challenge = || match protected {
-            Some((_, ids)) => AppAnswer {
-                inner: self.echo_challenge(ids, now),
-                own_piv: true,
-                challenge: true,
-            },
-            // Freshness needs OSCORE (the Echo value is bound to a context).
-            None => plain(simple(code::UNAUTHORIZED, "OSCORE required")),
+        let (body, block1_done) = match self.request_body(peer, req, &gate) {
+            Ok(b) => b,
+            Err(answer) => return answer,
         };
-        let size1 = message::first(req, opt::SIZE1).and_then(|v| message::uint_value(v).ok());
-        let mut body = req.payload.clone();
-        let mut block1_done = None;
-        if let Some(v) = message::first(req, opt::BLOCK1) {
-            let b = match BlockValue::decode(v) {
-                Ok(b) => b,
-                Err(_) => return plain(simple(code::BAD_OPTION, "bad Block1")),
-            };
-            // The last block completes the request: checked before it is stored, so a stale
-            // one leaves the upload as it was.
-            if !b.more && stale() {
-                return challenge();
-            }
-            let key = (
-                kid.map(<[u8]>::to_vec).unwrap_or_default(),
-                peer,
-                path.clone(),
-            );
-            let outcome = match self.uploads.lock() {
-                Ok(mut u) => u.feed(&key, b, size1, &req.payload, now),
-                Err(_) => return plain(simple(code::INTERNAL_SERVER_ERROR, "")),
-            };
-            match outcome {
-                Block1Outcome::Continue => {
-                    let mut r = simple(code::CONTINUE, "");
-                    r.payload.clear();
-                    message::set(
-                        &mut r,
-                        opt::BLOCK1,
-                        BlockValue::new(b.num, true, b.szx).encode(),
-                    );
-                    return plain(r);
-                }
-                Block1Outcome::Complete(all) => {
-                    body = all;
-                    block1_done = Some(b);
-                }
-                Block1Outcome::TooLarge { max } => {
-                    let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "body too large");
-                    message::set(&mut r, opt::SIZE1, message::uint_bytes(max as u32));
-                    return plain(r);
-                }
-                _ => {
-                    return plain(simple(
-                        code::REQUEST_ENTITY_INCOMPLETE,
-                        "block out of sequence",
-                    ));
-                }
-            }
-        } else if !body.is_empty() && body.len() > 1usize << (cfg.block_szx + 4) {
-            // RFC 7959 §2.9.3: a body larger than our block size must come block-wise; the
-            // Block1 option in the 4.13 names the size we accept.
-            let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "send block-wise");
-            message::set(
-                &mut r,
-                opt::BLOCK1,
-                BlockValue::new(0, false, cfg.block_szx).encode(),
-            );
-            message::set(&mut r, opt::SIZE1, message::uint_bytes(cfg.max_body as u32));
-            return plain(r);
-        } else if size1.is_some_and(|s| s as usize > cfg.max_body) || body.len() > cfg.max_body {
-            let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "body too large");
-            message::set(&mut r, opt::SIZE1, message::uint_bytes(cfg.max_body as u32));
-            return plain(r);
-        } else if stale() {
-            return challenge();
-        }
         let request = Request {
             method,
             path,
@@ -513,14 +481,108 @@ impl ServerEndpoint {
             echo_age,
         };
         let reply = handler.handle(&request);
+        plain(self.respond(req, &request, &reply, block1_done, handler, observation))
+    }
+
+    /// The body of a request: reassembled from Block1 messages (RFC 7959 §2.3), or the
+    /// payload of a single message within the size limits (§2.9.3). With it, the Block1
+    /// option of its last message. `Err` is the answer in place of the handler's: 2.31
+    /// Continue, 4.13, 4.08, 4.02, or the Echo challenge when the completing message is not
+    /// fresh enough.
+    fn request_body(
+        &self,
+        peer: SocketAddr,
+        req: &Packet,
+        gate: &FreshnessGate<'_>,
+    ) -> Result<(Vec<u8>, Option<BlockValue>), AppAnswer> {
+        let cfg = &self.cfg;
+        let size1 = message::first(req, opt::SIZE1).and_then(|v| message::uint_value(v).ok());
+        let Some(v) = message::first(req, opt::BLOCK1) else {
+            let body = &req.payload;
+            if !body.is_empty() && body.len() > 1usize << (cfg.block_szx + 4) {
+                // RFC 7959 §2.9.3: a body larger than our block size must come block-wise;
+                // the Block1 option in the 4.13 names the size we accept.
+                let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "send block-wise");
+                message::set(
+                    &mut r,
+                    opt::BLOCK1,
+                    BlockValue::new(0, false, cfg.block_szx).encode(),
+                );
+                message::set(&mut r, opt::SIZE1, message::uint_bytes(cfg.max_body as u32));
+                return Err(plain(r));
+            } else if size1.is_some_and(|s| s as usize > cfg.max_body) || body.len() > cfg.max_body
+            {
+                let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "body too large");
+                message::set(&mut r, opt::SIZE1, message::uint_bytes(cfg.max_body as u32));
+                return Err(plain(r));
+            } else if gate.stale() {
+                return Err(gate.challenge());
+            }
+            return Ok((body.clone(), None));
+        };
+        let b = match BlockValue::decode(v) {
+            Ok(b) => b,
+            Err(_) => return Err(plain(simple(code::BAD_OPTION, "bad Block1"))),
+        };
+        // The last block completes the request: checked before it is stored, so a stale
+        // one leaves the upload as it was.
+        if !b.more && gate.stale() {
+            return Err(gate.challenge());
+        }
+        let kid = gate.protected.map(|(k, _)| k);
+        let key = (
+            kid.map(<[u8]>::to_vec).unwrap_or_default(),
+            peer,
+            gate.path.to_owned(),
+        );
+        let outcome = match self.uploads.lock() {
+            Ok(mut u) => u.feed(&key, b, size1, &req.payload, gate.now),
+            Err(_) => return Err(plain(simple(code::INTERNAL_SERVER_ERROR, ""))),
+        };
+        match outcome {
+            Block1Outcome::Continue => {
+                let mut r = simple(code::CONTINUE, "");
+                r.payload.clear();
+                message::set(
+                    &mut r,
+                    opt::BLOCK1,
+                    BlockValue::new(b.num, true, b.szx).encode(),
+                );
+                Err(plain(r))
+            }
+            Block1Outcome::Complete(all) => Ok((all, Some(b))),
+            Block1Outcome::TooLarge { max } => {
+                let mut r = simple(code::REQUEST_ENTITY_TOO_LARGE, "body too large");
+                message::set(&mut r, opt::SIZE1, message::uint_bytes(max as u32));
+                Err(plain(r))
+            }
+            _ => Err(plain(simple(
+                code::REQUEST_ENTITY_INCOMPLETE,
+                "block out of sequence",
+            ))),
+        }
+    }
+
+    /// The inner response to a request the handler answered with `reply`: Observe
+    /// registration (RFC 7641), the reply's options, the Block1 acknowledgement of an
+    /// upload and Block2 slicing of the body (RFC 7959).
+    fn respond(
+        &self,
+        req: &Packet,
+        request: &Request,
+        reply: &Reply,
+        block1_done: Option<BlockValue>,
+        handler: &dyn Handler,
+        observation: &mut Option<Vec<Notification>>,
+    ) -> Packet {
         let mut r = message::packet(MessageType::Acknowledgement, reply.code, 0, &[]);
         // RFC 7641 §2: Observe 0 registers; only protected requests (kid known) may observe.
         let registers = message::first(req, opt::OBSERVE)
             .is_some_and(|v| message::uint_value(v).ok() == Some(0));
         if registers
-            && kid.is_some()
+            && request.kid.is_some()
             && reply.code >> 5 == 2
-            && let Some(n) = handler.observe(&request)
+            && let Some(n) = handler.observe(request)
         {
             message::set(&mut r, opt::OBSERVE, message::uint_bytes(1));
             *observation = Some(n);
@@ -538,9 +600,9 @@ impl ServerEndpoint {
                 BlockValue::new(b.num, false, b.szx).encode(),
             );
         }
-        plain(match block2(cfg, req, &reply, r) {
+        match block2(&self.cfg, req, reply, r) {
             Ok(r) | Err(r) => r,
-        })
+        }
     }
 
     /// One notification of `obs` (RFC 7641 §4.2, RFC 8613 §4.1.3.5.2): a CON message

@@ -1,8 +1,9 @@
-//! Attacks on the dispatcher as a real process (issue 13): a device's check-in recorded on
-//! the path and replayed after the dispatcher was killed (SIGKILL: an OOM kill); the last
-//! block of a push held back on the path until the rollout was aborted; a second dispatcher
-//! on the same data. Each test asserts the refusal on the wire and that nothing was acted on.
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+//! Attacks on the dispatcher as a real process (issue 13; moved here from
+//! `tests/attacks_dispatcher.rs`): a device's check-in recorded on the path and replayed
+//! after the dispatcher was killed (SIGKILL: an OOM kill); the last block of a push held
+//! back on the path until the rollout was aborted; a second dispatcher on the same data.
+//! Each starts its own dispatcher (`dispatcher init` + `serve`) and asserts the refusal on
+//! the wire and that nothing was acted on.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -13,17 +14,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dispatcher::client::DispatcherClient;
-use oscore::coap_lite::{MessageType, Packet};
 use oscore::message::{self, code, opt};
-use oscore::protect::{self, RequestBinding};
-use oscore::{ContextParams, MemorySeqStore, SecurityContext};
+use oscore::protect;
+use oscore::{MemorySeqStore, SecurityContext};
 use serde_json::{Value, json};
 use suit::release::{ReleaseParams, build_release};
 use suit::{IcsMetadata, SigningKey, UpdateType};
 use uuid::Uuid;
 
-/// The multi-call executable; every command below is `ics-suit dispatcher ...`.
-const EXE: &str = env!("CARGO_BIN_EXE_ics-suit");
+use crate::common::{
+    EXE, checkin, device_counter, exchange, install_attempts, response_piv, rng, uplink_params,
+};
 
 /// `dispatcher` as its own process.
 fn dispatcher_cmd() -> Command {
@@ -33,10 +34,6 @@ fn dispatcher_cmd() -> Command {
 }
 const VENDOR: Uuid = Uuid::from_u128(0xfa6b4a53_d5ad_5fdf_be9d_e663e4d41ffe);
 const CLASS: Uuid = Uuid::from_u128(0x1492af14_2569_5e48_bf42_9b2d51f2ab45);
-
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
 
 /// A dispatcher directory made by `dispatcher init`, with an internal publisher and a
 /// manufacturer key in its trust store and a policy that installs T1 releases at once.
@@ -154,64 +151,6 @@ async fn enrol(api: &DispatcherClient, name: &str, address: Option<SocketAddr>) 
     .unwrap()
 }
 
-fn uplink_params(bundle: &Value) -> ContextParams {
-    let u = &bundle["uplink"];
-    let h = |k: &str| hex::decode(u[k].as_str().unwrap_or_default()).unwrap();
-    ContextParams {
-        master_secret: zeroize::Zeroizing::new(h("master_secret_hex")),
-        master_salt: h("master_salt_hex"),
-        id_context: None,
-        sender_id: h("sender_id_hex"),
-        recipient_id: h("recipient_id_hex"),
-    }
-}
-
-/// Sends one datagram and waits for one back.
-async fn exchange(to: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    s.connect(to).await.unwrap();
-    s.send(bytes).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(20), s.recv(&mut buf))
-        .await
-        .expect("an answer")
-        .unwrap();
-    buf.truncate(n);
-    buf
-}
-
-fn checkin(
-    ctx: &mut SecurityContext,
-    port: u16,
-    mid: u16,
-    echo: Option<&[u8]>,
-) -> (Vec<u8>, RequestBinding) {
-    let mut req = message::packet(
-        MessageType::Confirmable,
-        code::POST,
-        mid,
-        &mid.to_be_bytes(),
-    );
-    message::set_path(&mut req, "d/checkin");
-    if let Some(e) = echo {
-        message::set(&mut req, opt::ECHO, e.to_vec());
-    }
-    // A check-in the device's strict decoder (fleet_proto::uplink::CheckIn) accepts.
-    req.payload = serde_json::to_vec(&json!({
-        "coap_port": port, "version": "1.0.0", "sequence": 0, "release_id": null, "boots": 1,
-        "state": {"active": "a", "a": {"version": "1.0.0", "sequence": 0,
-            "sha256": "ab".repeat(32), "size": 7, "release_id": "factory"},
-            "b": null, "counter": 0, "pending": null, "boots": 1}
-    }))
-    .unwrap();
-    let (outer, b) = protect::protect_request(ctx, &req).unwrap();
-    (message::encode(&outer, 1500).unwrap(), b)
-}
-
-fn response_piv(p: &Packet) -> Option<Vec<u8>> {
-    protect::oscore_option(p).unwrap().and_then(|o| o.piv)
-}
-
 async fn device_port(api: &DispatcherClient, name: &str) -> Option<u16> {
     let d: Value = api.get(&format!("/v1/devices/{name}")).await.unwrap();
     let rec = if d["device"].is_object() {
@@ -224,9 +163,10 @@ async fn device_port(api: &DispatcherClient, name: &str) -> Option<u16> {
         .map(|a| a.parse::<SocketAddr>().unwrap().port())
 }
 
-/// Attack (issue 13): a device's check-in is recorded on the path; the device later checks in
-/// from another port (it moved); the dispatcher is stopped or OOM-killed (SIGKILL) and
-/// restarted; the recorded check-in is replayed. Before the fix the restarted dispatcher accepted it and
+/// Attack (issue 13; A1 on the device network, with F: the dispatcher crashes): a device's
+/// check-in is recorded on the path; the device later checks in from another port (it
+/// moved); the dispatcher is stopped or OOM-killed (SIGKILL) and restarted; the recorded
+/// check-in is replayed. Before the fix the restarted dispatcher accepted it and
 /// moved the device's push address back to the stale port (pushes then go to whoever holds
 /// it), answering under the request's nonce.
 ///
@@ -299,8 +239,9 @@ async fn dispatcher_replayed_checkin_after_sigkill_ignored() {
     }
 }
 
-/// Attack (issue 13): two dispatcher processes on the same data directory would use every
-/// device's contexts twice (nonce reuse). Check: the second one is refused at start, with
+/// Attack (issue 13; an operator mistake or A8 starting a second dispatcher on the same
+/// data): two dispatcher processes on the same data directory would use every device's
+/// contexts twice (nonce reuse). Check: the second one is refused at start, with
 /// the reason, before it serves anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_process_cannot_open_context() {
@@ -410,22 +351,8 @@ async fn holding_relay(
     (st, back)
 }
 
-fn device_counter(dir: &Path) -> u64 {
-    let s: Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
-    s["counter"].as_u64().unwrap()
-}
-
-fn install_attempts(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("install.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "install")
-        .count()
-}
-
-/// Attack (issue 13): the last block of a push is held back on the path; the operator aborts
-/// the rollout; the block is delivered later. Before the fix the device answered 2.04 and
+/// Attack (issue 13; A1 on the device network): the last block of a push is held back on
+/// the path; the operator aborts the rollout; the block is delivered later. Before the fix the device answered 2.04 and
 /// installed the release (counter moved) while the dispatcher showed the rollout aborted.
 ///
 /// Check: the device acts on the last block only with a recent Echo value (here: at most 1 s,
