@@ -110,7 +110,7 @@ async fn poll_server(
     let max_blob = d.cfg().limits.max_blob_bytes;
     for item in list {
         let id = item.release.release_id.clone();
-        if d.refused_before(&id) || matches!(d.store().release(&id), Ok(Some(_))) {
+        if d.refused_before(c.base_url(), &id) || matches!(d.store().release(&id), Ok(Some(_))) {
             continue;
         }
         if item.release.payload.size > max_blob {
@@ -119,18 +119,25 @@ async fn poll_server(
                 "too-large".into(),
                 format!("blob of {} bytes", item.release.payload.size),
             ));
-            d.remember_refused(&id);
+            d.remember_refused(c.base_url(), &id);
             continue;
         }
         let envelope = c.envelope(&id, max_env).await.map_err(|e| e.to_string())?;
-        if let Err(crate::Error::Refused { check, detail }) = d.precheck(&envelope, "dispatcher") {
-            d.remember_refused(&id);
-            report.refused.push((id, check, detail));
-            continue;
-        }
+        let signed_size = match d.precheck(&envelope, "dispatcher") {
+            Ok(size) => size,
+            Err(crate::Error::Refused { check, detail }) => {
+                d.remember_refused(c.base_url(), &id);
+                report.refused.push((id, check, detail));
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let resp = c.payload(&id, None).await.map_err(|e| e.to_string())?;
-        // The listed size is the source's word: grow as bytes arrive, never beyond the cap.
-        let max = usize::try_from(max_blob).unwrap_or(usize::MAX);
+        // The listed size is the source's word, the signed one the publisher's: grow as
+        // bytes arrive, never beyond the signed size (one byte more tells a longer blob
+        // apart) nor the cap.
+        let max =
+            usize::try_from(signed_size.saturating_add(1).min(max_blob)).unwrap_or(usize::MAX);
         let blob = foundations::client::read_capped(resp, max)
             .await
             .map_err(|e| format!("{id}: blob: {e}"))?;
@@ -141,7 +148,7 @@ async fn poll_server(
             // The source listed this release under another id: the release itself is
             // whatever its envelope says, but that listing is not followed again.
             Ok(r) if r.release_id != id => {
-                d.remember_refused(&id);
+                d.remember_refused(c.base_url(), &id);
                 report.refused.push((
                     id,
                     "release-id-mismatch".into(),
@@ -150,7 +157,7 @@ async fn poll_server(
             }
             Ok(r) => report.accepted.push(r.release_id),
             Err(crate::Error::Refused { check, detail }) => {
-                d.remember_refused(&id);
+                d.remember_refused(c.base_url(), &id);
                 report.refused.push((id, check, detail));
             }
             Err(e) => return Err(e.to_string()),

@@ -670,6 +670,9 @@ pub(crate) struct Issuer {
     signer: foundations::token::TokenSigner,
     pub(crate) iss: String,
     pub(crate) aud: String,
+    /// A registered client (the manufacturer's): the key repository checks the client of
+    /// every token of its own issuer, so a token naming nobody is refused for that alone.
+    client: String,
 }
 
 impl Issuer {
@@ -680,6 +683,7 @@ impl Issuer {
             signer: foundations::token::TokenSigner::load(&cfg.token_signing_key_file).unwrap(),
             iss: cfg.issuer,
             aud: cfg.audience,
+            client: c.manufacturer.client_id.clone(),
         }
     }
 
@@ -688,13 +692,13 @@ impl Issuer {
         let now = foundations::now_unix();
         foundations::token::Claims {
             iss: self.iss.clone(),
-            sub: Some("forged".into()),
+            sub: Some(self.client.clone()),
             aud: foundations::token::Audience::One(self.aud.clone()),
             exp: now + 300,
             iat: now,
             nbf: Some(now),
             jti: None,
-            client_id: Some("forged".into()),
+            client_id: Some(self.client.clone()),
             scope: Some(scope.into()),
             extra: serde_json::Map::from_iter([("products".to_string(), json!(products))]),
         }

@@ -132,8 +132,9 @@ pub struct Dispatcher {
     accepted_at: Mutex<HashMap<String, (u64, DateTime<Utc>)>>,
     /// Serialises every decision on one release (approve, reject, policy, rollout start).
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Releases refused at intake, not fetched again until a restart or a trust reload.
-    refused_releases: Mutex<std::collections::HashSet<String>>,
+    /// (source, release id) listings refused at intake, not fetched from that source again
+    /// until a restart or a trust reload.
+    refused_releases: Mutex<std::collections::HashSet<(String, String)>>,
     policy: RwLock<Arc<policies::Policy>>,
     operators: RwLock<Operators>,
     approver: SigningKey,

@@ -109,9 +109,11 @@ impl Dispatcher {
 
     /// Verifies an envelope before its blob is downloaded (a forged or untrusted release
     /// costs the dispatcher one envelope, not a blob); refusals are audited as at intake.
-    pub fn precheck(&self, envelope: &[u8], actor: &str) -> Result<(), Error> {
-        self.accept_or_refuse(envelope, actor, self.clock.now())
-            .map(|_| ())
+    /// Returns the blob size the accepted manifest signs: no more is worth reading.
+    pub fn precheck(&self, envelope: &[u8], actor: &str) -> Result<u64, Error> {
+        let a = self.accept_or_refuse(envelope, actor, self.clock.now())?;
+        let release = a.accepted.release().map_err(Error::refused)?;
+        Ok(release.blob.size)
     }
 
     /// `intake::accept` against the trust store in force; a refusal is counted and audited,
@@ -232,23 +234,30 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Whether a listed release was refused before (it is not fetched again until the
-    /// dispatcher restarts or the trust store is reloaded; each refusal is in the audit log).
-    pub fn refused_before(&self, id: &str) -> bool {
+    /// Whether `source` listed release `id` before and it was refused (it is not fetched
+    /// from that source again until the dispatcher restarts or the trust store is
+    /// reloaded; each refusal is in the audit log).
+    ///
+    /// Remembered per source: a hostile source that serves a genuine release's envelope
+    /// with a wrong blob gets that release refused from itself only, never skipped when
+    /// the genuine update server lists it (a targeted freeze otherwise). Another source
+    /// listing an envelope that is bad in itself costs one more fetch of it, no more.
+    pub fn refused_before(&self, source: &str, id: &str) -> bool {
         self.refused_releases
             .lock()
-            .map(|s| s.contains(id))
+            .map(|s| s.contains(&(source.to_owned(), id.to_owned())))
             .unwrap_or(false)
     }
 
-    /// Remembers a refused release. Bounded: past [`MAX_REMEMBERED_REFUSALS`] the set starts
-    /// again (a hostile source listing endless junk costs fetches of envelopes, not memory).
-    pub fn remember_refused(&self, id: &str) {
+    /// Remembers that `source`'s listing of `id` was refused. Bounded: past
+    /// [`MAX_REMEMBERED_REFUSALS`] the set starts again (a hostile source listing endless
+    /// junk costs fetches of envelopes, not memory).
+    pub fn remember_refused(&self, source: &str, id: &str) {
         if let Ok(mut s) = self.refused_releases.lock() {
             if s.len() >= MAX_REMEMBERED_REFUSALS {
                 s.clear();
             }
-            s.insert(id.to_owned());
+            s.insert((source.to_owned(), id.to_owned()));
         }
     }
 

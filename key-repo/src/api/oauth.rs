@@ -55,41 +55,8 @@ pub(super) async fn token(
     let body = axum::body::to_bytes(body, s.cfg.limits.max_body_bytes)
         .await
         .map_err(|_| ApiError::TooLarge)?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.split(';').next().is_some_and(|m| {
-        m.trim()
-            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    }) {
-        return Err(oauth_err(
-            "invalid_request",
-            StatusCode::BAD_REQUEST,
-            "content type",
-        ));
-    }
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| oauth_err("invalid_request", StatusCode::BAD_REQUEST, "utf-8"))?;
-    let form = crate::util::parse_form(text)
-        .ok_or_else(|| oauth_err("invalid_request", StatusCode::BAD_REQUEST, "malformed form"))?;
-    let param = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let basic = basic_credentials(&headers);
-    if form.iter().any(|(k, _)| k == "client_secret") {
-        // RFC 6749 §2.3: one authentication method per request.
-        return Err(oauth_err(
-            "invalid_request",
-            StatusCode::BAD_REQUEST,
-            "credentials in body",
-        ));
-    }
-    if param("grant_type") != Some("client_credentials") {
-        return Err(oauth_err(
-            "unsupported_grant_type",
-            StatusCode::BAD_REQUEST,
-            "grant_type",
-        ));
-    }
+    let form = token_form(&headers, &body)?;
+    let param = |k: &str| form_param(&form, k);
     let mut event = AuditEvent {
         time: now_unix(),
         actor: "anonymous".into(),
@@ -97,34 +64,7 @@ pub(super) async fn token(
         action: "token.issue".into(),
         ..Default::default()
     };
-    let authenticated = match (basic, param("client_assertion_type")) {
-        (Some(_), Some(_)) => {
-            return Err(oauth_err(
-                "invalid_request",
-                StatusCode::BAD_REQUEST,
-                "two client authentication methods",
-            ));
-        }
-        // client_secret_basic (RFC 6749 §2.3.1).
-        (Some((client_id, secret)), None) => s
-            .clients
-            .authenticate(&client_id, &secret)
-            .await?
-            .ok_or_else(|| format!("client_secret_basic failed for {client_id:?}")),
-        // private_key_jwt (RFC 7523 §2.2).
-        (None, Some(t)) if t == crate::auth::JWT_BEARER => match param("client_assertion") {
-            Some(a) => crate::auth::verify_client_assertion(
-                &s.cfg,
-                &s.clients,
-                &s.replay,
-                a,
-                param("client_id"),
-                now_unix(),
-            ),
-            None => Err("client_assertion missing".into()),
-        },
-        (None, _) => Err("no supported client authentication".into()),
-    };
+    let authenticated = authenticate_client(s, &headers, &form).await?;
     let client = match authenticated {
         Ok(c) => c,
         Err(detail) => {
@@ -165,6 +105,91 @@ pub(super) async fn token(
             ))
         }
     }
+}
+
+/// The value of form field `k`, if present.
+fn form_param<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// The token request's form (RFC 6749 §4.4.2): form-encoded UTF-8, client credentials not in
+/// the body, grant type `client_credentials`.
+fn token_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.split(';').next().is_some_and(|m| {
+        m.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    }) {
+        return Err(oauth_err(
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+            "content type",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| oauth_err("invalid_request", StatusCode::BAD_REQUEST, "utf-8"))?;
+    let form = crate::util::parse_form(text)
+        .ok_or_else(|| oauth_err("invalid_request", StatusCode::BAD_REQUEST, "malformed form"))?;
+    let param = |k: &str| form_param(&form, k);
+    if form.iter().any(|(k, _)| k == "client_secret") {
+        // RFC 6749 §2.3: one authentication method per request.
+        return Err(oauth_err(
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+            "credentials in body",
+        ));
+    }
+    if param("grant_type") != Some("client_credentials") {
+        return Err(oauth_err(
+            "unsupported_grant_type",
+            StatusCode::BAD_REQUEST,
+            "grant_type",
+        ));
+    }
+    Ok(form)
+}
+
+/// Authenticates the client of a token request by exactly one method: `client_secret_basic`
+/// (RFC 6749 §2.3.1) or `private_key_jwt` (RFC 7523 §2.2). `Err` for a malformed request,
+/// `Ok(Err(detail))` for credentials that do not authenticate anyone.
+async fn authenticate_client(
+    s: &super::Inner,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<Result<crate::clients::ClientRecord, String>, ApiError> {
+    let param = |k: &str| form_param(form, k);
+    let basic = basic_credentials(headers);
+    Ok(match (basic, param("client_assertion_type")) {
+        (Some(_), Some(_)) => {
+            return Err(oauth_err(
+                "invalid_request",
+                StatusCode::BAD_REQUEST,
+                "two client authentication methods",
+            ));
+        }
+        // client_secret_basic (RFC 6749 §2.3.1).
+        (Some((client_id, secret)), None) => s
+            .clients
+            .authenticate(&client_id, &secret)
+            .await?
+            .ok_or_else(|| format!("client_secret_basic failed for {client_id:?}")),
+        // private_key_jwt (RFC 7523 §2.2).
+        (None, Some(t)) if t == crate::auth::JWT_BEARER => match param("client_assertion") {
+            Some(a) => crate::auth::verify_client_assertion(
+                &s.cfg,
+                &s.clients,
+                &s.replay,
+                a,
+                param("client_id"),
+                now_unix(),
+            ),
+            None => Err("client_assertion missing".into()),
+        },
+        (None, _) => Err("no supported client authentication".into()),
+    })
 }
 
 pub(super) async fn as_metadata(State(st): State<AppState>) -> Response {
