@@ -80,6 +80,11 @@ struct RunArgs {
     /// of pushes").
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     push_freshness_ms: u64,
+    /// Bound (bytes) of one generation of the install log: DIR/install.log rotates to
+    /// DIR/install.log.1 when it would pass it, so the log never takes more than twice
+    /// this (docs/device.md, "State that must survive power loss").
+    #[arg(long, value_name = "BYTES", default_value_t = crate::state::DEFAULT_MAX_LOG_BYTES, value_parser = clap::value_parser!(u64).range(crate::state::MIN_MAX_LOG_BYTES..=1 << 30))]
+    max_log_bytes: u64,
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +121,11 @@ struct FleetArgs {
     /// of pushes").
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     push_freshness_ms: u64,
+    /// Bound (bytes) of one generation of the install log: DIR/install.log rotates to
+    /// DIR/install.log.1 when it would pass it, so the log never takes more than twice
+    /// this (docs/device.md, "State that must survive power loss").
+    #[arg(long, value_name = "BYTES", default_value_t = crate::state::DEFAULT_MAX_LOG_BYTES, value_parser = clap::value_parser!(u64).range(crate::state::MIN_MAX_LOG_BYTES..=1 << 30))]
+    max_log_bytes: u64,
 }
 
 #[derive(Args, Debug)]
@@ -177,10 +187,11 @@ fn run_device(a: RunArgs) -> Result<(), String> {
         loss_percent,
         delay_ms,
         push_freshness_ms,
+        max_log_bytes,
     } = a;
     let rt = runtime()?;
     rt.block_on(async {
-        let cfg = uplink_config(
+        let mut cfg = uplink_config(
             max_blob,
             push_freshness_ms,
             checkin_interval,
@@ -189,6 +200,7 @@ fn run_device(a: RunArgs) -> Result<(), String> {
                 delay_ms,
             },
         );
+        cfg.max_log_bytes = max_log_bytes;
         let device = start_device(&dir, listen, cfg)
             .await
             .map_err(|e| e.to_string())?;
@@ -221,6 +233,7 @@ fn run_fleet(a: FleetArgs) -> Result<(), String> {
         loss_percent,
         delay_ms,
         push_freshness_ms,
+        max_log_bytes,
     } = a;
     // One lock for every device of the fleet (DIR/.oscore.lock): a `run` of one of its
     // devices, or a second fleet, is refused; one file descriptor, not one per device.
@@ -239,6 +252,7 @@ fn run_fleet(a: FleetArgs) -> Result<(), String> {
             },
         );
         cfg.lock = Some(lock);
+        cfg.max_log_bytes = max_log_bytes;
         cfg.first_spread = fleet_spread(count, cfg.interval);
         cfg.pulls = std::sync::Arc::new(tokio::sync::Semaphore::new(max_pulls.max(1)));
         let mut handles = Vec::with_capacity(count);

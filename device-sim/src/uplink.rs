@@ -122,6 +122,9 @@ pub struct UplinkConfig {
     /// How recent the Echo value of a request that starts an install must be
     /// ([`crate::coap::DEFAULT_PUSH_FRESHNESS`]).
     pub push_freshness: Duration,
+    /// Bound of one generation of the install log
+    /// ([`crate::state::DEFAULT_MAX_LOG_BYTES`]; `DeviceDir::log`).
+    pub max_log_bytes: u64,
 }
 
 impl UplinkConfig {
@@ -136,6 +139,7 @@ impl UplinkConfig {
             link: LinkOverride::default(),
             lock: None,
             push_freshness: crate::coap::DEFAULT_PUSH_FRESHNESS,
+            max_log_bytes: crate::state::DEFAULT_MAX_LOG_BYTES,
         }
     }
 }
@@ -261,8 +265,10 @@ pub async fn start_device(
         None => crate::coap::lock_device(dir)?,
     };
     cfg.lock = Some(lock.clone());
-    let handler =
-        Arc::new(DeviceHandler::new(DeviceDir::new(dir))?.with_push_freshness(cfg.push_freshness));
+    let handler = Arc::new(
+        DeviceHandler::new(DeviceDir::new(dir).with_max_log_bytes(cfg.max_log_bytes))?
+            .with_push_freshness(cfg.push_freshness),
+    );
     let ctx = uplink_context(&lock, dir)?;
     let dispatcher = match ctx {
         Some(_) => Some(dispatcher_addr(dir).await?),

@@ -374,3 +374,102 @@ fn corrupt_active_slot_boots_the_other_one() {
 fn kid(k: &SigningKey) -> String {
     String::from_utf8_lossy(k.kid()).into_owned()
 }
+
+/// Fault (issue 13): the install log grew without bound — every attempt, pushed or pulled,
+/// rejected or not, added a line that was never removed, for the decades a device runs.
+///
+/// Check: with a bound of 4 KiB per generation, 300 refused installs and one genuine one
+/// leave at most 8 KiB of log on disk; the newest record (the genuine install) and the
+/// records just before it are there, the oldest are gone; every record written is synced
+/// (the device reads back what it wrote at once).
+#[test]
+fn install_log_is_bounded() {
+    let w = World::new();
+    let dir = w.dir.clone().with_max_log_bytes(4096);
+    let mut d = Device::open(dir.clone()).unwrap();
+    let rogue = SigningKey::generate(&mut rng()).with_kid(b"rogue".to_vec());
+    let refused = w.release_with(&params(5), &rogue, Some(&w.dispatcher), b"not for you");
+    let mut line_bytes = 0;
+    for i in 0..300 {
+        let rep = install(&mut d, &refused, FaultPlan::none()).unwrap();
+        assert_eq!(rep.outcome, InstallOutcome::Rejected);
+        assert!(
+            dir.log_bytes() <= 2 * 4096,
+            "after attempt {i}: {} bytes",
+            dir.log_bytes()
+        );
+        if i == 0 {
+            line_bytes = dir.log_bytes();
+        }
+    }
+    // 300 lines would take 300 × line_bytes; the bound keeps two generations of 4 KiB.
+    assert!(
+        300 * line_bytes > 8 * 4096,
+        "lines of {line_bytes} bytes: not a test"
+    );
+    let rep = install(&mut d, &w.release(6, &[2, 0, 0]), FaultPlan::none()).unwrap();
+    assert_eq!(rep.outcome, InstallOutcome::Installed);
+    assert!(dir.log_bytes() <= 2 * 4096, "{} bytes", dir.log_bytes());
+    let log = dir.read_log();
+    let last = log.last().unwrap();
+    assert_eq!(last["event"], "install");
+    assert_eq!(last["report"]["outcome"], "installed");
+    // The records kept are the newest: the refusals just before the install, at least the
+    // previous generation's worth of them.
+    let kept_refusals = log
+        .iter()
+        .filter(|e| e["report"]["outcome"] == "rejected")
+        .count();
+    assert!(
+        (kept_refusals as u64) * line_bytes >= 4096 - line_bytes,
+        "only {kept_refusals} refusals kept"
+    );
+    assert!(kept_refusals < 300, "nothing was dropped");
+    // The device still boots and reports from the bounded log.
+    let d = Device::open(dir.clone()).unwrap();
+    let s = device_sim::status(&d);
+    assert!(!s.recent_events.is_empty());
+}
+
+/// Power loss in the middle of an append leaves a line cut short. Before, the next record
+/// was appended to it and both were lost (neither line parsed). Check: the torn line alone is
+/// skipped; the records before and after it are read, also across a rotation.
+#[test]
+fn install_log_survives_a_torn_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("d")).unwrap();
+    let dir = DeviceDir::new(tmp.path().join("d")).with_max_log_bytes(4096);
+    dir.log(&serde_json::json!({"event": "first"})).unwrap();
+    dir.log(&serde_json::json!({"event": "torn", "detail": "x".repeat(40)}))
+        .unwrap();
+    let path = tmp.path().join("d/install.log");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 10).unwrap();
+    dir.log(&serde_json::json!({"event": "after"})).unwrap();
+    let events: Vec<String> = dir
+        .read_log()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["first", "after"]);
+    // A generation that ends torn rotates like any other; nothing after it is lost.
+    for i in 0..200 {
+        dir.log(&serde_json::json!({"event": "n", "i": i})).unwrap();
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    f.set_len(len - 3).unwrap();
+    for i in 200..400 {
+        dir.log(&serde_json::json!({"event": "n", "i": i})).unwrap();
+    }
+    let log = dir.read_log();
+    assert_eq!(log.last().unwrap()["i"], 399);
+    assert!(dir.log_bytes() <= 2 * 4096);
+    // Kept records are consecutive up to the newest, but for the one that was torn.
+    let kept: Vec<u64> = log.iter().filter_map(|e| e["i"].as_u64()).collect();
+    assert!(
+        kept.windows(2)
+            .all(|w| w[1] == w[0] + 1 || w[1] == w[0] + 2)
+    );
+}

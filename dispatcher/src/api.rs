@@ -122,6 +122,10 @@ pub fn router(d: Arc<Dispatcher>) -> Router {
                 .merge(post(enrol).route_layer(role(Admin, json))),
         )
         .route("/v1/devices/{id}", get(device).route_layer(role(Viewer, 0)))
+        .route(
+            "/v1/devices/{id}/reports",
+            get(device_reports).route_layer(role(Viewer, 0)),
+        )
         .route("/v1/audit", get(audit).route_layer(role(Viewer, 0)))
         .route(
             "/v1/audit/verify",
@@ -395,6 +399,41 @@ async fn devices(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, 
     Ok(Json(serde_json::json!({ "devices": d.store().devices()? })))
 }
 
+/// Reports on one device page, by default and at most (`GET /v1/devices/{id}/reports`).
+const REPORTS_PAGE_DEFAULT: usize = 20;
+/// See [`REPORTS_PAGE_DEFAULT`].
+const REPORTS_PAGE_MAX: usize = 100;
+/// Bytes of reports on one page: a page is bounded whatever the devices sent (a report is
+/// at most 8 KiB on the wire, its message at most 2 KiB).
+const REPORTS_PAGE_BYTES: usize = 128 << 10;
+/// Rollouts shown on a device page, the newest (`rollouts_total` counts them all).
+const DEVICE_PAGE_ROLLOUTS: usize = 20;
+
+/// `?before=SEQ&limit=N` of a report listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportsQuery {
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// A page of a device's reports, newest first, and the cursor of the next.
+fn reports_page(d: &Dispatcher, id: &str, q: &ReportsQuery) -> Result<serde_json::Value, Error> {
+    let limit = q
+        .limit
+        .unwrap_or(REPORTS_PAGE_DEFAULT)
+        .clamp(1, REPORTS_PAGE_MAX);
+    let (reports, next) = d
+        .store()
+        .reports_page(id, q.before, limit, REPORTS_PAGE_BYTES)?;
+    Ok(serde_json::json!({ "reports": reports, "next_before": next }))
+}
+
+/// One device: its record (with the counts of every report it sent), the first page of its
+/// reports (newest first; the rest through `/v1/devices/{id}/reports?before=`), and where
+/// it stands in the newest rollouts that include it. Bounded whatever the device sent.
 async fn device(
     State(d): St,
     h: HeaderMap,
@@ -405,11 +444,24 @@ async fn device(
         .store()
         .device(&id)?
         .ok_or_else(|| Error::NotFound(format!("device {id}")))?;
-    let reports = d.store().reports(&id)?;
-    // Where the device stands in every rollout that includes it.
-    let rollouts: Vec<serde_json::Value> = d
+    let page = reports_page(
+        &d,
+        &id,
+        &ReportsQuery {
+            before: None,
+            limit: None,
+        },
+    )?;
+    // Where the device stands in every rollout that includes it, newest first.
+    let mine: Vec<crate::store::RolloutRecord> = d
         .rollouts()
         .into_iter()
+        .rev()
+        .filter(|r| r.rollout.devices.contains_key(&id))
+        .collect();
+    let rollouts: Vec<serde_json::Value> = mine
+        .iter()
+        .take(DEVICE_PAGE_ROLLOUTS)
         .filter_map(|r| {
             r.rollout.devices.get(&id).map(|p| {
                 serde_json::json!({
@@ -421,9 +473,29 @@ async fn device(
             })
         })
         .collect();
-    Ok(Json(
-        serde_json::json!({ "device": dev, "reports": reports, "rollouts": rollouts }),
-    ))
+    Ok(Json(serde_json::json!({
+        "device": dev,
+        "reports": page["reports"],
+        "reports_next_before": page["next_before"],
+        "rollouts": rollouts,
+        "rollouts_total": mine.len(),
+    })))
+}
+
+/// `GET /v1/devices/{id}/reports?before=SEQ&limit=N`: a device's stored reports, newest
+/// first, at most `limit` (default 20, at most 100) and 128 KiB; `next_before` is the
+/// cursor of the next page (`null`: none).
+async fn device_reports(
+    State(d): St,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ReportsQuery>,
+) -> Result<Json<serde_json::Value>, Error> {
+    auth(&d, &h, OperatorRole::Viewer)?;
+    if d.store().device(&id)?.is_none() {
+        return Err(Error::NotFound(format!("device {id}")));
+    }
+    Ok(Json(reports_page(&d, &id, &q)?))
 }
 
 async fn enrol(
@@ -523,14 +595,16 @@ async fn set_clock(
     Json(c): Json<ClockReq>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let op = auth(&d, &h, OperatorRole::Admin)?;
+    if d.clock.injectable() {
+        d.audit(
+            &op.name,
+            "clock.set",
+            None,
+            "ok",
+            c.now.map(|t| t.to_rfc3339()).as_deref(),
+        )?;
+    }
     d.clock.set(c.now)?;
-    d.audit(
-        &op.name,
-        "clock.set",
-        None,
-        "ok",
-        c.now.map(|t| t.to_rfc3339()).as_deref(),
-    );
     d.wake.notify_one();
     Ok(Json(serde_json::json!({ "now": d.clock.now() })))
 }

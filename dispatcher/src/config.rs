@@ -96,6 +96,11 @@ pub struct KeyRepoConfig {
     pub publishers: Vec<String>,
 }
 
+/// The most install reports a device may be configured to keep
+/// (`limits.reports_per_device`): 10,000 reports of at most 8 KiB each stay below 100 MB per
+/// device.
+pub const MAX_REPORTS_PER_DEVICE: usize = 10_000;
+
 /// Bounds and intervals.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,6 +125,19 @@ pub struct Limits {
     pub source_timeout_secs: u64,
     /// Seconds devices wait between check-ins.
     pub checkin_interval_secs: u32,
+    /// Install reports kept per device, the newest (older ones are dropped; the device's
+    /// record keeps counts of every report received and dropped).
+    pub reports_per_device: usize,
+    /// Reports one device may send over the uplink at once (a token bucket per uplink
+    /// context); beyond it, `report_interval_secs` between reports. Reports above the rate
+    /// are answered 4.29 (RFC 8516) with Max-Age and neither decoded nor stored.
+    pub report_burst: u32,
+    /// Seconds per report a device earns back after its burst.
+    pub report_interval_secs: u64,
+    /// Free space (MiB) the file system of `data_dir` must keep for the audit log: below
+    /// it, operations that must be audited are refused (`500 cannot-audit`), as when an
+    /// audit append fails. 0 turns the check off (append failures still refuse).
+    pub audit_min_free_mib: u64,
 }
 
 impl Default for Limits {
@@ -133,6 +151,10 @@ impl Default for Limits {
             max_body_bytes: 4 << 20,
             source_timeout_secs: 600,
             checkin_interval_secs: 60,
+            reports_per_device: 100,
+            report_burst: 10,
+            report_interval_secs: 10,
+            audit_min_free_mib: 64,
         }
     }
 }
@@ -176,6 +198,16 @@ impl Config {
         }
         if cfg.limits.source_timeout_secs == 0 {
             return Err(bad("limits.source_timeout_secs must be positive"));
+        }
+        if !(1..=MAX_REPORTS_PER_DEVICE).contains(&cfg.limits.reports_per_device) {
+            return Err(bad(&format!(
+                "limits.reports_per_device must be 1 to {MAX_REPORTS_PER_DEVICE}"
+            )));
+        }
+        if cfg.limits.report_burst == 0 || cfg.limits.report_interval_secs == 0 {
+            return Err(bad(
+                "limits.report_burst and limits.report_interval_secs must be positive",
+            ));
         }
         cfg.serve.validate().map_err(|r| bad(&r))?;
         Ok(cfg)

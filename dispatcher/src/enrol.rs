@@ -219,8 +219,10 @@ fn write_contexts(dir: &std::path::Path, k: &Secrets, uplink_sid: &[u8]) -> Resu
     )
 }
 
-/// Creates the device (see the module documentation).
-pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error> {
+/// Creates the device (see the module documentation), for operator `who`. The enrolment is
+/// audited after every check and before anything is written: one that cannot be audited
+/// leaves no context file and no record.
+pub(crate) fn enrol(d: &Dispatcher, who: &str, req: &EnrolRequest) -> Result<Bundle, Error> {
     validate(d, req)?;
     let trust = device_trust(d, req)?;
     let n = d.store().next_counter("uplink-kid")?;
@@ -249,7 +251,28 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
     bundle
         .validate()
         .map_err(|e| Error::Other(format!("the provisioning bundle would be refused: {e}")))?;
-    write_contexts(&d.store().device_dir(&req.name), &k, &uplink_sid)?;
+    d.audit(who, "device.enrol", Some(&req.name), "ok", None)?;
+    let dir = d.store().device_dir(&req.name);
+    write_contexts(&dir, &k, &uplink_sid)
+        .and_then(|()| store_device(d, req, device_id, uplink_sid))
+        .inspect_err(|e| {
+            d.audit_anyway(
+                who,
+                "device.enrol",
+                Some(&req.name),
+                "failed",
+                Some(&e.to_string()),
+            );
+        })?;
+    Ok(bundle)
+}
+
+fn store_device(
+    d: &Dispatcher,
+    req: &EnrolRequest,
+    device_id: Uuid,
+    uplink_sid: [u8; 4],
+) -> Result<(), Error> {
     let record = DeviceRecord {
         id: req.name.clone(),
         device_id,
@@ -265,8 +288,8 @@ pub(crate) fn enrol(d: &Dispatcher, req: &EnrolRequest) -> Result<Bundle, Error>
         enrolled_at: Utc::now(),
         last_seen: None,
         last_report: None,
+        reports: Default::default(),
     };
     d.store().put_device(&record, true)?;
-    d.register_uplink(&record)?;
-    Ok(bundle)
+    d.register_uplink(&record)
 }

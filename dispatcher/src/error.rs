@@ -62,6 +62,10 @@ pub enum Error {
     /// A remote service (update server, key repository, device) failed.
     #[error("remote: {0}")]
     Remote(String),
+    /// The audit record of an operation could not be written (and flushed), so the
+    /// operation was not performed (fail closed). The detail (which write failed) is logged.
+    #[error("cannot audit: {0}")]
+    CannotAudit(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -111,6 +115,11 @@ impl Error {
                 "Release refused",
             ),
             Error::Remote(_) => (StatusCode::BAD_GATEWAY, "remote", "A remote service failed"),
+            Error::CannotAudit(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot-audit",
+                "Cannot audit: nothing was changed",
+            ),
             Error::Io { .. }
             | Error::Config { .. }
             | Error::Db(_)
@@ -131,6 +140,10 @@ impl Error {
             | Error::Db(_)
             | Error::Corrupt(_)
             | Error::Other(_) => "see the dispatcher log".into(),
+            Error::CannotAudit(_) => "cannot audit: the audit record of this operation could \
+                                      not be written, so it was not performed and nothing \
+                                      changed; see the dispatcher log"
+                .into(),
             e => e.to_string(),
         }
     }

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub audit_failures: AtomicU64,
     /// Device check-ins.
     pub checkins: AtomicU64,
+    /// Device reports refused (4.29) because their device sent above its rate.
+    pub reports_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -141,8 +143,13 @@ impl Metrics {
         );
         counter(
             "audit_failures_total",
-            "Audit appends that failed.",
+            "Audit appends that failed or were refused (operations not performed).",
             l(&self.audit_failures),
+        );
+        counter(
+            "reports_refused_total",
+            "Device reports refused (4.29) above their device's rate.",
+            l(&self.reports_refused),
         );
         counter("checkins_total", "Device check-ins.", l(&self.checkins));
         counter(

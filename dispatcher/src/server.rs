@@ -204,6 +204,21 @@ impl DeviceBackend for Backend {
         })
     }
 
+    fn report_rate(&self) -> uplink::ReportRate {
+        let l = &self.0.cfg().limits;
+        uplink::ReportRate {
+            burst: l.report_burst,
+            interval: std::time::Duration::from_secs(l.report_interval_secs),
+        }
+    }
+
+    fn report_refused(&self, _kid: &[u8]) {
+        self.0
+            .metrics
+            .reports_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn report(&self, kid: &[u8], r: uplink::DeviceReport) -> Result<(), UplinkError> {
         let dev = self.device(kid)?;
         let d = &self.0;

@@ -177,6 +177,44 @@ pub struct DeviceReport {
     pub received_at: Option<DateTime<Utc>>,
 }
 
+/// What a device has reported over its life: every report is counted here, while only the
+/// newest `limits.reports_per_device` are kept ([`Store::add_report`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportCounts {
+    /// Reports received and stored (pushed or over the uplink).
+    pub received: u64,
+    /// Of those, outcome `installed`.
+    pub installed: u64,
+    /// Outcome `rejected`.
+    pub rejected: u64,
+    /// Outcome `reverted` (or any other).
+    pub reverted: u64,
+    /// Older reports removed to keep the newest `limits.reports_per_device`.
+    pub dropped: u64,
+}
+
+impl ReportCounts {
+    fn count(&mut self, outcome: &str) {
+        self.received += 1;
+        match outcome {
+            "installed" => self.installed += 1,
+            "rejected" => self.rejected += 1,
+            _ => self.reverted += 1,
+        }
+    }
+}
+
+/// A stored report with its sequence number (the paging cursor of
+/// `GET /v1/devices/{id}/reports`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NumberedReport {
+    /// Increases with every report the dispatcher stores (over all devices).
+    pub seq: u64,
+    /// The report.
+    #[serde(flatten)]
+    pub report: DeviceReport,
+}
+
 /// An enrolled device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -209,6 +247,9 @@ pub struct DeviceRecord {
     pub last_seen: Option<DateTime<Utc>>,
     /// Last install report.
     pub last_report: Option<DeviceReport>,
+    /// Counts of every report received (absent in records stored before they existed).
+    #[serde(default)]
+    pub reports: ReportCounts,
 }
 
 /// A rollout with what the dispatcher needs beside the engine state.
@@ -223,6 +264,12 @@ pub struct RolloutRecord {
     /// Alert raised when it halted.
     #[serde(default)]
     pub alert: Option<String>,
+}
+
+/// Keys of a device's reports: `NAME/` and a 20-digit number (device names never hold a
+/// `/`, so one device's prefix never covers another's).
+fn report_prefix(device: &str) -> String {
+    format!("{device}/")
 }
 
 /// The database.
@@ -393,24 +440,97 @@ impl Store {
         self.flush()
     }
 
-    /// Appends a device report.
-    pub fn add_report(&self, device: &str, r: &DeviceReport) -> Result<(), Error> {
+    /// Appends a device report and keeps only the newest `keep` of the device (dropping
+    /// older ones), and applies `f` to the device record, which counts the report: one
+    /// read-modify-write, serialised with every other update of device records. `None`
+    /// when the device is not enrolled (nothing is stored).
+    pub fn add_report(
+        &self,
+        device: &str,
+        r: &DeviceReport,
+        keep: usize,
+        f: impl FnOnce(&mut DeviceRecord),
+    ) -> Result<Option<DeviceRecord>, Error> {
+        let _guard = self
+            .device_updates
+            .lock()
+            .map_err(|_| Error::Other("device lock poisoned".into()))?;
+        let Some(mut d) = self.device(device)? else {
+            return Ok(None);
+        };
         let n = self.db.generate_id()?;
-        let key = format!("{device}/{n:020}");
+        let prefix = report_prefix(device);
+        let key = format!("{prefix}{n:020}");
         self.reports.insert(key.as_bytes(), enc(r)?)?;
-        Ok(())
+        // Bounded retention: the oldest beyond `keep` go (their counts stay in the record).
+        let stored = self.reports.scan_prefix(prefix.as_bytes()).keys().count();
+        let mut dropped = 0u64;
+        if stored > keep.max(1) {
+            let mut batch = sled::Batch::default();
+            for k in self
+                .reports
+                .scan_prefix(prefix.as_bytes())
+                .keys()
+                .take(stored - keep.max(1))
+            {
+                batch.remove(k?);
+                dropped += 1;
+            }
+            self.reports.apply_batch(batch)?;
+        }
+        d.reports.count(&r.outcome);
+        d.reports.dropped += dropped;
+        f(&mut d);
+        self.put_device(&d, false)?;
+        Ok(Some(d))
     }
 
-    /// Reports of a device, oldest first.
+    /// Reports of a device, oldest first (at most the retention bound).
     pub fn reports(&self, device: &str) -> Result<Vec<DeviceReport>, Error> {
         self.reports
-            .scan_prefix(format!("{device}/").as_bytes())
+            .scan_prefix(report_prefix(device).as_bytes())
             .values()
             .map(|v| {
                 let v = v?;
                 serde_json::from_slice(&v).map_err(|e| Error::Corrupt(e.to_string()))
             })
             .collect()
+    }
+
+    /// A page of a device's reports, newest first: those numbered below `before` (all when
+    /// `None`), at most `limit`, and no more than `max_bytes` of JSON (at least one report,
+    /// whatever its size: a report is at most 8 KiB on the wire). Returns the page and the
+    /// cursor of the next one (`None`: no more).
+    pub fn reports_page(
+        &self,
+        device: &str,
+        before: Option<u64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<NumberedReport>, Option<u64>), Error> {
+        let prefix = report_prefix(device);
+        let end = match before {
+            Some(b) => format!("{prefix}{b:020}"),
+            None => format!("{prefix}~"),
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.reports.range(prefix.as_bytes()..end.as_bytes()).rev() {
+            let (k, v) = item?;
+            let seq = std::str::from_utf8(&k[prefix.len()..])
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| Error::Corrupt(format!("report key of {device}")))?;
+            if out.len() == limit.max(1) || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                // There is more: the next page starts below the last one shown.
+                let next = out.last().map(|r: &NumberedReport| r.seq);
+                return Ok((out, next));
+            }
+            bytes += v.len();
+            let report = serde_json::from_slice(&v).map_err(|e| Error::Corrupt(e.to_string()))?;
+            out.push(NumberedReport { seq, report });
+        }
+        Ok((out, None))
     }
 
     /// The next value of a named counter (durable before it is used).
@@ -426,5 +546,136 @@ impl Store {
         v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
             .map(u64::from_be_bytes)
             .ok_or_else(|| Error::Corrupt("counter".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    fn device(store: &Store, id: &str, kid: &str) {
+        let d = DeviceRecord {
+            id: id.into(),
+            device_id: Uuid::from_u128(1),
+            vendor_id: Uuid::from_u128(2),
+            class_id: Uuid::from_u128(3),
+            group: None,
+            labels: vec![],
+            uplink_kid: kid.into(),
+            address: None,
+            version: "1.0.0".into(),
+            sequence: 0,
+            release_id: None,
+            enrolled_at: Utc::now(),
+            last_seen: None,
+            last_report: None,
+            reports: ReportCounts::default(),
+        };
+        store.put_device(&d, false).unwrap();
+    }
+
+    fn report(n: usize, size: usize) -> DeviceReport {
+        DeviceReport {
+            release_id: None,
+            outcome: if n.is_multiple_of(2) {
+                "rejected"
+            } else {
+                "installed"
+            }
+            .into(),
+            check: None,
+            message: format!("{n:04}{}", "m".repeat(size)),
+            version_before: "1.0.0".into(),
+            version_after: "1.0.0".into(),
+            received_at: None,
+        }
+    }
+
+    fn number(r: &NumberedReport) -> usize {
+        r.report.message[..4].parse().unwrap()
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_counts_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        device(&store, "plc-1", "01");
+        // A device whose name starts like the other's: prefixes never mix.
+        device(&store, "plc-10", "02");
+        for n in 0..30 {
+            store
+                .add_report("plc-1", &report(n, 10), 10, |_| {})
+                .unwrap();
+        }
+        store
+            .add_report("plc-10", &report(99, 10), 10, |_| {})
+            .unwrap();
+        assert!(
+            store
+                .add_report("nobody", &report(0, 1), 10, |_| {})
+                .unwrap()
+                .is_none()
+        );
+        let kept: Vec<usize> = store
+            .reports("plc-1")
+            .unwrap()
+            .iter()
+            .map(|r| r.message[..4].parse().unwrap())
+            .collect();
+        assert_eq!(kept, (20..30).collect::<Vec<_>>());
+        let d = store.device("plc-1").unwrap().unwrap();
+        assert_eq!(
+            d.reports,
+            ReportCounts {
+                received: 30,
+                installed: 15,
+                rejected: 15,
+                reverted: 0,
+                dropped: 20
+            }
+        );
+        assert_eq!(store.reports("plc-10").unwrap().len(), 1);
+        assert_eq!(store.reports("nobody").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn pages_are_bounded_by_count_and_bytes_and_chain_by_cursor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        device(&store, "plc-1", "01");
+        for n in 0..50 {
+            store
+                .add_report("plc-1", &report(n, 1000), 100, |_| {})
+                .unwrap();
+        }
+        // By count: 7 per page, newest first, each page below the cursor.
+        let (p, next) = store.reports_page("plc-1", None, 7, 1 << 20).unwrap();
+        assert_eq!(
+            p.iter().map(number).collect::<Vec<_>>(),
+            (43..50).rev().collect::<Vec<_>>()
+        );
+        let next = next.unwrap();
+        assert_eq!(next, p.last().unwrap().seq);
+        let (p2, _) = store.reports_page("plc-1", Some(next), 7, 1 << 20).unwrap();
+        assert_eq!(number(&p2[0]), 42);
+        // By bytes: a 5,000-byte budget holds four reports of about 1,100 bytes.
+        let (p, next) = store.reports_page("plc-1", None, 100, 5_000).unwrap();
+        assert_eq!(p.len(), 4);
+        assert!(next.is_some());
+        // At least one, whatever the budget.
+        let (p, _) = store.reports_page("plc-1", None, 100, 1).unwrap();
+        assert_eq!(p.len(), 1);
+        // Walking every page gives every report once, and ends.
+        let (mut all, mut cursor) = (Vec::new(), None);
+        loop {
+            let (p, next) = store.reports_page("plc-1", cursor, 9, 1 << 20).unwrap();
+            all.extend(p.iter().map(number));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(all, (0..50).rev().collect::<Vec<_>>());
     }
 }

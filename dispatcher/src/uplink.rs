@@ -20,8 +20,10 @@
 //! dispatcher has used. `device-sim/tests/uplink.rs` runs a real device against
 //! [`UplinkHandler`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fleet_proto::coap::{UplinkResource, content_format};
 use oscore::SecurityContext;
@@ -78,6 +80,14 @@ pub enum UplinkError {
     /// A dispatcher fault; the text is logged, the device sees only "internal error". 5.00.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The device sends more than its rate allows ([`ReportRate`]). 4.29 (RFC 8516) with
+    /// Max-Age = seconds until it may send again, and no diagnostic: the refusal costs the
+    /// dispatcher no more than the OSCORE verification it already did.
+    #[error("too many requests: try again in {retry_after_s} s")]
+    TooManyRequests {
+        /// Seconds until the next request would be accepted.
+        retry_after_s: u32,
+    },
 }
 
 impl UplinkError {
@@ -98,7 +108,58 @@ impl UplinkError {
                 (code::BAD_REQUEST, e.to_string().chars().take(200).collect())
             }
             UplinkError::Internal(_) => (code::INTERNAL_SERVER_ERROR, "internal error".into()),
+            UplinkError::TooManyRequests { .. } => (code::TOO_MANY_REQUESTS, String::new()),
         }
+    }
+}
+
+/// How often one device may report over the uplink: `burst` reports at once, then one per
+/// `interval` (a token bucket per uplink context, kept as the theoretical arrival time of
+/// the generic cell rate algorithm: one instant per device). A report above the rate is
+/// answered 4.29 before its body is decoded, and nothing is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportRate {
+    /// Reports accepted at once.
+    pub burst: u32,
+    /// Time per report after the burst.
+    pub interval: Duration,
+}
+
+impl Default for ReportRate {
+    /// 10 at once, then one per 10 s (the dispatcher's `[limits]` defaults).
+    fn default() -> Self {
+        ReportRate {
+            burst: 10,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Per-context state of [`ReportRate`]: the instant at which each kid's bucket is full
+/// again. Bounded by the contexts the server verifies requests with (only verified kids
+/// reach the handler); entries of idle devices are dropped when it grows.
+#[derive(Debug, Default)]
+struct RateLimiter {
+    tat: Mutex<HashMap<Vec<u8>, Instant>>,
+}
+
+impl RateLimiter {
+    /// Counts one request of `kid` at `now`: `Err(wait)` when it is above `rate`.
+    fn check(&self, kid: &[u8], rate: ReportRate, now: Instant) -> Result<(), Duration> {
+        let Ok(mut m) = self.tat.lock() else {
+            return Ok(());
+        };
+        if m.len() > 4096 {
+            m.retain(|_, t| *t > now);
+        }
+        let tat = m.get(kid).copied().unwrap_or(now).max(now);
+        let tolerance = rate.interval * rate.burst.saturating_sub(1);
+        let ahead = tat - now;
+        if ahead > tolerance {
+            return Err(ahead - tolerance);
+        }
+        m.insert(kid.to_vec(), tat + rate.interval);
+        Ok(())
     }
 }
 
@@ -123,11 +184,19 @@ pub trait DeviceBackend: Send + Sync + 'static {
     ) -> Result<Arc<Vec<u8>>, UplinkError>;
     /// The device's install report.
     fn report(&self, kid: &[u8], r: DeviceReport) -> Result<(), UplinkError>;
+    /// How often one device may report (checked by the handler before the body is
+    /// decoded). Read at every report, so a backend may change it at run time.
+    fn report_rate(&self) -> ReportRate {
+        ReportRate::default()
+    }
+    /// A report of `kid` was refused for its rate (for counting; must be cheap).
+    fn report_refused(&self, _kid: &[u8]) {}
 }
 
 /// The CoAP resources of the uplink, over a [`DeviceBackend`].
 pub struct UplinkHandler<B: DeviceBackend> {
     backend: Arc<B>,
+    reports: RateLimiter,
 }
 
 impl<B: DeviceBackend> std::fmt::Debug for UplinkHandler<B> {
@@ -149,6 +218,15 @@ fn error_reply(kid: &[u8], e: &UplinkError) -> Reply {
         tracing::debug!(kid = %hex::encode(kid), "uplink request refused: {e}");
     }
     let (c, msg) = e.coap();
+    if let UplinkError::TooManyRequests { retry_after_s } = e {
+        // RFC 8516 §4: Max-Age says when to try again; no payload.
+        let mut r = Reply::new(c, Vec::new());
+        r.options.push((
+            oscore::message::opt::MAX_AGE,
+            oscore::message::uint_bytes(*retry_after_s),
+        ));
+        return r;
+    }
     text(c, &msg)
 }
 
@@ -170,7 +248,10 @@ fn encoded_reply(c: u8, encoded: Result<Vec<u8>, fleet_proto::Error>) -> Reply {
 impl<B: DeviceBackend> UplinkHandler<B> {
     /// A handler over `backend`.
     pub fn new(backend: Arc<B>) -> Self {
-        UplinkHandler { backend }
+        UplinkHandler {
+            backend,
+            reports: RateLimiter::default(),
+        }
     }
 
     fn checkin(&self, kid: &[u8], req: &Request) -> Reply {
@@ -190,6 +271,17 @@ impl<B: DeviceBackend> UplinkHandler<B> {
     }
 
     fn report(&self, kid: &[u8], req: &Request) -> Reply {
+        // The rate first: a device above it costs one OSCORE verification and a small
+        // protected 4.29, nothing decoded and nothing stored.
+        if let Err(wait) = self
+            .reports
+            .check(kid, self.backend.report_rate(), Instant::now())
+        {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let retry_after_s = u32::try_from(secs).unwrap_or(u32::MAX);
+            self.backend.report_refused(kid);
+            return error_reply(kid, &UplinkError::TooManyRequests { retry_after_s });
+        }
         let result = DeviceReport::decode(&req.payload)
             .map_err(UplinkError::from)
             .and_then(|r| self.backend.report(kid, r));

@@ -243,7 +243,8 @@ async fn audit_verification_reports_an_edited_record() {
             Some("rel"),
             "ok",
             Some(&format!("r{i}")),
-        );
+        )
+        .unwrap();
     }
     let v = call(&f.d, "GET", "/v1/audit/verify", Some(&f.viewer))
         .await
@@ -283,6 +284,34 @@ async fn device_reports_are_timed_by_the_dispatcher() {
         version_after: "2.0.0".into(),
         received_at: Some(claimed),
     };
+    // A device that is not enrolled: refused, nothing stored.
+    assert!(matches!(
+        f.d.device_report("plc-1", &rep),
+        Err(dispatcher::error::Error::NotFound(_))
+    ));
+    assert!(f.d.store().reports("plc-1").unwrap().is_empty());
+    f.d.store()
+        .put_device(
+            &dispatcher::store::DeviceRecord {
+                id: "plc-1".into(),
+                device_id: uuid::Uuid::from_u128(1),
+                vendor_id: uuid::Uuid::from_u128(2),
+                class_id: uuid::Uuid::from_u128(3),
+                group: None,
+                labels: vec![],
+                uplink_kid: "01".into(),
+                address: None,
+                version: "1.0.0".into(),
+                sequence: 0,
+                release_id: None,
+                enrolled_at: chrono::Utc::now(),
+                last_seen: None,
+                last_report: None,
+                reports: Default::default(),
+            },
+            false,
+        )
+        .unwrap();
     let before = f.d.clock.now();
     f.d.device_report("plc-1", &rep).unwrap();
     let stored = f.d.store().reports("plc-1").unwrap();

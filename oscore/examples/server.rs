@@ -43,6 +43,11 @@ struct Args {
     /// Largest block size sent (16..1024).
     #[arg(long, default_value_t = 1024)]
     block_size: usize,
+    /// Largest ratio of an Echo challenge to the request it answers (RFC 9175 §2.4 item 3):
+    /// 1 for clients that pad (ours); 3 lets clients that do not (aiocoap) recover after a
+    /// restart.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    echo_amplification: u8,
 }
 
 #[tokio::main]
@@ -82,6 +87,7 @@ async fn main() -> ExitCode {
     };
     let cfg = ServerConfig {
         block_szx: oscore::block::szx_for(args.block_size),
+        echo_amplification: args.echo_amplification.into(),
         ..ServerConfig::default()
     };
     let server = Server::new(sock, contexts, Arc::new(FileHandler::new(&args.serve)), cfg);

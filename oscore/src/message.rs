@@ -41,6 +41,16 @@ pub mod opt {
     pub const ECHO: u16 = 252;
     /// Request-Tag (RFC 9175).
     pub const REQUEST_TAG: u16 = 292;
+    /// Padding of small protected requests, so that an Echo challenge fits within the
+    /// request's size (see `endpoint::Exchange::outgoing`). Off-spec: no padding option is
+    /// registered; this number is from the range RFC 7252 §12.2 reserves for experiments.
+    /// Its number makes it elective (servers that do not know it ignore it, RFC 7252
+    /// §5.4.1), safe to forward and NoCacheKey (§5.4.6: 65020 mod 32 = 28), so two requests
+    /// that differ only in their padding are the same request (a Block2 download pads its
+    /// block requests to different lengths; servers that key block-wise state by the cache
+    /// key, as aiocoap does, must see one request). It is Class E: inside OSCORE, no proxy
+    /// or observer on the path sees it.
+    pub const PADDING: u16 = 65020;
 }
 
 /// RFC 7252 §5.4.1: critical (odd-numbered) options this implementation recognises: If-Match,
@@ -97,6 +107,8 @@ pub mod code {
     pub const REQUEST_ENTITY_INCOMPLETE: u8 = 0x88;
     /// 4.13 Request Entity Too Large.
     pub const REQUEST_ENTITY_TOO_LARGE: u8 = 0x8d;
+    /// 4.29 Too Many Requests (RFC 8516; Max-Age: seconds until the client may try again).
+    pub const TOO_MANY_REQUESTS: u8 = 0x9d;
     /// 5.00 Internal Server Error.
     pub const INTERNAL_SERVER_ERROR: u8 = 0xa0;
     /// 5.03 Service Unavailable.

@@ -142,7 +142,7 @@ fn is_class_u(n: u16) -> bool {
 }
 
 /// Builds the plaintext: code | Class E options | 0xff payload (RFC 8613 §5.3).
-fn plaintext_of(msg: &Packet) -> Result<Vec<u8>> {
+pub(crate) fn plaintext_of(msg: &Packet) -> Result<Vec<u8>> {
     let mut pt = Vec::with_capacity(1 + 48 + msg.payload.len() + 1 + context::TAG_LEN);
     pt.push(message::code_of(msg));
     message::encode_options(

@@ -91,10 +91,23 @@ enum Command {
 enum DevicesCmd {
     /// List devices.
     List,
-    /// Show one device with its reports.
+    /// Show one device: its record (with the counts of every report it sent), its newest
+    /// install reports and the cursor of the older ones (`devices reports`).
     Show {
         /// Device name.
         id: String,
+    },
+    /// One page of a device's stored install reports, newest first (JSON, with
+    /// `next_before`: the `--before` of the next page, null at the end).
+    Reports {
+        /// Device name.
+        id: String,
+        /// Only reports numbered below this (the `next_before` of the previous page).
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
+        /// Reports on the page (at most 100; a page is also cut at 128 KiB).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
     },
     /// Enrol a device; writes its provisioning bundle (holds secrets: mode 0600).
     Add {

@@ -236,6 +236,14 @@ impl DevicesArgs {
                 let v: Value = c.get(&format!("/v1/devices/{id}")).await?;
                 print(cli, &v);
             }
+            Some(DevicesCmd::Reports { id, before, limit }) => {
+                let mut path = format!("/v1/devices/{id}/reports?limit={limit}");
+                if let Some(b) = before {
+                    path.push_str(&format!("&before={b}"));
+                }
+                let v: Value = c.get(&path).await?;
+                print(cli, &v);
+            }
             Some(DevicesCmd::Add {
                 name,
                 vendor,

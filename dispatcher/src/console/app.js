@@ -24,6 +24,9 @@ const state = {
   timer: null,
   flash: null,
   audit: null,
+  // The device whose install reports are paged, and the cursors (`before`) of the pages
+  // opened below its newest one: a page is fetched by its cursor, never accumulated.
+  history: { id: null, cursors: [] },
 };
 
 function freshAudit() {
@@ -177,6 +180,7 @@ function navigate() {
   state.route = parseHash();
   state.seq += 1;
   state.sig = null;
+  state.history = { id: null, cursors: [] };
   for (const a of document.querySelectorAll('#nav a')) {
     a.classList.toggle('active', a.dataset.page === state.route.page);
   }
@@ -709,9 +713,33 @@ const rollouts = {
 
 // ---------------------------------------------------------------- devices
 
+// Newer / older pages of a device's install reports (the API gives a page and the cursor of
+// the next; the dispatcher keeps only the newest `limits.reports_per_device`).
+function historyPager(d) {
+  const cursors = state.history.cursors;
+  const go = (change) => () => { change(); refresh(false); };
+  const newer = d.page ? el('button', { type: 'button', class: 'secondary newer', onclick: go(() => cursors.pop()) }, '← Newer reports') : null;
+  const older = d.one.reports_next_before !== null && d.one.reports_next_before !== undefined
+    ? el('button', { type: 'button', class: 'secondary older', onclick: go(() => cursors.push(d.one.reports_next_before)) }, 'Older reports →')
+    : null;
+  return newer || older ? el('p', { class: 'pager' }, newer, ' ', older) : null;
+}
+
 const devices = {
   async load(id) {
-    if (id) return { one: await api(`/v1/devices/${encodeURIComponent(id)}`) };
+    if (id) {
+      const enc = encodeURIComponent(id);
+      const one = await api(`/v1/devices/${enc}`);
+      if (state.history.id !== id) state.history = { id, cursors: [] };
+      const cursors = state.history.cursors;
+      if (cursors.length) {
+        // An older page of the reports (GET /v1/devices/{id}/reports, bounded like the first).
+        const page = await api(`/v1/devices/${enc}/reports?before=${cursors[cursors.length - 1]}`);
+        one.reports = page.reports;
+        one.reports_next_before = page.next_before;
+      }
+      return { one, page: cursors.length };
+    }
     const [v, status] = await Promise.all([api('/v1/devices'), api('/v1/status')]);
     return { list: v.devices, interval: status.checkin_interval_secs };
   },
@@ -732,14 +760,16 @@ const devices = {
           ['Enrolled', fmtTime(dev.enrolled_at)],
           ['Last check-in', fmtTime(dev.last_seen)],
           ['Labels', dev.labels.join(', ') || '—'],
+          ['Reports', dev.reports ? `${dev.reports.received} received (${dev.reports.installed} installed, ${dev.reports.rejected} rejected, ${dev.reports.reverted} reverted); ${dev.reports.dropped} older ones dropped` : '—'],
         ])),
-        section('History (install reports, newest first)',
+        section(d.page ? `History (install reports, newest first; older page ${d.page})` : 'History (install reports, newest first)',
           d.one.reports.length
-            ? table(['received', 'release', 'outcome', 'check', 'version', 'message'], d.one.reports.slice().reverse().map((r) => el('tr', {},
+            ? table(['received', 'release', 'outcome', 'check', 'version', 'message'], d.one.reports.map((r) => el('tr', {},
               el('td', {}, fmtTime(r.received_at)), el('td', {}, el('code', {}, short(r.release_id))),
               el('td', {}, badge(r.outcome, r.outcome === 'installed' ? 'ok' : 'bad')), el('td', {}, r.check || ''),
               el('td', {}, `${r.version_before} → ${r.version_after}`), el('td', {}, r.message))), { id: 'history' })
-            : el('p', { class: 'muted' }, 'No install reports yet.')));
+            : el('p', { class: 'muted' }, 'No install reports yet.'),
+          historyPager(d)));
     }
     return el('div', { class: 'page devices' },
       el('h1', {}, `Devices (${d.list.length})`),

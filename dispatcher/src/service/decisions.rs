@@ -62,7 +62,7 @@ impl Dispatcher {
             let actor = format!("policy:{}", p.rule);
             match p.action {
                 policies::Action::Install => {
-                    r = self.start_part(
+                    let started = self.start_part(
                         &r.id,
                         i,
                         &actor,
@@ -70,18 +70,30 @@ impl Dispatcher {
                             reason: "installs automatically by policy".into(),
                             ..DecisionRequest::default()
                         },
-                    )?;
+                    );
+                    match started {
+                        Ok(next) => r = next,
+                        // Fail closed: a rollout the dispatcher cannot audit is not started.
+                        // The part stays pending, in the approval queue, as if held.
+                        Err(e @ Error::CannotAudit(_)) => {
+                            tracing::error!(release = %r.id, rule = %p.rule, error = %e,
+                                "policy install not started (cannot audit); held for an operator");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 policies::Action::Hold => {
-                    self.audit(&actor, "release.hold", Some(&r.id), "pending", None);
+                    self.audit_anyway(&actor, "release.hold", Some(&r.id), "pending", None);
                 }
                 policies::Action::Notify => {
                     tracing::warn!(release = %r.id, rule = %p.rule, "NOTICE: release for operators' attention");
-                    self.audit(&actor, "release.notify", Some(&r.id), "ok", None);
+                    self.audit_anyway(&actor, "release.notify", Some(&r.id), "ok", None);
                 }
-                policies::Action::Log => self.audit(&actor, "release.log", Some(&r.id), "ok", None),
+                policies::Action::Log => {
+                    self.audit_anyway(&actor, "release.log", Some(&r.id), "ok", None);
+                }
                 policies::Action::Reject => {
-                    self.audit(&actor, "release.reject", Some(&r.id), "rejected", None);
+                    self.audit_anyway(&actor, "release.reject", Some(&r.id), "rejected", None);
                 }
             }
         }
@@ -98,6 +110,9 @@ impl Dispatcher {
         if req.reason.trim().is_empty() {
             return Err(Error::BadRequest("a reason is required".into()));
         }
+        // Nothing of an approval that cannot be audited is started (each part's record is
+        // written before its rollout; this refuses the whole approval up front).
+        self.audit_ready()?;
         // One decision at a time per release: a second approval, or a rejection racing
         // this approval, sees the outcome of this one (409), never a second rollout.
         let lock = self.release_lock(rid)?;
@@ -117,7 +132,7 @@ impl Dispatcher {
         if !r.source.starts_with("upload:")
             && let Err(e) = self.fetch_key(&r.publisher_kid, &r.release_kid).await
         {
-            self.audit(
+            self.audit_anyway(
                 &who.name,
                 "release.approve",
                 Some(rid),
@@ -161,6 +176,7 @@ impl Dispatcher {
         if reason.trim().is_empty() {
             return Err(Error::BadRequest("a reason is required".into()));
         }
+        self.audit_ready()?;
         let lock = self.release_lock(rid)?;
         let _decision = lock.lock().await;
         let mut r = self
@@ -184,14 +200,15 @@ impl Dispatcher {
                 };
             }
         }
-        self.store.put_release(&r)?;
+        // Recorded before it takes effect: a rejection that cannot be audited is not made.
         self.audit(
             &who.name,
             "release.reject",
             Some(rid),
             "rejected",
             Some(reason),
-        );
+        )?;
+        self.store.put_release(&r)?;
         Ok(r)
     }
 
@@ -253,7 +270,11 @@ impl Dispatcher {
         {
             start = w.next_open(start).unwrap_or(start);
         }
-        self.sign_approval(rid)?;
+        // Everything that can refuse the approval comes first (the release still acceptable
+        // under the trust in force, signed in memory), then its audit record, then the
+        // effects: an approval that cannot be audited leaves no approved envelope, no
+        // rollout and the part still pending (a rollout number may be skipped).
+        let approved = self.sign_approval(rid)?;
         let id = format!("r{}", self.store.next_counter("rollout")?);
         let decision = Decision {
             by: actor.to_owned(),
@@ -266,12 +287,10 @@ impl Dispatcher {
             decision: decision.clone(),
             alert: None,
         };
-        self.store.put_rollout(&rec)?;
         r.parts[i].state = PartState::Approved {
             decision,
             rollout: id.clone(),
         };
-        self.store.put_release(&r)?;
         let action = if start > now {
             "release.schedule"
         } else {
@@ -283,7 +302,21 @@ impl Dispatcher {
             Some(rid),
             &format!("rollout:{id}"),
             Some(&req.reason),
-        );
+        )?;
+        let effects = self
+            .store_approval(rid, &approved)
+            .and_then(|()| self.store.put_rollout(&rec))
+            .and_then(|()| self.store.put_release(&r));
+        if let Err(e) = effects {
+            self.audit_anyway(
+                actor,
+                action,
+                Some(rid),
+                "failed",
+                Some(&format!("rollout:{id} not started: {e}")),
+            );
+            return Err(e);
+        }
         self.rollouts
             .lock()
             .map_err(|_| Error::Other("lock".into()))?

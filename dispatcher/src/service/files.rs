@@ -38,7 +38,11 @@ impl Dispatcher {
     /// release. The stored envelope is accepted again, at every approval and rollout start,
     /// against the trust store in force (a publisher key revoked since intake stops it),
     /// and the approval is signed over that acceptance.
-    pub(super) fn sign_approval(&self, rid: &str) -> Result<(), Error> {
+    ///
+    /// This part makes the approved envelope in memory (nothing is written, so a refusal
+    /// afterwards, e.g. by the audit, leaves no trace); [`Dispatcher::store_approval`]
+    /// writes it.
+    pub(super) fn sign_approval(&self, rid: &str) -> Result<Vec<u8>, Error> {
         let dir = self.store.release_dir(rid);
         let envelope = std::fs::read(dir.join("envelope.suit"))
             .map_err(|e| Error::io(dir.join("envelope.suit"), e))?;
@@ -50,9 +54,14 @@ impl Dispatcher {
                     e.code()
                 ))
             })?;
-        let approved = suit::approve(&accepted.accepted, &self.approver)
-            .map_err(|e| Error::Conflict(format!("cannot approve: {e}")))?;
-        foundations::fs::write_file_atomic(&dir.join("approved.suit"), &approved, 0o644)?;
+        suit::approve(&accepted.accepted, &self.approver)
+            .map_err(|e| Error::Conflict(format!("cannot approve: {e}")))
+    }
+
+    /// Writes the approved envelope made by [`Dispatcher::sign_approval`].
+    pub(super) fn store_approval(&self, rid: &str, approved: &[u8]) -> Result<(), Error> {
+        let dir = self.store.release_dir(rid);
+        foundations::fs::write_file_atomic(&dir.join("approved.suit"), approved, 0o644)?;
         if let Ok(mut m) = self.artifacts.lock() {
             m.remove(rid);
         }

@@ -3,7 +3,8 @@
 use super::*;
 
 impl Dispatcher {
-    /// Stores a device's install report and updates its inventory.
+    /// Stores a device's install report and updates its inventory. A report of a device
+    /// that is not enrolled (removed meanwhile) is refused and nothing is stored.
     pub fn device_report(&self, device: &str, rep: &DeviceReport) -> Result<(), Error> {
         // The time is the dispatcher's, whatever the device sent (the console's install
         // timeline is drawn from it).
@@ -11,26 +12,29 @@ impl Dispatcher {
             received_at: Some(self.clock.now()),
             ..rep.clone()
         };
-        self.store.add_report(device, rep)?;
         let sequence = match (&rep.release_id, rep.outcome.as_str()) {
             (Some(rid), "installed") => self.artifacts(rid).ok().map(|a| a.sequence),
             _ => None,
         };
-        self.store.update_device(device, |d| {
-            if rep.outcome == "installed" {
-                if let Some(seq) = sequence {
-                    if seq >= d.sequence {
+        // Only the newest `reports_per_device` are kept; the record counts every one.
+        let keep = self.cfg.limits.reports_per_device;
+        self.store
+            .add_report(device, rep, keep, |d| {
+                if rep.outcome == "installed" {
+                    if let Some(seq) = sequence {
+                        if seq >= d.sequence {
+                            d.version = rep.version_after.clone();
+                            d.release_id = rep.release_id.clone();
+                        }
+                        d.sequence = d.sequence.max(seq);
+                    } else {
                         d.version = rep.version_after.clone();
-                        d.release_id = rep.release_id.clone();
                     }
-                    d.sequence = d.sequence.max(seq);
-                } else {
-                    d.version = rep.version_after.clone();
                 }
-            }
-            d.last_report = Some(rep.clone());
-        })?;
-        Ok(())
+                d.last_report = Some(rep.clone());
+            })?
+            .map(|_| ())
+            .ok_or_else(|| Error::NotFound(format!("device {device}")))
     }
 
     /// The rollout in which `device` waits for `rid`, if any.
@@ -53,8 +57,8 @@ impl Dispatcher {
         who: &Operator,
         req: &crate::enrol::EnrolRequest,
     ) -> Result<fleet_proto::bundle::Bundle, Error> {
-        let out = crate::enrol::enrol(self, req)?;
-        self.audit(&who.name, "device.enrol", Some(&req.name), "ok", None);
+        self.audit_ready()?;
+        let out = crate::enrol::enrol(self, &who.name, req)?;
         self.metrics
             .devices_enrolled
             .fetch_add(1, Ordering::Relaxed);

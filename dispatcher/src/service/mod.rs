@@ -69,6 +69,11 @@ impl Clock {
         }
     }
 
+    /// Whether the clock may be set (`serve --injectable-clock`).
+    pub fn injectable(&self) -> bool {
+        self.injectable
+    }
+
     /// Moves the clock to `t` (None: back to real time); only when injectable.
     pub fn set(&self, t: Option<DateTime<Utc>>) -> Result<(), Error> {
         if !self.injectable {
@@ -331,7 +336,46 @@ impl Dispatcher {
         }
     }
 
-    /// Appends to the audit chain; a failure is logged and counted, never silent.
+    /// Refuses at once when an audit record could not be written now: the file system of
+    /// the data directory has less free space than `limits.audit_min_free_mib` (a full
+    /// disk would make the append or its flush fail). Operations that must be audited call
+    /// this before any work, so that a refusal leaves nothing half done; the append itself
+    /// ([`Dispatcher::audit`]) checks again.
+    pub fn audit_ready(&self) -> Result<(), Error> {
+        let min = self.cfg.limits.audit_min_free_mib;
+        if min == 0 {
+            return Ok(());
+        }
+        let dir = &self.cfg.data_dir;
+        let free = fs2::available_space(dir)
+            .map_err(|e| self.audit_failed(&format!("free space of {}: {e}", dir.display())))?;
+        if free < min.saturating_mul(1 << 20) {
+            return Err(self.audit_failed(&format!(
+                "{} has {} MiB free, below the audit reserve of {min} MiB \
+                 (limits.audit_min_free_mib)",
+                dir.display(),
+                free >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    fn audit_failed(&self, detail: &str) -> Error {
+        tracing::error!(
+            detail,
+            "ALERT: cannot write the audit log; audited operations are refused"
+        );
+        self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+        Error::CannotAudit(detail.to_owned())
+    }
+
+    /// Appends to the audit chain and makes the record durable (flushed) before returning:
+    /// the record of an operation is written **before** the operation takes effect, and an
+    /// operation whose record cannot be written is not performed (fail closed): the error
+    /// is [`Error::CannotAudit`] (500 `cannot-audit`), counted in
+    /// `dispatcher_audit_failures_total` and logged. Callers check everything that can
+    /// refuse the operation first, then call this, then act; a failure while acting is
+    /// recorded by a second record (result `failed`).
     pub fn audit(
         &self,
         actor: &str,
@@ -339,7 +383,8 @@ impl Dispatcher {
         target: Option<&str>,
         result: &str,
         reason: Option<&str>,
-    ) {
+    ) -> Result<(), Error> {
+        self.audit_ready()?;
         let ev = AuditEvent {
             time: foundations::now_unix(),
             actor: actor.to_owned(),
@@ -349,17 +394,33 @@ impl Dispatcher {
             result: result.to_owned(),
             ..AuditEvent::default()
         };
-        // Decisions are rare next to device traffic: each record is durable before the
-        // caller answers (a crash loses no record of a decision it acknowledged).
-        if let Err(e) = self.audit.append(ev).map(|_| ()).and_then(|()| {
-            self.store
-                .db()
-                .flush()
-                .map(|_| ())
-                .map_err(|e| foundations::Error::Db(e.to_string()))
-        }) {
-            tracing::error!(error = %e, "audit append failed");
-            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+        self.audit
+            .append(ev)
+            .map(|_| ())
+            .and_then(|()| {
+                self.store
+                    .db()
+                    .flush()
+                    .map(|_| ())
+                    .map_err(|e| foundations::Error::Db(e.to_string()))
+            })
+            .map_err(|e| self.audit_failed(&format!("audit append: {e}")))
+    }
+
+    /// Records what happens whatever the audit log says: refusals (nothing changes), and
+    /// the dispatcher's own stops (a rollout halted at its failure threshold, or aborted
+    /// because its release is no longer acceptable) — refusing to stop because the stop
+    /// cannot be recorded would fail open. A failure is logged and counted, never silent.
+    pub fn audit_anyway(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        result: &str,
+        reason: Option<&str>,
+    ) {
+        if let Err(e) = self.audit(actor, action, target, result, reason) {
+            tracing::error!(error = %e, action, "audit record of a refusal or stop not written");
         }
     }
 
@@ -385,18 +446,20 @@ impl Dispatcher {
         Ok(op)
     }
 
-    /// Re-reads the policy file; a broken file is refused and the old policy stays.
+    /// Re-reads the policy file; a broken file is refused and the old policy stays. The new
+    /// policy applies only once its reload is audited.
     pub fn reload_policy(&self, actor: &str) -> Result<(), Error> {
+        self.audit_ready()?;
         match load_policy(&self.cfg.policy_file) {
             Ok(p) => {
+                self.audit(actor, "policy.reload", None, "ok", None)?;
                 if let Ok(mut cur) = self.policy.write() {
                     *cur = Arc::new(p);
                 }
-                self.audit(actor, "policy.reload", None, "ok", None);
                 Ok(())
             }
             Err(e) => {
-                self.audit(
+                self.audit_anyway(
                     actor,
                     "policy.reload",
                     None,
@@ -410,17 +473,20 @@ impl Dispatcher {
         }
     }
 
-    /// Re-reads the trust file (rotation, revocation).
+    /// Re-reads the trust file (rotation, revocation). The new trust store applies only once
+    /// its reload is audited.
     pub fn reload_trust(&self, actor: &str) -> Result<(), Error> {
+        self.audit_ready()?;
         let t = match intake::load_trust(&self.cfg.trust_file, &self.approver.public_key()) {
             Ok(t) => t,
             Err(e) => {
-                self.audit(actor, "trust.reload", None, "refused", Some(&e.to_string()));
+                self.audit_anyway(actor, "trust.reload", None, "refused", Some(&e.to_string()));
                 return Err(Error::BadRequest(format!(
                     "{e}; the previous trust store stays in force"
                 )));
             }
         };
+        self.audit(actor, "trust.reload", None, "ok", None)?;
         if let Ok(mut cur) = self.trust.write() {
             *cur = Arc::new(t);
         }
@@ -428,7 +494,6 @@ impl Dispatcher {
         self.trust_generation.fetch_add(1, Ordering::SeqCst);
         // Releases refused under the old trust store are looked at again.
         self.forget_refusals();
-        self.audit(actor, "trust.reload", None, "ok", None);
         Ok(())
     }
 }

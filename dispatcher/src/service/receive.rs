@@ -60,6 +60,9 @@ impl Dispatcher {
         actor: &str,
     ) -> Result<IntakeResult, Error> {
         let now = self.clock.now();
+        // A release that cannot be audited is not taken in (refused before any work; the
+        // poller tries again at its next poll).
+        self.audit_ready()?;
         let accepted = self.accept_or_refuse(envelope, actor, now)?;
         let rid = accepted.accepted.release_id();
         let _guard = self.intake_lock.lock().await;
@@ -72,20 +75,30 @@ impl Dispatcher {
                 release: existing,
             });
         }
-        let result = self
-            .check_and_store(&accepted, blob, key, source, now)
-            .await;
-        let record = match result {
+        let result = self.check(&accepted, blob, key, source, now).await;
+        let (record, key) = match result {
             Ok(r) => r,
             Err(e) => {
                 self.refused(actor, Some(&rid), &e);
                 return Err(e);
             }
         };
+        // Recorded before anything is stored: a release whose acceptance cannot be audited
+        // leaves no file and no record.
+        self.audit(actor, "release.accept", Some(&rid), "ok", Some(source))?;
+        if let Err(e) = self.store_files(&accepted, blob, &key) {
+            self.audit_anyway(
+                actor,
+                "release.accept",
+                Some(&rid),
+                "failed",
+                Some(&e.to_string()),
+            );
+            return Err(e);
+        }
         self.metrics
             .releases_accepted
             .fetch_add(1, Ordering::Relaxed);
-        self.audit(actor, "release.accept", Some(&rid), "ok", Some(source));
         let record = self.decide(record, now)?;
         Ok(IntakeResult {
             release_id: rid,
@@ -129,7 +142,7 @@ impl Dispatcher {
         };
         self.metrics.refused(check);
         tracing::warn!(release = rid.unwrap_or("?"), check, error = %e, "release refused at intake");
-        self.audit(
+        self.audit_anyway(
             actor,
             "release.refuse",
             rid,
@@ -138,14 +151,17 @@ impl Dispatcher {
         );
     }
 
-    pub(super) async fn check_and_store(
+    /// Every check of intake after acceptance: the blob against the signed ciphertext, the
+    /// release key (given, or from the key repository), decryption and the plaintext
+    /// digest. Nothing is written; the record to store and the key come back.
+    pub(super) async fn check(
         &self,
         accepted: &intake::Accepted,
         blob: &[u8],
         key: Option<Zeroizing<Vec<u8>>>,
         source: &str,
         now: DateTime<Utc>,
-    ) -> Result<ReleaseRecord, Error> {
+    ) -> Result<(ReleaseRecord, Zeroizing<Vec<u8>>), Error> {
         let v = &accepted.accepted;
         let rid = v.release_id();
         let refuse = Error::refused;
@@ -174,15 +190,6 @@ impl Dispatcher {
         let rk = ReleaseKey::from_cose_key(&key).map_err(refuse)?;
         // Decrypt and check the plaintext digest (the dispatcher inspects what it sends).
         let image = suit::release::decrypt_payload(v, blob, &rk).map_err(refuse)?;
-        let dir = self.store.release_dir(&rid);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let w = |name: &str, data: &[u8], mode: u32| {
-            foundations::fs::write_file_atomic(&dir.join(name), data, mode)
-        };
-        // Only the canonical envelope (authenticated blocks only) is kept and forwarded.
-        w("envelope.suit", v.canonical(), 0o644)?;
-        w("blob.enc", blob, 0o644)?;
-        w("key.cbor", &key, 0o600)?;
         let m = v.manifest();
         let record = ReleaseRecord {
             id: rid.clone(),
@@ -203,7 +210,28 @@ impl Dispatcher {
             blob_size: blob.len() as u64,
             parts: Vec::new(),
         };
-        Ok(record)
+        Ok((record, key))
+    }
+
+    /// Writes the files of a release that passed [`Dispatcher::check`], before the record
+    /// that names them.
+    pub(super) fn store_files(
+        &self,
+        accepted: &intake::Accepted,
+        blob: &[u8],
+        key: &[u8],
+    ) -> Result<(), Error> {
+        let v = &accepted.accepted;
+        let dir = self.store.release_dir(&v.release_id());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let w = |name: &str, data: &[u8], mode: u32| {
+            foundations::fs::write_file_atomic(&dir.join(name), data, mode)
+        };
+        // Only the canonical envelope (authenticated blocks only) is kept and forwarded.
+        w("envelope.suit", v.canonical(), 0o644)?;
+        w("blob.enc", blob, 0o644)?;
+        w("key.cbor", key, 0o600)?;
+        Ok(())
     }
 
     /// Whether `source` listed release `id` before and it was refused (it is not fetched

@@ -63,7 +63,12 @@ impl Dispatcher {
         if reason.trim().is_empty() {
             return Err(Error::BadRequest("a reason is required".into()));
         }
+        self.audit_ready()?;
         let now = self.clock.now();
+        // The change is made on a copy (a refusal such as resuming a completed rollout
+        // changes nothing), recorded, and only then applied: a pause, resume or abort that
+        // cannot be audited is not made. (To stop every push while the audit log cannot be
+        // written, stop the dispatcher.)
         let rec = self.update_rollout(id, |r| {
             let res = match what {
                 "pause" => r.rollout.pause(),
@@ -75,15 +80,15 @@ impl Dispatcher {
                 _ => return Err(Error::BadRequest(format!("unknown action {what}"))),
             };
             res.map_err(Error::Conflict)?;
+            self.audit(
+                &who.name,
+                &format!("rollout.{what}"),
+                Some(id),
+                "ok",
+                Some(reason),
+            )?;
             Ok(r.clone())
         })?;
-        self.audit(
-            &who.name,
-            &format!("rollout.{what}"),
-            Some(id),
-            "ok",
-            Some(reason),
-        );
         self.wake.notify_one();
         Ok(rec)
     }
@@ -123,7 +128,7 @@ impl Dispatcher {
         if let Some(reason) = halted {
             tracing::error!(rollout, %reason, "ALERT: rollout halted at its failure threshold");
             self.metrics.alerts.fetch_add(1, Ordering::Relaxed);
-            self.audit(
+            self.audit_anyway(
                 "dispatcher",
                 "rollout.halt",
                 Some(rollout),
@@ -186,7 +191,7 @@ impl Dispatcher {
             return;
         }
         tracing::error!(rollout = %rec.rollout.id, release = %rec.rollout.release_id, error = %e, "rollout aborted");
-        self.audit(
+        self.audit_anyway(
             "dispatcher",
             "rollout.abort",
             Some(&rec.rollout.id),

@@ -258,6 +258,60 @@ async fn report_is_recorded_and_internal_errors_stay_inside() {
     h.stop().await.unwrap();
 }
 
+/// A device above its report rate (the default: 10 at once, then one per 10 s) gets 4.29
+/// Too Many Requests, and its report reaches neither the decoder nor the backend.
+#[tokio::test]
+async fn reports_above_the_rate_get_4_29_and_are_not_stored() {
+    let (h, _set, backend) = server().await;
+    let mut c = device(h.addr).await;
+    let rate = ReportRate::default();
+    let mut codes = Vec::new();
+    for i in 0..rate.burst + 3 {
+        let body = serde_json::to_vec(&report_body(&format!("report {i}"))).unwrap();
+        codes.push(code_of(c.request(code::POST, "d/report", &body).await));
+    }
+    let burst = rate.burst as usize;
+    assert!(codes[..burst].iter().all(|c| c == "2.04"), "{codes:?}");
+    assert!(codes[burst..].iter().all(|c| c == "4.29"), "{codes:?}");
+    assert_eq!(backend.reports.lock().unwrap().len(), burst);
+    // Check-ins are not reports: still served.
+    let body = serde_json::to_vec(&checkin_body()).unwrap();
+    assert_eq!(
+        code_of(c.request(code::POST, "d/checkin", &body).await),
+        "2.04"
+    );
+    h.stop().await.unwrap();
+}
+
+/// The generic cell rate algorithm behind [`ReportRate`]: `burst` at once, then one per
+/// `interval`, per kid, with the wait until the next one.
+#[test]
+fn report_rate_is_a_burst_then_one_per_interval() {
+    let r = RateLimiter::default();
+    let rate = ReportRate {
+        burst: 3,
+        interval: Duration::from_secs(10),
+    };
+    let t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(r.check(b"a", rate, t0), Ok(()));
+    }
+    assert_eq!(r.check(b"a", rate, t0), Err(Duration::from_secs(10)));
+    // Another device has its own bucket.
+    assert_eq!(r.check(b"b", rate, t0), Ok(()));
+    let t = t0 + Duration::from_secs(4);
+    assert_eq!(r.check(b"a", rate, t), Err(Duration::from_secs(6)));
+    let t = t0 + Duration::from_secs(10);
+    assert_eq!(r.check(b"a", rate, t), Ok(()));
+    assert!(r.check(b"a", rate, t).is_err());
+    // After a long quiet time, the whole burst again (not more).
+    let t = t0 + Duration::from_secs(1000);
+    for _ in 0..3 {
+        assert_eq!(r.check(b"a", rate, t), Ok(()));
+    }
+    assert!(r.check(b"a", rate, t).is_err());
+}
+
 #[tokio::test]
 async fn unknown_kid_gets_4_01_until_enrolled_and_after_removal() {
     let (h, set, _backend) = server().await;
@@ -397,6 +451,7 @@ fn error_codes_are_mapped_in_one_place() {
         UplinkError::NotFound,
         UplinkError::Invalid("x".into()),
         UplinkError::Internal("secret detail".into()),
+        UplinkError::TooManyRequests { retry_after_s: 9 },
     ]
     .iter()
     .map(|e| e.coap().0)
@@ -408,7 +463,8 @@ fn error_codes_are_mapped_in_one_place() {
             code::FORBIDDEN,
             code::NOT_FOUND,
             code::BAD_REQUEST,
-            code::INTERNAL_SERVER_ERROR
+            code::INTERNAL_SERVER_ERROR,
+            code::TOO_MANY_REQUESTS
         ]
     );
     assert!(

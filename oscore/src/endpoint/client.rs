@@ -16,6 +16,37 @@ use crate::protect::{self, RequestBinding};
 /// too late for the server's freshness bound is challenged again.
 pub const MAX_ECHO_ROUNDS: u32 = 4;
 
+/// The smallest plaintext (inner code, Class E options and payload) of a protected request
+/// our client sends. RFC 9175 §2.4 item 3: a server that mitigates amplification (ours does,
+/// `ServerEndpoint`) sends an Echo challenge only in answer to a request at least as large.
+/// A challenge is at most 40 bytes plus the token: header 4, OSCORE option with a Partial IV
+/// of up to 5 bytes 7, payload marker 1, inner code 1, Echo option with a 16-byte value
+/// (`echo::ECHO_LEN`) 19, tag 8. A protected request is at least 16 bytes plus the token,
+/// its kid and this plaintext: header 4, OSCORE option 3 + kid, marker 1, tag 8. So a
+/// plaintext of 24 bytes always gets its challenge, whatever the kid.
+pub const MIN_REQUEST_PLAINTEXT: usize = 40 - 16;
+
+/// Pads `request` with the elective [`opt::PADDING`] option until its plaintext has at least
+/// [`MIN_REQUEST_PLAINTEXT`] bytes (a no-op for larger requests, and for one padded before).
+pub fn pad_request(request: &mut Packet) -> Result<()> {
+    if message::first(request, opt::PADDING).is_some() {
+        return Ok(());
+    }
+    let len = protect::plaintext_of(request)?.len();
+    let Some(need) = MIN_REQUEST_PLAINTEXT.checked_sub(len).filter(|n| *n > 0) else {
+        return Ok(());
+    };
+    // The option follows every other one (the highest number), so its delta takes a 2-byte
+    // extension: 3 bytes of header for a value of 0-12 bytes, 4 for 13-268 (RFC 7252 §3.1).
+    let value_len = if need <= 3 + 12 {
+        need.saturating_sub(3)
+    } else {
+        (need - 4).max(13)
+    };
+    message::set(request, opt::PADDING, vec![0; value_len]);
+    Ok(())
+}
+
 /// What a response to one transmission of an [`Exchange`] means.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -62,6 +93,9 @@ impl Exchange {
             self.binding = None;
             return Ok(self.request.clone());
         };
+        // Small requests are padded so that a server that restarted (or asks for freshness)
+        // can send its Echo challenge without answering with more than it received.
+        pad_request(&mut self.request)?;
         let (outer, binding) = protect::protect_request(ctx, &self.request)?;
         self.binding = Some(binding);
         Ok(outer)

@@ -29,8 +29,8 @@ mod server;
 mod types;
 
 pub use client::{
-    Block1Step, Block1Upload, Block2Download, Exchange, MAX_ECHO_ROUNDS, Step, response_error,
-    too_large_hint,
+    Block1Step, Block1Upload, Block2Download, Exchange, MAX_ECHO_ROUNDS, MIN_REQUEST_PLAINTEXT,
+    Step, pad_request, response_error, too_large_hint,
 };
 pub use contexts::ContextSet;
 pub use server::ServerEndpoint;

@@ -74,6 +74,9 @@ struct AppAnswer {
     inner: Packet,
     /// The answer must carry the server's own Partial IV (an Echo challenge).
     own_piv: bool,
+    /// The answer is an Echo challenge: the request was not acted on, and its sender has not
+    /// shown it is fresh or that it sits at the source address (RFC 9175 §2.4 item 3).
+    challenge: bool,
 }
 
 /// An answer under the request's nonce.
@@ -81,6 +84,7 @@ fn plain(inner: Packet) -> AppAnswer {
     AppAnswer {
         inner,
         own_piv: false,
+        challenge: false,
     }
 }
 
@@ -109,6 +113,7 @@ impl FreshnessGate<'_> {
             Some((_, ids)) => AppAnswer {
                 inner: self.endpoint.echo_challenge(ids, self.now),
                 own_piv: true,
+                challenge: true,
             },
             // Freshness needs OSCORE (the Echo value is bound to a context).
             None => plain(simple(code::UNAUTHORIZED, "OSCORE required")),
@@ -244,7 +249,7 @@ impl ServerEndpoint {
             }
         }
         let mut observation = None;
-        let out = self.process(peer, &p, now, handler, &mut observation);
+        let out = self.process(peer, &p, bytes.len(), now, handler, &mut observation);
         let bytes = out
             .and_then(|r| message::encode(&r, cfg.max_message).ok())
             .map(Arc::new);
@@ -267,39 +272,53 @@ impl ServerEndpoint {
     }
 
     /// OSCORE verification, freshness, application, protection. Returns the outer response.
+    /// `request_len` is the size of the datagram `p` came in: what an unauthenticated peer
+    /// may get back at most (see [`no_larger_than`]).
     fn process(
         &self,
         peer: SocketAddr,
         p: &Packet,
+        request_len: usize,
         now: Instant,
         handler: &dyn Handler,
         observation: &mut Option<Observation>,
     ) -> Option<Packet> {
         let oscore = match protect::oscore_option(p) {
             Ok(o) => o,
-            Err(e) => return Some(protect::error_response(p, &e)),
+            Err(e) => return no_larger_than(protect::error_response(p, &e), request_len),
         };
         let Some(o) = oscore else {
             let open = message::path_of(p).is_ok_and(|path| handler.allow_unprotected(&path));
             if (self.protected || !self.contexts.is_empty()) && !open {
                 // Contexts configured: unprotected requests get 4.01 (issue 3).
-                return Some(protect::error_response(p, &Error::NotProtected));
+                return no_larger_than(
+                    protect::error_response(p, &Error::NotProtected),
+                    request_len,
+                );
             }
             let mut resp = self.app(peer, p, None, None, now, handler, &mut None).inner;
             resp.header.set_type(reply_type(p));
             resp.header.message_id = p.header.message_id;
             resp.set_token(p.get_token().to_vec());
+            // Nothing off the OSCORE path is authenticated: an error answer is cut to the
+            // request's size. A success is what the application chose to serve openly.
+            if message::code_of(&resp) >> 5 >= 4 {
+                return no_larger_than(resp, request_len);
+            }
             return Some(resp);
         };
         let kid = o.kid.clone().unwrap_or_default();
         // RFC 8613 §8.2 step 2: select the context by kid (and kid context).
         let Some(ctx_lock) = self.contexts.select(&kid, o.kid_context.as_deref()) else {
-            return Some(protect::error_response(
-                p,
-                &Error::UnknownKid {
-                    kid_hex: hex::encode(&kid),
-                },
-            ));
+            return no_larger_than(
+                protect::error_response(
+                    p,
+                    &Error::UnknownKid {
+                        kid_hex: hex::encode(&kid),
+                    },
+                ),
+                request_len,
+            );
         };
         let (verified, ids) = {
             let mut ctx = ctx_lock.lock().ok()?;
@@ -316,7 +335,7 @@ impl ServerEndpoint {
                 Ok(v) => (v, ids),
                 Err(e) => {
                     tracing::debug!(peer = %peer, "OSCORE request rejected: {e}");
-                    return Some(protect::error_response(p, &e));
+                    return no_larger_than(protect::error_response(p, &e), request_len);
                 }
             }
         };
@@ -355,6 +374,7 @@ impl ServerEndpoint {
                 AppAnswer {
                     inner: self.echo_challenge(&ids, now),
                     own_piv: true,
+                    challenge: true,
                 }
             }
         };
@@ -364,6 +384,26 @@ impl ServerEndpoint {
         inner.set_token(p.get_token().to_vec());
         let mut ctx = ctx_lock.lock().ok()?;
         match protect::protect_response(&mut ctx, &verified.binding, &inner, answer.own_piv) {
+            Ok(r)
+                if answer.challenge
+                    && encoded_len(&r)
+                        > request_len.saturating_mul(self.cfg.echo_amplification.max(1)) =>
+            {
+                // RFC 9175 §2.4 item 3, RFC 7252 §11.3: the request was not acted on and may
+                // be a replay sent from a victim's address; a challenge larger than it would
+                // make this server an amplifier. The peer gets a bare, unprotected 4.01 no
+                // larger than its request (our clients pad their requests so that a
+                // challenge always fits: `Exchange::outgoing`).
+                tracing::debug!(peer = %peer, request_len, "Echo challenge larger than the request; not sent");
+                let mut bare = message::packet(
+                    reply_type(p),
+                    code::UNAUTHORIZED,
+                    p.header.message_id,
+                    p.get_token(),
+                );
+                message::set(&mut bare, opt::MAX_AGE, Vec::new());
+                no_larger_than(bare, request_len)
+            }
             Ok(mut r) => {
                 if observation.is_some()
                     && let Some(v) = message::first(&inner, opt::OBSERVE)
@@ -605,6 +645,42 @@ impl ServerEndpoint {
         }
         message::encode(&outer, self.cfg.max_message).ok()
     }
+}
+
+/// The encoded size of `p` (`usize::MAX` when it does not encode, so it never passes a bound).
+fn encoded_len(p: &Packet) -> usize {
+    message::encode(p, usize::MAX).map_or(usize::MAX, |b| b.len())
+}
+
+/// RFC 7252 §11.3 (amplification): an answer to a request that is not authenticated (no
+/// OSCORE, a verification failure, an Echo challenge that would not fit) is never larger
+/// than the request, so a peer that forges a victim's source address gains nothing. What
+/// goes first: the diagnostic payload, then every option but Max-Age 0 (RFC 8613 §8.2),
+/// then that too. The code alone (header and the request's token) is always as large as the
+/// request's own header and token, so something always fits; `None` is kept for safety.
+fn no_larger_than(reply: Packet, request_len: usize) -> Option<Packet> {
+    if encoded_len(&reply) <= request_len {
+        return Some(reply);
+    }
+    let mut r = reply.clone();
+    r.payload.clear();
+    if encoded_len(&r) <= request_len {
+        return Some(r);
+    }
+    let bare = message::packet(
+        reply.header.get_type(),
+        message::code_of(&reply),
+        reply.header.message_id,
+        reply.get_token(),
+    );
+    if message::first(&reply, opt::MAX_AGE).is_some() {
+        let mut r = bare.clone();
+        message::set(&mut r, opt::MAX_AGE, Vec::new());
+        if encoded_len(&r) <= request_len {
+            return Some(r);
+        }
+    }
+    (encoded_len(&bare) <= request_len).then_some(bare)
 }
 
 fn reply_only(bytes: Option<Vec<u8>>) -> Output {

@@ -152,6 +152,14 @@ pub struct ServerConfig {
     /// window (any value of this server instance proves the request was made after the
     /// window was lost; the bound only limits how long a held-back repeat stays usable).
     pub echo_max_age: Duration,
+    /// RFC 9175 §2.4 item 3 (amplification): an Echo challenge is sent only when it is at
+    /// most this many times the size of the request it answers; otherwise the peer gets an
+    /// unprotected 4.01 no larger than its request, and the request is not acted on. 1 (the
+    /// default): never larger than the request; our clients pad their small requests so
+    /// that they always get their challenge (`endpoint::pad_request`). A server whose peers
+    /// send small requests without padding (aiocoap's client) and must recover from a lost
+    /// replay window needs more: RFC 9175 calls 3 acceptable (the bound of RFC 9000 §8).
+    pub echo_amplification: usize,
 }
 
 impl Default for ServerConfig {
@@ -169,6 +177,7 @@ impl Default for ServerConfig {
             exchange_lifetime: Duration::from_secs(247),
             max_exchanges: 16_384,
             echo_max_age: Duration::from_secs(60),
+            echo_amplification: 1,
         }
     }
 }
