@@ -345,16 +345,23 @@ fn endless_blob_is_cut_off_at_the_limit() {
             .unwrap_or_else(|| panic!("the endless source was not given up: {report}"));
         let signed_cap = format!("larger than {} bytes", r.blob.len() + 1);
         assert!(why.contains("blob") && why.contains(&signed_cap), "{why}");
-        let n = produced.load(Ordering::Relaxed);
-        assert!(n < 64 << 20, "the source sent {n} bytes");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let settled = produced.load(Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(
-            produced.load(Ordering::Relaxed),
-            settled,
-            "still reading the endless blob"
-        );
+        // The source stops producing once the dispatcher hangs up: two samples a second
+        // apart agree (waited for, not timed: the machine may be busy).
+        let deadline = Instant::now() + PATIENCE;
+        let mut settled = produced.load(Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = produced.load(Ordering::Relaxed);
+            if now == settled {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still reading the endless blob: {now} bytes"
+            );
+            settled = now;
+        }
+        assert!(settled < 64 << 20, "the source sent {settled} bytes");
         assert_not_at_dispatcher(c, &r.id).await;
     });
 }
