@@ -90,73 +90,75 @@ impl Metrics {
     /// The Prometheus exposition.
     pub fn render(&self, d: &Dispatcher) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "releases_accepted_total",
+                "Releases accepted at intake.",
+                &self.releases_accepted,
+            ),
+            (
+                "installs_ok_total",
+                "Devices that confirmed an install.",
+                &self.installs_ok,
+            ),
+            (
+                "installs_rejected_total",
+                "Installs refused by a device check.",
+                &self.installs_rejected,
+            ),
+            (
+                "installs_failed_total",
+                "Installs that failed or reverted.",
+                &self.installs_failed,
+            ),
+            (
+                "installs_transient_total",
+                "Transient push failures (retried).",
+                &self.installs_transient,
+            ),
+            (
+                "pushed_bytes_total",
+                "Blob bytes pushed to devices.",
+                &self.bytes_pushed,
+            ),
+            (
+                "alerts_total",
+                "Rollouts halted at their failure threshold.",
+                &self.alerts,
+            ),
+            (
+                "auth_failures_total",
+                "Operator requests refused.",
+                &self.auth_failures,
+            ),
+            (
+                "update_server_failures_total",
+                "Failed update server polls.",
+                &self.update_server_failures,
+            ),
+            (
+                "audit_failures_total",
+                "Audit appends that failed or were refused (operations not performed).",
+                &self.audit_failures,
+            ),
+            (
+                "reports_refused_total",
+                "Device reports refused (4.29) above their device's rate.",
+                &self.reports_refused,
+            ),
+            ("checkins_total", "Device check-ins.", &self.checkins),
+            (
+                "devices_enrolled_total",
+                "Devices enrolled since start.",
+                &self.devices_enrolled,
+            ),
+        ];
+        for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP dispatcher_{name} {help}");
             let _ = writeln!(out, "# TYPE dispatcher_{name} counter");
-            let _ = writeln!(out, "dispatcher_{name} {v}");
-        };
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            "releases_accepted_total",
-            "Releases accepted at intake.",
-            l(&self.releases_accepted),
-        );
-        counter(
-            "installs_ok_total",
-            "Devices that confirmed an install.",
-            l(&self.installs_ok),
-        );
-        counter(
-            "installs_rejected_total",
-            "Installs refused by a device check.",
-            l(&self.installs_rejected),
-        );
-        counter(
-            "installs_failed_total",
-            "Installs that failed or reverted.",
-            l(&self.installs_failed),
-        );
-        counter(
-            "installs_transient_total",
-            "Transient push failures (retried).",
-            l(&self.installs_transient),
-        );
-        counter(
-            "pushed_bytes_total",
-            "Blob bytes pushed to devices.",
-            l(&self.bytes_pushed),
-        );
-        counter(
-            "alerts_total",
-            "Rollouts halted at their failure threshold.",
-            l(&self.alerts),
-        );
-        counter(
-            "auth_failures_total",
-            "Operator requests refused.",
-            l(&self.auth_failures),
-        );
-        counter(
-            "update_server_failures_total",
-            "Failed update server polls.",
-            l(&self.update_server_failures),
-        );
-        counter(
-            "audit_failures_total",
-            "Audit appends that failed or were refused (operations not performed).",
-            l(&self.audit_failures),
-        );
-        counter(
-            "reports_refused_total",
-            "Device reports refused (4.29) above their device's rate.",
-            l(&self.reports_refused),
-        );
-        counter("checkins_total", "Device check-ins.", l(&self.checkins));
-        counter(
-            "devices_enrolled_total",
-            "Devices enrolled since start.",
-            l(&self.devices_enrolled),
-        );
+            let _ = writeln!(out, "dispatcher_{name} {}", l(v));
+        }
         let _ = writeln!(
             out,
             "# HELP dispatcher_releases_refused_total Releases refused at intake, by check."
@@ -170,45 +172,51 @@ impl Metrics {
                 );
             }
         }
-        let devices = d.store().devices().map(|v| v.len()).unwrap_or(0);
-        let pending = d
-            .store()
-            .releases()
-            .map(|v| v.iter().filter(|r| r.pending()).count())
-            .unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "# HELP dispatcher_devices Enrolled devices.\n# TYPE dispatcher_devices gauge\ndispatcher_devices {devices}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP dispatcher_approval_queue Releases waiting for an operator.\n# TYPE dispatcher_approval_queue gauge\ndispatcher_approval_queue {pending}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP dispatcher_rollouts Rollouts by status.\n# TYPE dispatcher_rollouts gauge"
-        );
-        let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut in_flight = 0;
-        for r in d.rollouts() {
-            let s = match r.rollout.status {
-                rollout::Status::Scheduled => "scheduled",
-                rollout::Status::Running => "running",
-                rollout::Status::Paused => "paused",
-                rollout::Status::Halted { .. } => "halted",
-                rollout::Status::Aborted { .. } => "aborted",
-                rollout::Status::Completed => "completed",
-            };
-            *by.entry(s).or_default() += 1;
-            in_flight += r.rollout.progress().in_flight;
-        }
-        for (s, n) in by {
-            let _ = writeln!(out, "dispatcher_rollouts{{status=\"{s}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP dispatcher_devices_in_flight Devices being updated now.\n# TYPE dispatcher_devices_in_flight gauge\ndispatcher_devices_in_flight {in_flight}"
-        );
+        render_gauges(&mut out, d);
         out
     }
+}
+
+/// The gauges of `/metrics`: enrolled devices, the approval queue, rollouts by status and
+/// devices being updated now.
+fn render_gauges(out: &mut String, d: &Dispatcher) {
+    let devices = d.store().devices().map(|v| v.len()).unwrap_or(0);
+    let pending = d
+        .store()
+        .releases()
+        .map(|v| v.iter().filter(|r| r.pending()).count())
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP dispatcher_devices Enrolled devices.\n# TYPE dispatcher_devices gauge\ndispatcher_devices {devices}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dispatcher_approval_queue Releases waiting for an operator.\n# TYPE dispatcher_approval_queue gauge\ndispatcher_approval_queue {pending}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dispatcher_rollouts Rollouts by status.\n# TYPE dispatcher_rollouts gauge"
+    );
+    let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut in_flight = 0;
+    for r in d.rollouts() {
+        let s = match r.rollout.status {
+            rollout::Status::Scheduled => "scheduled",
+            rollout::Status::Running => "running",
+            rollout::Status::Paused => "paused",
+            rollout::Status::Halted { .. } => "halted",
+            rollout::Status::Aborted { .. } => "aborted",
+            rollout::Status::Completed => "completed",
+        };
+        *by.entry(s).or_default() += 1;
+        in_flight += r.rollout.progress().in_flight;
+    }
+    for (s, n) in by {
+        let _ = writeln!(out, "dispatcher_rollouts{{status=\"{s}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dispatcher_devices_in_flight Devices being updated now.\n# TYPE dispatcher_devices_in_flight gauge\ndispatcher_devices_in_flight {in_flight}"
+    );
 }

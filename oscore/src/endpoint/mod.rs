@@ -25,6 +25,7 @@
 
 mod client;
 mod contexts;
+mod reply;
 mod server;
 mod types;
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use coap_lite::{MessageType, Packet};
 
 use super::contexts::ContextSet;
+use super::reply::{encoded_len, no_larger_than, reject_undecodable};
 use super::types::{Handler, Notification, Observation, Output, Reply, Request, ServerConfig};
 use crate::block::{AssemblerLimits, Block1Assembler, Block1Outcome, BlockValue};
 use crate::context::SecurityContext;
@@ -288,24 +289,7 @@ impl ServerEndpoint {
             Err(e) => return no_larger_than(protect::error_response(p, &e), request_len),
         };
         let Some(o) = oscore else {
-            let open = message::path_of(p).is_ok_and(|path| handler.allow_unprotected(&path));
-            if (self.protected || !self.contexts.is_empty()) && !open {
-                // Contexts configured: unprotected requests get 4.01 (issue 3).
-                return no_larger_than(
-                    protect::error_response(p, &Error::NotProtected),
-                    request_len,
-                );
-            }
-            let mut resp = self.app(peer, p, None, None, now, handler, &mut None).inner;
-            resp.header.set_type(reply_type(p));
-            resp.header.message_id = p.header.message_id;
-            resp.set_token(p.get_token().to_vec());
-            // Nothing off the OSCORE path is authenticated: an error answer is cut to the
-            // request's size. A success is what the application chose to serve openly.
-            if message::code_of(&resp) >> 5 >= 4 {
-                return no_larger_than(resp, request_len);
-            }
-            return Some(resp);
+            return self.process_unprotected(peer, p, request_len, now, handler);
         };
         let kid = o.kid.clone().unwrap_or_default();
         // RFC 8613 §8.2 step 2: select the context by kid (and kid context).
@@ -383,9 +367,60 @@ impl ServerEndpoint {
         inner.header.message_id = p.header.message_id;
         inner.set_token(p.get_token().to_vec());
         let mut ctx = ctx_lock.lock().ok()?;
-        match protect::protect_response(&mut ctx, &verified.binding, &inner, answer.own_piv) {
+        let sealed = protect::protect_response(&mut ctx, &verified.binding, &inner, answer.own_piv);
+        drop(ctx);
+        // RFC 7641: a registration's answer carries the Observe option outside too.
+        let observe = observation
+            .as_ref()
+            .and_then(|_| message::first(&inner, opt::OBSERVE).cloned());
+        self.seal_outcome(peer, p, request_len, answer.challenge, observe, sealed)
+    }
+
+    /// A request without an OSCORE option: served only on paths the handler leaves open
+    /// and only while no context is configured; an error answer is no larger than the
+    /// request (nothing here is authenticated, RFC 7252 §11.3).
+    fn process_unprotected(
+        &self,
+        peer: SocketAddr,
+        p: &Packet,
+        request_len: usize,
+        now: Instant,
+        handler: &dyn Handler,
+    ) -> Option<Packet> {
+        let open = message::path_of(p).is_ok_and(|path| handler.allow_unprotected(&path));
+        if (self.protected || !self.contexts.is_empty()) && !open {
+            // Contexts configured: unprotected requests get 4.01 (issue 3).
+            return no_larger_than(
+                protect::error_response(p, &Error::NotProtected),
+                request_len,
+            );
+        }
+        let mut resp = self.app(peer, p, None, None, now, handler, &mut None).inner;
+        resp.header.set_type(reply_type(p));
+        resp.header.message_id = p.header.message_id;
+        resp.set_token(p.get_token().to_vec());
+        // Nothing off the OSCORE path is authenticated: an error answer is cut to the
+        // request's size. A success is what the application chose to serve openly.
+        if message::code_of(&resp) >> 5 >= 4 {
+            return no_larger_than(resp, request_len);
+        }
+        Some(resp)
+    }
+
+    /// What goes back for a protected answer: the protected response, a bare 4.01 when an
+    /// Echo challenge would be larger than its request, or 5.00 when protection failed.
+    fn seal_outcome(
+        &self,
+        peer: SocketAddr,
+        p: &Packet,
+        request_len: usize,
+        challenge: bool,
+        observe: Option<Vec<u8>>,
+        sealed: Result<Packet, Error>,
+    ) -> Option<Packet> {
+        match sealed {
             Ok(r)
-                if answer.challenge
+                if challenge
                     && encoded_len(&r)
                         > request_len.saturating_mul(self.cfg.echo_amplification.max(1)) =>
             {
@@ -405,10 +440,8 @@ impl ServerEndpoint {
                 no_larger_than(bare, request_len)
             }
             Ok(mut r) => {
-                if observation.is_some()
-                    && let Some(v) = message::first(&inner, opt::OBSERVE)
-                {
-                    message::set(&mut r, opt::OBSERVE, v.clone());
+                if let Some(v) = observe {
+                    message::set(&mut r, opt::OBSERVE, v);
                 }
                 Some(r)
             }
@@ -647,81 +680,11 @@ impl ServerEndpoint {
     }
 }
 
-/// The encoded size of `p` (`usize::MAX` when it does not encode, so it never passes a bound).
-fn encoded_len(p: &Packet) -> usize {
-    message::encode(p, usize::MAX).map_or(usize::MAX, |b| b.len())
-}
-
-/// RFC 7252 §11.3 (amplification): an answer to a request that is not authenticated (no
-/// OSCORE, a verification failure, an Echo challenge that would not fit) is never larger
-/// than the request, so a peer that forges a victim's source address gains nothing. What
-/// goes first: the diagnostic payload, then every option but Max-Age 0 (RFC 8613 §8.2),
-/// then that too. The code alone (header and the request's token) is always as large as the
-/// request's own header and token, so something always fits; `None` is kept for safety.
-fn no_larger_than(reply: Packet, request_len: usize) -> Option<Packet> {
-    if encoded_len(&reply) <= request_len {
-        return Some(reply);
-    }
-    let mut r = reply.clone();
-    r.payload.clear();
-    if encoded_len(&r) <= request_len {
-        return Some(r);
-    }
-    let bare = message::packet(
-        reply.header.get_type(),
-        message::code_of(&reply),
-        reply.header.message_id,
-        reply.get_token(),
-    );
-    if message::first(&reply, opt::MAX_AGE).is_some() {
-        let mut r = bare.clone();
-        message::set(&mut r, opt::MAX_AGE, Vec::new());
-        if encoded_len(&r) <= request_len {
-            return Some(r);
-        }
-    }
-    (encoded_len(&bare) <= request_len).then_some(bare)
-}
-
 fn reply_only(bytes: Option<Vec<u8>>) -> Output {
     Output {
         reply: bytes.map(Arc::new),
         observation: None,
     }
-}
-
-/// A datagram that does not decode: RFC 7252 §4.2 rejection of a CON (4.13 when it is only
-/// too large, so the sender can use smaller blocks, RFC 7959 §2.9.3; RST otherwise). Other
-/// messages are ignored.
-fn reject_undecodable(bytes: &[u8], e: &Error, cfg: &ServerConfig) -> Option<Vec<u8>> {
-    let is_con = bytes.len() >= 4 && (bytes[0] >> 4) & 3 == 0;
-    if !is_con {
-        return None;
-    }
-    let mid = u16::from_be_bytes([bytes[2], bytes[3]]);
-    if matches!(e, Error::MessageTooLarge { .. }) {
-        let mut tkl = usize::from(bytes[0] & 0x0f);
-        if tkl > 8 || bytes.len() < 4 + tkl {
-            tkl = 0;
-        }
-        let mut r = message::packet(
-            MessageType::Acknowledgement,
-            code::REQUEST_ENTITY_TOO_LARGE,
-            mid,
-            &bytes[4..4 + tkl],
-        );
-        message::set(
-            &mut r,
-            opt::SIZE1,
-            message::uint_bytes(1u32 << (cfg.block_szx + 4)),
-        );
-        return message::encode(&r, cfg.max_message).ok();
-    }
-    if bytes[0] >> 6 == 1 {
-        let rst = message::packet(MessageType::Reset, 0, mid, &[]);
-        return message::encode(&rst, 4).ok();
-    }
-    None
 }
 
 /// RFC 7959 §2.2/§2.4: Block2 when asked for, or when the body exceeds one block. `Err` is an
