@@ -13,40 +13,25 @@ CONNS="${2:-32}"
 THREADS=2
 ROUNDS="${ROUNDS:-3}"
 
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-  echo "installing nginx and wrk (Debian packages)..." >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. bench/lib.sh
+bench_need_nginx_wrk
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p key-repo --quiet
 BIN="$CARGO_TARGET_DIR/release/key-repo"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  sleep 0.3
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir
 
 PRODUCT=fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe/1492af14-2569-5e48-bf42-9b2d51f2ab45
 "$BIN" init --dir "$WORK/repo" --json >/dev/null
 CFG="$WORK/repo/key-repo.toml"
 CA="$WORK/repo/tls/ca.pem"
-json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 PUB=$("$BIN" clients add --config "$CFG" --name pub --role publisher --product "$PRODUCT" --json)
 DISP=$("$BIN" clients add --config "$CFG" --name disp --role dispatcher --product "$PRODUCT" --json)
 
 KEY_REPO_LOG=warn "$BIN" serve --config "$CFG" --listen 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q '^listening on ' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^listening on //p' "$WORK/serve.out")
+URL=$(wait_url "$WORK/serve.out" 100)
 [ -n "$URL" ] || { cat "$WORK/serve.err" >&2; exit 1; }
 
 token() {
@@ -67,47 +52,17 @@ SIZE=$(wc -c < "$WORK/www/v1/keys/bench-1")
 chmod 711 "$WORK"; chmod -R a+rX "$WORK/www"
 
 # nginx: same certificate, same body, keep-alive, one worker per core.
-NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$WORK/nginx-tmp"
-cat > "$WORK/nginx.conf" <<NGX
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-tmp;
-  proxy_temp_path $WORK/nginx-tmp;
-  fastcgi_temp_path $WORK/nginx-tmp;
-  uwsgi_temp_path $WORK/nginx-tmp;
-  scgi_temp_path $WORK/nginx-tmp;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT ssl;
-    ssl_certificate $WORK/repo/tls/cert.pem;
-    ssl_certificate_key $WORK/repo/tls/key.pem;
-    ssl_protocols TLSv1.3;
-    root $WORK/www;
-    default_type application/json;
-  }
-}
-NGX
-"$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-sleep 0.3
+bench_start_nginx "$WORK/repo/tls/cert.pem" "$WORK/repo/tls/key.pem" "$WORK/www" application/json
 cmp -s <(curl -sf --cacert "$CA" "https://localhost:$NGINX_PORT/v1/keys/bench-1") "$WORK/www/v1/keys/bench-1" \
   || { echo "nginx does not serve the file" >&2; cat "$WORK/nginx-error.log" >&2; exit 1; }
 
 run_wrk() { # URL [header] -> "rps p99_ms"
   local out
   if [ -n "${2:-}" ]; then
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "$2" "$1")
+    out=$(bench_wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "$2" "$1")
   else
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$1")
+    out=$(bench_wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$1")
   fi
-  echo "$out" >> "$WORK/wrk.log"
-  local non2xx; non2xx=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p')
-  [ -z "$non2xx" ] || { echo "error responses during the run: $non2xx" >&2; echo "$out" >&2; exit 1; }
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')

@@ -20,13 +20,8 @@ ROUNDS="${ROUNDS:-3}"
 BLOB_MIB="${BLOB_MIB:-8}"
 UPLOAD_MIB="${UPLOAD_MIB:-1024}"
 
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-  echo "installing nginx and wrk (Debian packages)..." >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. bench/lib.sh
+bench_need_nginx_wrk
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p key-repo -p update-server -p publisher --quiet
@@ -34,23 +29,10 @@ KR="$CARGO_TARGET_DIR/release/key-repo"
 US="$CARGO_TARGET_DIR/release/update-server"
 PB="$CARGO_TARGET_DIR/release/publisher"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  sleep 0.3
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir
 
 VENDOR=fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe
 CLASS=1492af14-2569-5e48-bf42-9b2d51f2ab45
-json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-wait_url() { # file -> URL
-  for _ in $(seq 300); do grep -q '^listening on ' "$1" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/^listening on //p' "$1"
-}
 
 # Key repository with a publisher client.
 "$KR" init --dir "$WORK/kr" --json >/dev/null
@@ -127,49 +109,17 @@ ID=$(publish "$WORK/small.img" 2 "$WORK/rel-small")
 mkdir -p "$WORK/www"
 cp "$WORK/rel-small/payload.enc" "$WORK/www/blob"
 chmod 711 "$WORK"; chmod -R a+rX "$WORK/www"
-NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$WORK/nginx-tmp"
-cat > "$WORK/nginx.conf" <<NGX
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-tmp;
-  proxy_temp_path $WORK/nginx-tmp;
-  fastcgi_temp_path $WORK/nginx-tmp;
-  uwsgi_temp_path $WORK/nginx-tmp;
-  scgi_temp_path $WORK/nginx-tmp;
-  keepalive_requests 1000000;
-  sendfile on;
+bench_start_nginx "$WORK/us/tls/cert.pem" "$WORK/us/tls/key.pem" "$WORK/www" application/octet-stream \
+  "  sendfile on;
   # Larger read buffers than the default (2 32k) so that nginx is a strong reference.
-  output_buffers 4 256k;
-  server {
-    listen 127.0.0.1:$NGINX_PORT ssl;
-    ssl_certificate $WORK/us/tls/cert.pem;
-    ssl_certificate_key $WORK/us/tls/key.pem;
-    ssl_protocols TLSv1.3;
-    root $WORK/www;
-    default_type application/octet-stream;
-  }
-}
-NGX
-"$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-sleep 0.3
+  output_buffers 4 256k;"
 cmp -s <(curl -sf --cacert "$CA" "https://localhost:$NGINX_PORT/blob") "$WORK/www/blob" \
   || { echo "nginx does not serve the blob" >&2; cat "$WORK/nginx-error.log" >&2; exit 1; }
 cmp -s <(curl -sf --cacert "$CA" "$US_URL/v1/releases/$ID/payload") "$WORK/www/blob" \
   || { echo "update-server does not serve the blob" >&2; exit 1; }
 
 run_wrk() { # URL -> bytes/s
-  local out
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$1")
-  echo "$out" >> "$WORK/wrk.log"
-  local non2xx; non2xx=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p')
-  [ -z "$non2xx" ] || { echo "error responses during the run: $non2xx" >&2; echo "$out" >&2; exit 1; }
-  echo "$out" | awk '/Transfer\/sec/ {print $2}' | python3 -c '
+  bench_wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$1" | awk '/Transfer\/sec/ {print $2}' | python3 -c '
 import sys
 v = sys.stdin.read().strip()
 mult = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}

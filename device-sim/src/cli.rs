@@ -67,24 +67,8 @@ struct RunArgs {
     /// Check in every SECONDS (±10 % jitter) instead of the dispatcher's interval.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=604_800))]
     checkin_interval: Option<u32>,
-    /// Simulated lossy link: drop PERCENT (0-50) of the datagrams in each direction, of
-    /// pushes to the device and of its uplink. Overrides loss_percent of DIR/link.json.
-    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=50))]
-    loss_percent: Option<u8>,
-    /// Simulated slow link: deliver every datagram MS (0-2000) milliseconds late, in each
-    /// direction. Overrides delay_ms of DIR/link.json.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(0..=2000))]
-    delay_ms: Option<u32>,
-    /// How recent (milliseconds) the Echo value of a request that starts an install must
-    /// be: the last block of a pushed blob, or a pull request (docs/device.md, "Freshness
-    /// of pushes").
-    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
-    push_freshness_ms: u64,
-    /// Bound (bytes) of one generation of the install log: DIR/install.log rotates to
-    /// DIR/install.log.1 when it would pass it, so the log never takes more than twice
-    /// this (docs/device.md, "State that must survive power loss").
-    #[arg(long, value_name = "BYTES", default_value_t = crate::state::DEFAULT_MAX_LOG_BYTES, value_parser = clap::value_parser!(u64).range(crate::state::MIN_MAX_LOG_BYTES..=1 << 30))]
-    max_log_bytes: u64,
+    #[command(flatten)]
+    link: LinkArgs,
 }
 
 #[derive(Args, Debug)]
@@ -108,12 +92,20 @@ struct FleetArgs {
     /// Pulls (downloads and installs) allowed at once in the process.
     #[arg(long, default_value_t = 64)]
     max_pulls: usize,
+    #[command(flatten)]
+    link: LinkArgs,
+}
+
+/// The simulated link and push freshness options of `run` and `fleet`.
+#[derive(Args, Debug)]
+struct LinkArgs {
     /// Simulated lossy link: drop PERCENT (0-50) of the datagrams in each direction, of
-    /// pushes to the device and of its uplink. Overrides loss_percent of each device's link.json.
+    /// pushes to the device and of its uplink. Overrides loss_percent of the device's
+    /// link.json (DIR/link.json; for a fleet, each device's).
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=50))]
     loss_percent: Option<u8>,
     /// Simulated slow link: deliver every datagram MS (0-2000) milliseconds late, in each
-    /// direction. Overrides delay_ms of each device's link.json.
+    /// direction. Overrides delay_ms of the device's link.json.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(0..=2000))]
     delay_ms: Option<u32>,
     /// How recent (milliseconds) the Echo value of a request that starts an install must
@@ -184,23 +176,11 @@ fn run_device(a: RunArgs) -> Result<(), String> {
         listen,
         max_blob,
         checkin_interval,
-        loss_percent,
-        delay_ms,
-        push_freshness_ms,
-        max_log_bytes,
+        link,
     } = a;
     let rt = runtime()?;
     rt.block_on(async {
-        let mut cfg = uplink_config(
-            max_blob,
-            push_freshness_ms,
-            checkin_interval,
-            LinkOverride {
-                loss_percent,
-                delay_ms,
-            },
-        );
-        cfg.max_log_bytes = max_log_bytes;
+        let cfg = uplink_config(max_blob, checkin_interval, &link);
         let device = start_device(&dir, listen, cfg)
             .await
             .map_err(|e| e.to_string())?;
@@ -230,10 +210,7 @@ fn run_fleet(a: FleetArgs) -> Result<(), String> {
         max_blob,
         checkin_interval,
         max_pulls,
-        loss_percent,
-        delay_ms,
-        push_freshness_ms,
-        max_log_bytes,
+        link,
     } = a;
     // One lock for every device of the fleet (DIR/.oscore.lock): a `run` of one of its
     // devices, or a second fleet, is refused; one file descriptor, not one per device.
@@ -242,17 +219,8 @@ fn run_fleet(a: FleetArgs) -> Result<(), String> {
     let dirs = fleet_dirs(&dir, count, provision.as_deref())?;
     let rt = runtime()?;
     rt.block_on(async {
-        let mut cfg = uplink_config(
-            max_blob,
-            push_freshness_ms,
-            checkin_interval,
-            LinkOverride {
-                loss_percent,
-                delay_ms,
-            },
-        );
+        let mut cfg = uplink_config(max_blob, checkin_interval, &link);
         cfg.lock = Some(lock);
-        cfg.max_log_bytes = max_log_bytes;
         cfg.first_spread = fleet_spread(count, cfg.interval);
         cfg.pulls = std::sync::Arc::new(tokio::sync::Semaphore::new(max_pulls.max(1)));
         let mut handles = Vec::with_capacity(count);
@@ -310,16 +278,15 @@ fn status(a: StatusArgs) -> Result<(), String> {
 }
 
 /// The uplink settings `run` and `fleet` share.
-fn uplink_config(
-    max_blob: usize,
-    push_freshness_ms: u64,
-    checkin_interval: Option<u32>,
-    link: LinkOverride,
-) -> UplinkConfig {
+fn uplink_config(max_blob: usize, checkin_interval: Option<u32>, link: &LinkArgs) -> UplinkConfig {
     let mut cfg = UplinkConfig::new(max_blob);
-    cfg.push_freshness = Duration::from_millis(push_freshness_ms);
+    cfg.push_freshness = Duration::from_millis(link.push_freshness_ms);
     cfg.interval = checkin_interval.map(|s| Duration::from_secs(s.into()));
-    cfg.link = link;
+    cfg.link = LinkOverride {
+        loss_percent: link.loss_percent,
+        delay_ms: link.delay_ms,
+    };
+    cfg.max_log_bytes = link.max_log_bytes;
     cfg
 }
 
@@ -411,11 +378,9 @@ pub fn main() -> ExitCode {
 }
 
 /// As [`main`], with the arguments given (the first is the program name).
-pub fn main_from<I, T>(args: I) -> ExitCode
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
+pub fn main_from(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> ExitCode {
     // Diagnostics (refused check-ins, failed pulls) on stderr; RUST_LOG overrides the level.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

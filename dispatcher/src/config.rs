@@ -159,58 +159,60 @@ impl Default for Limits {
     }
 }
 
-impl Config {
-    /// Reads and validates the TOML file, resolving relative paths against its directory.
-    pub fn load(path: &Path) -> Result<Config, Error> {
-        let loaded = foundations::config::load_toml::<Config>(path)?;
-        let mut cfg = loaded.value;
-        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
-        abs(&mut cfg.data_dir);
-        abs(&mut cfg.policy_file);
-        abs(&mut cfg.trust_file);
-        abs(&mut cfg.operators_file);
-        abs(&mut cfg.approval_key_file);
-        abs(&mut cfg.audit_key_file);
-        cfg.tls.resolve(&loaded.base);
-        let bad = |reason: &str| Error::Config {
-            path: path.display().to_string(),
-            reason: reason.to_owned(),
-        };
-        for u in &mut cfg.update_servers {
-            if let Some(p) = u.ca_file.as_mut() {
+impl foundations::config::ServiceConfig for Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| foundations::config::resolve(base, p);
+        abs(&mut self.data_dir);
+        abs(&mut self.policy_file);
+        abs(&mut self.trust_file);
+        abs(&mut self.operators_file);
+        abs(&mut self.approval_key_file);
+        abs(&mut self.audit_key_file);
+        self.tls.resolve(base);
+        for u in &mut self.update_servers {
+            for p in [u.ca_file.as_mut(), u.token_file.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 abs(p);
-            }
-            if let Some(p) = u.token_file.as_mut() {
-                abs(p);
-            }
-            if u.urls.is_empty() {
-                return Err(bad("update_server.urls must name at least one URL"));
             }
         }
-        for k in &mut cfg.key_repos {
+        for k in &mut self.key_repos {
             if let Some(p) = k.ca_file.as_mut() {
                 abs(p);
             }
             abs(&mut k.client_secret_file);
         }
-        if !cfg.coap_uri.starts_with("coap://") {
-            return Err(bad("coap_uri must be a coap:// URI"));
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        if self.update_servers.iter().any(|u| u.urls.is_empty()) {
+            return Err("update_server.urls must name at least one URL".into());
         }
-        if cfg.limits.source_timeout_secs == 0 {
-            return Err(bad("limits.source_timeout_secs must be positive"));
+        if !self.coap_uri.starts_with("coap://") {
+            return Err("coap_uri must be a coap:// URI".into());
         }
-        if !(1..=MAX_REPORTS_PER_DEVICE).contains(&cfg.limits.reports_per_device) {
-            return Err(bad(&format!(
+        if self.limits.source_timeout_secs == 0 {
+            return Err("limits.source_timeout_secs must be positive".into());
+        }
+        if !(1..=MAX_REPORTS_PER_DEVICE).contains(&self.limits.reports_per_device) {
+            return Err(format!(
                 "limits.reports_per_device must be 1 to {MAX_REPORTS_PER_DEVICE}"
-            )));
-        }
-        if cfg.limits.report_burst == 0 || cfg.limits.report_interval_secs == 0 {
-            return Err(bad(
-                "limits.report_burst and limits.report_interval_secs must be positive",
             ));
         }
-        cfg.serve.validate().map_err(|r| bad(&r))?;
-        Ok(cfg)
+        if self.limits.report_burst == 0 || self.limits.report_interval_secs == 0 {
+            return Err(
+                "limits.report_burst and limits.report_interval_secs must be positive".into(),
+            );
+        }
+        self.serve.validate()
+    }
+}
+
+impl Config {
+    /// Reads and validates the TOML file, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        Ok(foundations::config::load_service(path)?)
     }
 
     /// Writes the configuration (used by `init` and the demo).

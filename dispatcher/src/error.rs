@@ -177,10 +177,7 @@ impl Error {
         match self {
             Error::Refused { check, .. } => p = p.with_check(check.clone()),
             Error::Unauthenticated(_) => {
-                p = p.with_header(
-                    "www-authenticate",
-                    r#"Bearer realm="dispatcher", error="invalid_token""#,
-                );
+                p = p.with_bearer_challenge("dispatcher", "invalid_token");
             }
             _ => {}
         }

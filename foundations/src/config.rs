@@ -43,6 +43,31 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Loaded<T
     Ok(Loaded { value, base })
 }
 
+/// A service's configuration file (`Config::load` of each service): read with
+/// [`load_service`], which resolves its relative paths, then checks it.
+pub trait ServiceConfig: serde::de::DeserializeOwned {
+    /// Makes every file path absolute against `base`, the file's directory (and applies the
+    /// environment variables that point elsewhere, [`env_path`]).
+    fn resolve_paths(&mut self, base: &Path);
+
+    /// Checks the values (and derives the ones that follow from others); the reason names
+    /// the offending setting.
+    fn check(&mut self) -> Result<(), String>;
+}
+
+/// Reads a service configuration: parsed ([`load_toml`]), relative paths resolved against
+/// the file's directory, checked; a failed check is an [`Error::Config`] naming the file.
+pub fn load_service<T: ServiceConfig>(path: &Path) -> Result<T, Error> {
+    let loaded = load_toml::<T>(path)?;
+    let mut cfg = loaded.value;
+    cfg.resolve_paths(&loaded.base);
+    cfg.check().map_err(|reason| Error::Config {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok(cfg)
+}
+
 /// Makes `p` absolute against `base` if it is relative.
 pub fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
@@ -99,6 +124,28 @@ pub struct InitArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The checks every service's `init` starts with: a valid `--hostname`, and no
+/// configuration file `name` in `dir` yet (`refusing` ends the refusal: what the command
+/// will not overwrite, and what to do instead). Returns the configuration file's path.
+pub fn init_config_path(
+    dir: &Path,
+    hostname: &str,
+    name: &str,
+    refusing: &str,
+) -> Result<PathBuf, Error> {
+    if !crate::tls::valid_hostname(hostname) {
+        return Err(Error::Usage(format!("invalid --hostname {hostname:?}")));
+    }
+    let config_path = dir.join(name);
+    if config_path.exists() {
+        return Err(Error::Usage(format!(
+            "{} already exists; {refusing}",
+            config_path.display()
+        )));
+    }
+    Ok(config_path)
 }
 
 /// `serve --config FILE [--listen ADDR]` of the service CLIs.

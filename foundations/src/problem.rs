@@ -75,6 +75,15 @@ impl Problem {
         self
     }
 
+    /// With an RFC 6750 §3 `WWW-Authenticate` Bearer challenge: `realm` names the service,
+    /// `error` is the RFC 6750 §3.1 code (`invalid_token`, `insufficient_scope`).
+    pub fn with_bearer_challenge(self, realm: &str, error: &str) -> Problem {
+        self.with_header(
+            "www-authenticate",
+            format!(r#"Bearer realm="{realm}", error="{error}""#),
+        )
+    }
+
     /// The slug of the type URI (`invalid-token` for `.../problems/invalid-token`).
     pub fn slug(&self) -> &str {
         self.kind.strip_prefix(PROBLEM_BASE).unwrap_or(&self.kind)
@@ -82,10 +91,8 @@ impl Problem {
 
     /// 401: no usable access token. `realm` names the service in `WWW-Authenticate`.
     pub fn invalid_token(realm: &str) -> Problem {
-        Problem::new(401, "invalid-token", "Missing or invalid access token").with_header(
-            "www-authenticate",
-            format!(r#"Bearer realm="{realm}", error="invalid_token""#),
-        )
+        Problem::new(401, "invalid-token", "Missing or invalid access token")
+            .with_bearer_challenge(realm, "invalid_token")
     }
 
     /// 413: the declared or streamed body is larger than the route accepts.

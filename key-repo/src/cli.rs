@@ -108,11 +108,7 @@ pub fn main() -> i32 {
 }
 
 /// As [`main`], with the arguments given (the first is the program name).
-pub fn main_from<I, T>(args: I) -> i32
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
+pub fn main_from(args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>) -> i32 {
     let cli = Cli::parse_from(args);
     cli.log.init("KEY_REPO_LOG");
     match run(cli.command) {

@@ -82,6 +82,16 @@ struct ClientsFile {
     clients: Vec<ClientRecord>,
 }
 
+impl ClientsFile {
+    /// Where the client with this id or name is (commands name a client either way).
+    fn position(&self, id_or_name: &str) -> Result<usize, Error> {
+        self.clients
+            .iter()
+            .position(|c| c.client_id == id_or_name || c.name == id_or_name)
+            .ok_or_else(|| Error::Usage(format!("no client {id_or_name:?}")))
+    }
+}
+
 /// Newly created credentials, shown once.
 #[derive(Debug, Serialize)]
 pub struct NewClient {
@@ -215,11 +225,7 @@ pub fn add_with_key(
 /// request on (the file is checked on every request).
 pub fn remove(path: &Path, id_or_name: &str) -> Result<ClientRecord, Error> {
     modify(path, |f| {
-        let pos = f
-            .clients
-            .iter()
-            .position(|c| c.client_id == id_or_name || c.name == id_or_name)
-            .ok_or_else(|| Error::Usage(format!("no client {id_or_name:?}")))?;
+        let pos = f.position(id_or_name)?;
         Ok(f.clients.remove(pos))
     })
 }
@@ -228,11 +234,8 @@ pub fn remove(path: &Path, id_or_name: &str) -> Result<ClientRecord, Error> {
 /// once, for good: tokens issued until now stay refused after it is enabled again.
 pub fn set_disabled(path: &Path, id_or_name: &str, disabled: bool) -> Result<ClientRecord, Error> {
     modify(path, |f| {
-        let c = f
-            .clients
-            .iter_mut()
-            .find(|c| c.client_id == id_or_name || c.name == id_or_name)
-            .ok_or_else(|| Error::Usage(format!("no client {id_or_name:?}")))?;
+        let pos = f.position(id_or_name)?;
+        let c = &mut f.clients[pos];
         if disabled && !c.disabled {
             c.tokens_after = c.tokens_after.max(foundations::now_unix());
         }

@@ -147,33 +147,36 @@ impl AuditConfig {
 /// the products it grants (here it must name one).
 pub type ExternalIssuer = foundations::token::IssuerConfig;
 
+impl foundations::config::ServiceConfig for Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| foundations::config::resolve(base, p);
+        abs(&mut self.data_dir);
+        abs(&mut self.clients_file);
+        abs(&mut self.master_key_file);
+        abs(&mut self.token_signing_key_file);
+        self.tls.resolve(base);
+        for ext in &mut self.external_issuers {
+            ext.resolve(base);
+        }
+        foundations::config::env_path("KEY_REPO_MASTER_KEY_FILE", &mut self.master_key_file);
+        foundations::config::env_path(
+            "KEY_REPO_TOKEN_SIGNING_KEY_FILE",
+            &mut self.token_signing_key_file,
+        );
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        if let Some(n) = self.limits.max_connections {
+            self.serve.max_connections = n;
+        }
+        self.validate()
+    }
+}
+
 impl Config {
     /// Reads and validates the TOML file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let loaded = foundations::config::load_toml::<Config>(path)?;
-        let mut cfg = loaded.value;
-        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
-        abs(&mut cfg.data_dir);
-        abs(&mut cfg.clients_file);
-        abs(&mut cfg.master_key_file);
-        abs(&mut cfg.token_signing_key_file);
-        cfg.tls.resolve(&loaded.base);
-        for ext in &mut cfg.external_issuers {
-            ext.resolve(&loaded.base);
-        }
-        foundations::config::env_path("KEY_REPO_MASTER_KEY_FILE", &mut cfg.master_key_file);
-        foundations::config::env_path(
-            "KEY_REPO_TOKEN_SIGNING_KEY_FILE",
-            &mut cfg.token_signing_key_file,
-        );
-        if let Some(n) = cfg.limits.max_connections {
-            cfg.serve.max_connections = n;
-        }
-        cfg.validate().map_err(|reason| Error::Config {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        Ok(cfg)
+        foundations::config::load_service(path)
     }
 
     fn validate(&self) -> Result<(), String> {

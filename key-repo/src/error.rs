@@ -137,16 +137,10 @@ impl ApiError {
         match self {
             // RFC 6750 §3: tell the client which scheme and why, without details.
             ApiError::Unauthenticated(_) => {
-                p = p.with_header(
-                    "www-authenticate",
-                    r#"Bearer realm="key-repo", error="invalid_token""#,
-                );
+                p = p.with_bearer_challenge("key-repo", "invalid_token");
             }
             ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
-                p = p.with_header(
-                    "www-authenticate",
-                    r#"Bearer realm="key-repo", error="insufficient_scope""#,
-                );
+                p = p.with_bearer_challenge("key-repo", "insufficient_scope");
             }
             ApiError::OAuth { code, .. } => {
                 // RFC 6749 §5.2 error code, as an RFC 9457 extension member.

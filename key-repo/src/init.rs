@@ -21,16 +21,12 @@ pub struct InitReport {
 }
 
 pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
-    if !foundations::tls::valid_hostname(hostname) {
-        return Err(Error::Usage(format!("invalid --hostname {hostname:?}")));
-    }
-    let config_path = dir.join("key-repo.toml");
-    if config_path.exists() {
-        return Err(Error::Usage(format!(
-            "{} already exists; refusing to overwrite keys (use another --dir)",
-            config_path.display()
-        )));
-    }
+    let config_path = foundations::config::init_config_path(
+        dir,
+        hostname,
+        "key-repo.toml",
+        "refusing to overwrite keys (use another --dir)",
+    )?;
     let mut created = Vec::new();
     // The directory (0700), a local CA and the server certificate and key.
     let tls = foundations::tls::write_generated(dir, hostname, "key-repo")?;

@@ -6,15 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VERSION=0.4.17
 DIR=.peers/aiocoap
-mkdir -p "$DIR"
-PY=${PYTHON:-python3}
-
-if [ ! -x "$DIR/venv/bin/python" ]; then
-  "$PY" -m venv "$DIR/venv"
-fi
-if ! "$DIR/venv/bin/python" -c "import aiocoap, aiocoap.meta, aiocoap.oscore, cbor2, cryptography, filelock; assert aiocoap.meta.version == '$VERSION'" 2>/dev/null; then
-  "$DIR/venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiocoap[oscore]==$VERSION"
-fi
+. scripts/peers/lib.sh
+peer_venv "$DIR" \
+  "import aiocoap, aiocoap.meta, aiocoap.oscore, cbor2, cryptography, filelock; assert aiocoap.meta.version == '$VERSION'" \
+  "aiocoap[oscore]==$VERSION"
 
 if [ ! -d "$DIR/src/aiocoap-$VERSION/contrib/oscore-plugtest" ]; then
   rm -rf "$DIR/sdist" "$DIR/src"

@@ -5,14 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VERSION=5.2.5
 DIR=.peers/moto
-mkdir -p "$DIR"
-PY=${PYTHON:-python3}
-
-if [ ! -x "$DIR/venv/bin/python" ]; then
-  "$PY" -m venv "$DIR/venv"
-fi
-if ! "$DIR/venv/bin/python" -c "import moto, moto.server, flask; assert moto.__version__ == '$VERSION'" 2>/dev/null; then
-  "$DIR/venv/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$VERSION"
-fi
+. scripts/peers/lib.sh
+peer_venv "$DIR" "import moto, moto.server, flask; assert moto.__version__ == '$VERSION'" "moto[server]==$VERSION"
 test -x "$DIR/venv/bin/moto_server"
 "$DIR/venv/bin/python" -c "import moto; print('moto', moto.__version__, 'ready')"

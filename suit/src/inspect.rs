@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::consts::{alg, cmd, manifest as mk, param};
 use crate::cose::AuthBlock;
@@ -81,10 +81,11 @@ pub struct SequenceInfo {
     pub commands: Option<Vec<String>>,
 }
 
-/// ICS metadata.
-#[derive(Debug, Clone, Serialize)]
-pub struct IcsInfo {
-    /// T1/T2/T3.
+/// Signed ICS metadata as text: what a release listing shows (the update server's
+/// `ReleaseRecord::ics` is this type, so a listing and `publisher inspect` agree).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcsSummary {
+    /// T1, T2 or T3.
     pub update_type: String,
     /// Categories.
     pub categories: Vec<String>,
@@ -98,6 +99,29 @@ pub struct IcsInfo {
     pub reboot: bool,
     /// Release notes.
     pub notes: Option<String>,
+}
+
+impl From<&IcsMetadata> for IcsSummary {
+    fn from(i: &IcsMetadata) -> Self {
+        IcsSummary {
+            update_type: i.update_type.to_string(),
+            categories: i.categories.iter().map(|c| c.to_string()).collect(),
+            cves: i.cves.clone(),
+            severity: i.severity.map(|s| s.to_string()),
+            author: i.author.clone(),
+            reboot: i.reboot,
+            notes: i.notes.clone(),
+        }
+    }
+}
+
+/// ICS metadata: the summary, and the kid of a T3 author signature. Serialised flat (the
+/// summary's members, then `author_signature_kid`), as before the summary had its own type.
+#[derive(Debug, Clone, Serialize)]
+pub struct IcsInfo {
+    /// The metadata as text.
+    #[serde(flatten)]
+    pub summary: IcsSummary,
     /// T3 author signature kid, if present.
     pub author_signature_kid: Option<String>,
 }
@@ -382,13 +406,7 @@ fn sequences(m: &Manifest) -> Vec<SequenceInfo> {
 
 fn ics_info(i: &IcsMetadata) -> IcsInfo {
     IcsInfo {
-        update_type: i.update_type.to_string(),
-        categories: i.categories.iter().map(|c| c.to_string()).collect(),
-        cves: i.cves.clone(),
-        severity: i.severity.map(|s| s.to_string()),
-        author: i.author.clone(),
-        reboot: i.reboot,
-        notes: i.notes.clone(),
+        summary: IcsSummary::from(i),
         author_signature_kid: i
             .author_signature
             .as_deref()
@@ -458,7 +476,8 @@ impl fmt::Display for Description {
         if let Some(u) = &self.reference_uri {
             let _ = writeln!(s, "reference uri     {u}");
         }
-        if let Some(i) = &self.ics {
+        if let Some(info) = &self.ics {
+            let i = &info.summary;
             let _ = writeln!(s, "update type       {}", i.update_type);
             if !i.categories.is_empty() {
                 let _ = writeln!(s, "categories        {}", i.categories.join(", "));
@@ -480,7 +499,7 @@ impl fmt::Display for Description {
             if let Some(v) = &i.notes {
                 let _ = writeln!(s, "release notes     {v}");
             }
-            if let Some(k) = &i.author_signature_kid {
+            if let Some(k) = &info.author_signature_kid {
                 let _ = writeln!(s, "author signature  COSE_Sign1 kid={k}");
             }
         }

@@ -96,11 +96,7 @@ pub fn main() -> u8 {
 }
 
 /// As [`main`], with the arguments given (the first is the program name).
-pub fn main_from<I, T>(args: I) -> u8
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
+pub fn main_from(args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>) -> u8 {
     let cli = Cli::parse_from(args);
     cli.log.init("UPDATE_SERVER_LOG");
     match run(cli.command) {
@@ -168,11 +164,7 @@ fn run(cmd: Command) -> Result<u8, Error> {
                     "publisher {} ({}) may publish for {}",
                     p.kid,
                     p.role,
-                    p.vendors
-                        .iter()
-                        .map(|v| v.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    p.vendors.join(", ")
                 );
             }
             PublishersCommand::List { config, json } => {
@@ -190,11 +182,7 @@ fn run(cmd: Command) -> Result<u8, Error> {
                             } else {
                                 "active"
                             },
-                            p.vendors
-                                .iter()
-                                .map(|v| v.to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
+                            p.vendors.join(",")
                         );
                     }
                 }

@@ -192,16 +192,13 @@ impl Default for Policy {
     }
 }
 
-impl Config {
-    /// Reads the file; resolves relative paths against its directory.
-    pub fn load(path: &Path) -> Result<Config, Error> {
-        let loaded = foundations::config::load_toml::<Config>(path)?;
-        let mut cfg = loaded.value;
-        let abs = |p: &mut PathBuf| foundations::config::resolve(&loaded.base, p);
-        abs(&mut cfg.data_dir);
-        abs(&mut cfg.publishers_file);
-        cfg.tls.resolve(&loaded.base);
-        match &mut cfg.storage {
+impl foundations::config::ServiceConfig for Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| foundations::config::resolve(base, p);
+        abs(&mut self.data_dir);
+        abs(&mut self.publishers_file);
+        self.tls.resolve(base);
+        match &mut self.storage {
             StorageConfig::Local { path } => abs(path),
             StorageConfig::S3 {
                 secret_access_key_file: Some(p),
@@ -209,31 +206,38 @@ impl Config {
             } => abs(p),
             StorageConfig::S3 { .. } => {}
         }
-        for m in &mut cfg.mirrors {
+        for m in &mut self.mirrors {
             if let Some(p) = m.ca_file.as_mut() {
                 abs(p);
             }
         }
-        let bad = |reason: String| Error::Config {
-            path: path.display().to_string(),
-            reason,
-        };
-        for i in &mut cfg.auth.issuers {
-            i.resolve(&loaded.base);
-            i.validate().map_err(&bad)?;
+        for i in &mut self.auth.issuers {
+            i.resolve(base);
         }
-        if cfg.auth.upload_scopes.is_empty() {
-            return Err(bad("auth.upload_scopes is empty".into()));
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        for i in &self.auth.issuers {
+            i.validate()?;
         }
-        if let Some(n) = cfg.limits.max_connections {
-            cfg.serve.max_connections = n;
+        if self.auth.upload_scopes.is_empty() {
+            return Err("auth.upload_scopes is empty".into());
+        }
+        if let Some(n) = self.limits.max_connections {
+            self.serve.max_connections = n;
         }
         // The serve loop's request timeout bounds every request; uploads need theirs.
-        cfg.serve.request_timeout_secs = cfg
+        self.serve.request_timeout_secs = self
             .serve
             .request_timeout_secs
-            .max(cfg.limits.upload_timeout_secs);
-        cfg.serve.validate().map_err(bad)?;
-        Ok(cfg)
+            .max(self.limits.upload_timeout_secs);
+        self.serve.validate()
+    }
+}
+
+impl Config {
+    /// Reads the file; resolves relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        Ok(foundations::config::load_service(path)?)
     }
 }

@@ -42,6 +42,7 @@ impl From<foundations::Error> for Error {
             foundations::Error::Config { path, reason } => Error::Config { path, reason },
             foundations::Error::Tls(t) => Error::Tls(t),
             foundations::Error::Db(d) => Error::Db(d),
+            foundations::Error::Usage(u) => Error::Usage(u),
             other => Error::Foundation(other),
         }
     }
@@ -239,16 +240,10 @@ impl ApiError {
         p.detail = self.public_detail();
         match self {
             ApiError::Unauthenticated(_) => {
-                p = p.with_header(
-                    "www-authenticate",
-                    r#"Bearer realm="update-server", error="invalid_token""#,
-                );
+                p = p.with_bearer_challenge("update-server", "invalid_token");
             }
             ApiError::InsufficientScope(_) | ApiError::ProductNotGranted(_) => {
-                p = p.with_header(
-                    "www-authenticate",
-                    r#"Bearer realm="update-server", error="insufficient_scope""#,
-                );
+                p = p.with_bearer_challenge("update-server", "insufficient_scope");
             }
             ApiError::RangeNotSatisfiable { size } => {
                 p = p.with_header("content-range", format!("bytes */{size}"));

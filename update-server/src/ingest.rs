@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 
 use crate::error::ApiError;
-use crate::index::{IcsSummary, Inserted, PayloadInfo, ReleaseRecord};
+use crate::index::{Inserted, PayloadInfo, ReleaseRecord};
 use crate::state::AppState;
 
 /// What a verified envelope says about itself.
@@ -98,15 +98,7 @@ pub fn accept_envelope(
         class_id: r.class.hyphenated().to_string(),
         sequence: r.sequence,
         version: d.version.clone(),
-        ics: d.ics.map(|i| IcsSummary {
-            update_type: i.update_type,
-            categories: i.categories,
-            cves: i.cves,
-            severity: i.severity,
-            author: i.author,
-            reboot: i.reboot,
-            notes: i.notes,
-        }),
+        ics: d.ics.map(|i| i.summary),
         signer_kids: verified.signers().iter().map(|s| s.kid_text()).collect(),
         release_kid: Some(r.release_kid_text()),
         envelope_size: verified.canonical().len() as u64,

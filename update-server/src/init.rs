@@ -16,16 +16,12 @@ pub struct InitReport {
 }
 
 pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
-    if !foundations::tls::valid_hostname(hostname) {
-        return Err(Error::Usage(format!("invalid --hostname {hostname:?}")));
-    }
-    let config_path = dir.join("update-server.toml");
-    if config_path.exists() {
-        return Err(Error::Usage(format!(
-            "{} already exists; refusing to overwrite (use another --dir)",
-            config_path.display()
-        )));
-    }
+    let config_path = foundations::config::init_config_path(
+        dir,
+        hostname,
+        "update-server.toml",
+        "refusing to overwrite (use another --dir)",
+    )?;
     // The directory (0700), a local CA and the server certificate and key.
     let tls = foundations::tls::write_generated(dir, hostname, "update-server")?;
     foundations::fs::create_private_dir(&dir.join("objects"))?;

@@ -6,18 +6,8 @@ use serde::{Deserialize, Serialize};
 /// Media type of SUIT envelopes (draft-ietf-suit-manifest §13.6).
 pub const ENVELOPE_MEDIA_TYPE: &str = "application/suit-envelope+cose";
 
-/// ICS metadata as listed (DESIGN.md §3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IcsSummary {
-    /// T1, T2 or T3.
-    pub update_type: String,
-    pub categories: Vec<String>,
-    pub cves: Vec<String>,
-    pub severity: Option<String>,
-    pub author: Option<String>,
-    pub reboot: bool,
-    pub notes: Option<String>,
-}
+/// ICS metadata as listed (DESIGN.md §3): the text form `publisher inspect` shows too.
+pub use suit::inspect::IcsSummary;
 
 /// Facts about the payload (component #1 of the signed manifest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

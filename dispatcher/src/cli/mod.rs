@@ -151,11 +151,9 @@ pub fn main() -> ExitCode {
 }
 
 /// As [`main`], with the arguments given (the first is the program name).
-pub fn main_from<I, T>(args: I) -> ExitCode
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
+pub fn main_from(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> ExitCode {
     let cli = Cli::parse_from(args);
     foundations::config::init_logging("DISPATCHER_LOG", false);
     let rt = match tokio::runtime::Runtime::new() {
@@ -240,6 +238,18 @@ async fn resolve(c: &DispatcherClient, prefix: &str) -> Result<String, Fail> {
     }
 }
 
+/// The strings of a JSON array, comma-separated (empty when it is not an array).
+fn comma_list(v: &Value) -> String {
+    v.as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 fn release_line(r: &Value) -> String {
     let parts: Vec<String> = r["parts"]
         .as_array()
@@ -262,22 +272,8 @@ fn release_line(r: &Value) -> String {
         r["sequence"].as_u64().unwrap_or(0),
         format!(
             "{} {}",
-            r["facts"]["categories"]
-                .as_array()
-                .map(|c| c
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default(),
-            r["facts"]["cves"]
-                .as_array()
-                .map(|c| c
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default()
+            comma_list(&r["facts"]["categories"]),
+            comma_list(&r["facts"]["cves"])
         ),
         parts.join("; ")
     )

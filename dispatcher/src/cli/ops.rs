@@ -74,21 +74,25 @@ impl ApproveArgs {
             rollout,
             retry_rejected,
         } = self;
-        let c = client(cli)?;
-        let id = resolve(&c, id).await?;
-        let v: Value = c
-            .post(
-                &format!("/v1/releases/{id}/approve"),
-                &json!({"reason": reason, "at": at, "ignore_window": ignore_window, "rollout": rollout, "retry_rejected": retry_rejected}),
-            )
-            .await?;
-        if cli.json {
-            print(cli, &v);
-        } else {
-            println!("approved {}", release_line(&v));
-        }
-        Ok(())
+        let body = json!({"reason": reason, "at": at, "ignore_window": ignore_window, "rollout": rollout, "retry_rejected": retry_rejected});
+        decide(cli, id, "approve", &body, "approved").await
     }
+}
+
+/// `approve` and `reject`: posts the `decision` on the release `id` (a unique prefix is
+/// enough) and shows the release as it now is, after `done`.
+async fn decide(cli: &Cli, id: &str, decision: &str, body: &Value, done: &str) -> Result<(), Fail> {
+    let c = client(cli)?;
+    let id = resolve(&c, id).await?;
+    let v: Value = c
+        .post(&format!("/v1/releases/{id}/{decision}"), body)
+        .await?;
+    if cli.json {
+        print(cli, &v);
+    } else {
+        println!("{done} {}", release_line(&v));
+    }
+    Ok(())
 }
 
 /// Arguments of `dispatcher reject`.
@@ -104,20 +108,7 @@ pub(super) struct RejectArgs {
 impl RejectArgs {
     pub(super) async fn run(&self, cli: &Cli) -> Result<(), Fail> {
         let Self { id, reason } = self;
-        let c = client(cli)?;
-        let id = resolve(&c, id).await?;
-        let v: Value = c
-            .post(
-                &format!("/v1/releases/{id}/reject"),
-                &json!({"reason": reason}),
-            )
-            .await?;
-        if cli.json {
-            print(cli, &v);
-        } else {
-            println!("rejected {}", release_line(&v));
-        }
-        Ok(())
+        decide(cli, id, "reject", &json!({"reason": reason}), "rejected").await
     }
 }
 

@@ -146,14 +146,31 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The `{kid}` path segment as extracted (a rejection is answered by [`check_kid`]).
+type KidPath = Result<Path<String>, axum::extract::rejection::PathRejection>;
+
 /// The `{kid}` path segment, validated (1 to 128 URL-safe characters).
-fn check_kid(
-    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, ApiError> {
+fn check_kid(kid: KidPath) -> Result<String, ApiError> {
     match kid {
         Ok(Path(kid)) if crate::util::valid_kid(&kid) => Ok(kid),
         _ => Err(ApiError::BadRequest("kid".into())),
     }
+}
+
+/// How every request on one key starts: the kid validated, the audit record opened, and
+/// the caller recorded and checked for one of `scopes`.
+fn begin<'a>(
+    st: &'a AppState,
+    peer: &Option<Extension<PeerAddr>>,
+    p: &Principal,
+    kid: KidPath,
+    action: Action,
+    scopes: &[&'static str],
+) -> Result<(String, Ctx<'a>), ApiError> {
+    let kid = check_kid(kid)?;
+    let mut cx = Ctx::new(st, peer_addr(peer), action, Some(&kid));
+    cx.authorize(p, scopes)?;
+    Ok((kid, cx))
 }
 
 /// The key's record for reads, meta and revoke, once the caller may know it exists: a kid
@@ -182,12 +199,10 @@ pub(super) async fn put_key(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     Extension(p): Extension<Arc<Principal>>,
-    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    kid: KidPath,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Create, Some(&kid));
-    cx.authorize(&p, &[model::SCOPE_WRITE])?;
+    let (kid, mut cx) = begin(&st, &peer, &p, kid, Action::Create, &[model::SCOPE_WRITE])?;
     let body = body.map_err(|_| cx.deny(ApiError::TooLarge))?;
     let req: KeyBody = serde_json::from_slice(&body)
         .map_err(|e| cx.deny(ApiError::BadRequest(format!("body: {e}"))))?;
@@ -237,11 +252,9 @@ pub(super) async fn get_key(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     Extension(p): Extension<Arc<Principal>>,
-    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    kid: KidPath,
 ) -> Result<Response, ApiError> {
-    let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Read, Some(&kid));
-    cx.authorize(&p, &[model::SCOPE_READ])?;
+    let (kid, mut cx) = begin(&st, &peer, &p, kid, Action::Read, &[model::SCOPE_READ])?;
     // One read of the record; the checks apply to exactly what is decrypted.
     let loaded = lookup(&mut cx, &p, &kid, false)?;
     let key = st.inner.store.open_sealed(&loaded.meta, &loaded.sealed)?;
@@ -261,12 +274,14 @@ pub(super) async fn get_meta(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     Extension(p): Extension<Arc<Principal>>,
-    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    kid: KidPath,
 ) -> Result<Response, ApiError> {
-    let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Meta, Some(&kid));
-    cx.authorize(
+    let (kid, mut cx) = begin(
+        &st,
+        &peer,
         &p,
+        kid,
+        Action::Meta,
         &[model::SCOPE_READ, model::SCOPE_WRITE, model::SCOPE_ADMIN],
     )?;
     let loaded = lookup(&mut cx, &p, &kid, true)?;
@@ -278,11 +293,16 @@ pub(super) async fn revoke(
     State(st): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     Extension(p): Extension<Arc<Principal>>,
-    kid: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    kid: KidPath,
 ) -> Result<Response, ApiError> {
-    let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(&st, peer_addr(&peer), Action::Revoke, Some(&kid));
-    cx.authorize(&p, &[model::SCOPE_REVOKE, model::SCOPE_ADMIN])?;
+    let (kid, mut cx) = begin(
+        &st,
+        &peer,
+        &p,
+        kid,
+        Action::Revoke,
+        &[model::SCOPE_REVOKE, model::SCOPE_ADMIN],
+    )?;
     let loaded = lookup(&mut cx, &p, &kid, true)?;
     // Only the client that stored the key, or an administrator (issue 13 item 5: another
     // publisher of the same product revoked a key it did not store).
