@@ -268,23 +268,52 @@ fn approved_manifest_modified_on_the_way_to_device_refused() {
     });
 }
 
-/// Attack (RFC 9124 THREAT.IMG.INCOMPATIBLE; A6 with a leaked PLC push context): the
-/// approved HMI
-/// application pushed to a PLC — signed by a publisher the PLC trusts, approved by its own
-/// dispatcher, for another device class.
+/// Attack (RFC 9124 THREAT.IMG.INCOMPATIBLE; A6 with a leaked HMI push context): approved
+/// PLC firmware pushed to an HMI — signed by the manufacturer the HMI trusts, approved by
+/// its own dispatcher, for another device class.
+///
+/// (The leaked push goes to an HMI, not a PLC: its context starts its sequence numbers far
+/// above the dispatcher's, which moves the device's replay window past every number the
+/// dispatcher will use, so later genuine pushes to that device would be refused as
+/// replays — the rollouts of the PLC attacks go to every PLC.)
 ///
 /// Check: condition-class-identifier against the device's class.
-/// Asserts: report `rejected`/`wrong-class`; the PLC's counter and image unchanged.
+/// Asserts: report `rejected`/`wrong-class`; the HMI's counter and image unchanged.
 #[test]
 fn release_for_another_class_pushed_to_device_refused() {
     run(async {
         let f = fleet().await;
         let c = &f.s.c;
-        let _plcs = f.plcs.lock().await;
-        let before = running(c, 0);
-        let rep = leaked_push(c, 0, &f.v3.approved, &f.v3.key, &f.v3.blob).await;
+        let firmware = {
+            let mut next = f.plcs.lock().await;
+            // Firmware the PLCs refuse (a precursor they do not run), so that they keep
+            // what they run for the other attacks.
+            let (id, _) = approved_firmware(
+                f,
+                &mut next,
+                |p| {
+                    p.requires = Some(suit::manifest::VersionMatch {
+                        comparison: 3,
+                        version: vec![9, 9, 9],
+                    })
+                },
+                |_| {},
+            )
+            .await;
+            Artifacts::of(c, &id)
+        };
+        let _dev = f.lagging.lock().await;
+        let before = running(c, LAGGING);
+        let rep = leaked_push(
+            c,
+            LAGGING,
+            &firmware.approved,
+            &firmware.key,
+            &firmware.blob,
+        )
+        .await;
         assert_rejected(&rep, "wrong-class");
-        assert_eq!(running(c, 0), before);
+        assert_eq!(running(c, LAGGING), before);
     });
 }
 
