@@ -591,80 +591,6 @@ async fn operation_that_cannot_be_audited_is_refused() {
     assert_eq!(actions, ["release.approve"]);
 }
 
-/// Small datagrams anyone can send without a key (see `device-sim/tests/coap.rs`): junk,
-/// bare headers, unprotected requests (the 4-byte GET of issue 13 first), a malformed OSCORE
-/// option, an unknown kid, a known kid whose ciphertext does not verify.
-fn hostile_datagrams(known_kid: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = vec![vec![0x40, 0x01, 0x00, 0x01]];
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for len in 0..=40usize {
-        let mut d: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        if let Some(b) = d.first_mut() {
-            *b = 0x40 | (*b & 0x3f);
-        }
-        out.push(d);
-    }
-    for t in 0..4u8 {
-        out.push(vec![0x40 | (t << 4), 0x01, 0x12, t]);
-        out.push(vec![0x48 | (t << 4), 0x02, 0x12, t, 1, 2, 3, 4, 5, 6, 7, 8]);
-    }
-    out.push(vec![0x40, 0x01, 0x00, 0x02, 0xb1, b'x']);
-    out.push(vec![0x40, 0x02, 0x00, 0x03, 0x91, 0x20, 0xff, 0]);
-    out.push(
-        [
-            vec![0x40, 0x02, 0x00, 0x04, 0x93, 0x09, 0x00, 0x77, 0xff],
-            vec![0; 9],
-        ]
-        .concat(),
-    );
-    let mut known = vec![
-        0x40,
-        0x02,
-        0x00,
-        0x05,
-        0x90 | (2 + known_kid.len() as u8),
-        0x09,
-        0x05,
-    ];
-    known.extend_from_slice(known_kid);
-    known.push(0xff);
-    known.extend_from_slice(&[0; 9]);
-    out.push(known);
-    out
-}
-
-/// Sends each datagram from a socket of its own, all at once; the answer to each, if one
-/// comes within the patience (a late answer is only not measured).
-async fn reflect(to: SocketAddr, datagrams: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
-    let tasks: Vec<_> = datagrams
-        .iter()
-        .cloned()
-        .map(|d| {
-            tokio::spawn(async move {
-                let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                s.send_to(&d, to).await.unwrap();
-                let mut buf = vec![0u8; 2048];
-                match tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf)).await {
-                    Ok(Ok(n)) => Some(buf[..n].to_vec()),
-                    _ => None,
-                }
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
-    }
-    out
-}
-
 /// Attack (issue 13): the dispatcher's CoAP port as a reflector: a 4-byte request from a
 /// forged source got 22 bytes back (5.5 times).
 ///
@@ -677,8 +603,8 @@ async fn coap_error_reply_is_not_larger_than_request() {
     let (st, bundle) = d.enrol("rtu-3").await;
     assert_eq!(st, 201);
     let kid = hex::decode(bundle["uplink"]["sender_id_hex"].as_str().unwrap()).unwrap();
-    let datagrams = hostile_datagrams(&kid);
-    let replies = reflect(d.coap, &datagrams).await;
+    let datagrams = oscore::corpus::hostile_datagrams(&kid);
+    let replies = oscore::corpus::reflect(d.coap, &datagrams).await;
     for (q, r) in datagrams.iter().zip(&replies) {
         if let Some(r) = r {
             assert!(

@@ -27,6 +27,8 @@
 pub mod block;
 mod cbor;
 pub mod context;
+#[cfg(feature = "test-corpus")]
+pub mod corpus;
 pub mod ctxfile;
 pub mod echo;
 pub mod endpoint;
