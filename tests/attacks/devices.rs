@@ -286,20 +286,9 @@ fn release_for_another_class_pushed_to_device_refused() {
         let c = &f.s.c;
         let firmware = {
             let mut next = f.plcs.lock().await;
-            // Firmware the PLCs refuse (a precursor they do not run), so that they keep
-            // what they run for the other attacks.
-            let (id, _) = approved_firmware(
-                f,
-                &mut next,
-                |p| {
-                    p.requires = Some(suit::manifest::VersionMatch {
-                        comparison: 3,
-                        version: vec![9, 9, 9],
-                    })
-                },
-                |_| {},
-            )
-            .await;
+            // Firmware the PLCs refuse, so that they keep what they run for the other
+            // attacks.
+            let (id, _) = approved_firmware(f, &mut next, requires_precursor_9_9_9, |_| {}).await;
             Artifacts::of(c, &id)
         };
         let _dev = f.lagging.lock().await;
@@ -453,6 +442,15 @@ async fn approved_firmware(
     (id, full["devices"].clone())
 }
 
+/// Firmware that installs only over version 9.9.9 exactly, which no PLC runs: every PLC
+/// refuses it and keeps what it runs.
+fn requires_precursor_9_9_9(p: &mut suit::ReleaseParams) {
+    p.requires = Some(suit::manifest::VersionMatch {
+        comparison: 3,
+        version: vec![9, 9, 9],
+    });
+}
+
 /// Asserts every PLC refused with `check` and runs what it ran before.
 async fn assert_plcs_refused(c: &Chain, devices: &Value, check: &str, before: &[(u64, Value)]) {
     let plcs: Vec<usize> = (0..10).step_by(2).collect();
@@ -546,18 +544,7 @@ fn release_for_another_precursor_version_refused_by_devices() {
         let c = &f.s.c;
         let mut next = f.plcs.lock().await;
         let before = plcs_running(c);
-        let (_, devices) = approved_firmware(
-            f,
-            &mut next,
-            |p| {
-                p.requires = Some(suit::manifest::VersionMatch {
-                    comparison: 3,
-                    version: vec![9, 9, 9],
-                })
-            },
-            |_| {},
-        )
-        .await;
+        let (_, devices) = approved_firmware(f, &mut next, requires_precursor_9_9_9, |_| {}).await;
         assert_plcs_refused(c, &devices, "version-precondition", &before).await;
     });
 }
