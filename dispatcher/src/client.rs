@@ -17,42 +17,7 @@ const LIMITS: foundations::client::ClientLimits = foundations::client::ClientLim
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// What went wrong talking to the dispatcher.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// Bad client configuration.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// Transport failure.
-    #[error("{url}: {reason}")]
-    Http {
-        /// URL.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// The dispatcher answered with a problem.
-    #[error("{status} {title}: {detail}")]
-    Problem {
-        /// HTTP status.
-        status: u16,
-        /// Title.
-        title: String,
-        /// Detail.
-        detail: String,
-    },
-}
-
-impl ClientError {
-    /// HTTP status of a problem response.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Problem { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+pub use foundations::client::ClientError;
 
 /// The client.
 #[derive(Clone)]
@@ -74,8 +39,7 @@ impl DispatcherClient {
     /// `base_url`: `https://host:port`; `ca_pem`: trust only this CA; `token`: operator token.
     pub fn new(base_url: &str, ca_pem: Option<&[u8]>, token: &str) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_owned();
-        let http = foundations::client::https_client(&base, ca_pem, &LIMITS)
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let http = foundations::client::https_client(&base, ca_pem, &LIMITS)?;
         Ok(DispatcherClient {
             base,
             http,
@@ -92,29 +56,14 @@ impl DispatcherClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| ClientError::Http {
-                url: url.to_owned(),
-                reason: foundations::client::describe(&e),
-            })?;
+            .map_err(|e| ClientError::transport(url, &e))?;
         let status = resp.status();
         if !status.is_success() {
-            let p = foundations::client::read_problem(resp, LIMITS.max_error_body).await;
-            return Err(ClientError::Problem {
-                status: p.status,
-                title: if p.title.is_empty() {
-                    "error".into()
-                } else {
-                    p.title
-                },
-                detail: p.detail.unwrap_or_default(),
-            });
+            return Err(ClientError::refused(url, resp, LIMITS.max_error_body).await);
         }
         let bytes = foundations::client::read_capped(resp, MAX_RESPONSE)
             .await
-            .map_err(|e| ClientError::Http {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ClientError::decode(url, e))?;
         Ok((status, bytes))
     }
 
@@ -129,10 +78,7 @@ impl DispatcherClient {
         url: &str,
     ) -> Result<T, ClientError> {
         let (_, bytes) = self.fetch(rb, url).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Http {
-            url: url.to_owned(),
-            reason: format!("response: {e}"),
-        })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::decode(url, e))
     }
 
     /// GET a JSON resource (`path` starts with `/`).
@@ -145,10 +91,7 @@ impl DispatcherClient {
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
         let (_, bytes) = self.fetch(self.http.get(&url), &url).await?;
-        String::from_utf8(bytes).map_err(|_| ClientError::Http {
-            url,
-            reason: "response is not UTF-8".into(),
-        })
+        String::from_utf8(bytes).map_err(|_| ClientError::decode(&url, "response is not UTF-8"))
     }
 
     /// POST JSON.

@@ -48,6 +48,122 @@ pub enum SetupError {
     Build(String),
 }
 
+/// What went wrong talking to one of our services: the typed clients of the update server,
+/// the key repository and the dispatcher all return it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The client cannot be built or the call is malformed (e.g. an invalid key id).
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// The request did not complete (connect, TLS, deadline, transfer).
+    #[error("HTTP request to {url} failed: {reason}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// Why, with the cause chain.
+        reason: String,
+    },
+    /// No access token could be obtained from the token endpoint.
+    #[error("token request to {url} failed: {reason}")]
+    Token {
+        /// The token endpoint.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused with a problem-details body.
+    #[error("{url}: {status} {check}: {detail}")]
+    Problem {
+        /// The URL requested.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The stable name of the failed check (`check` member, else the type's last
+        /// segment, else `error`).
+        check: String,
+        /// The problem's title.
+        title: String,
+        /// The problem's detail (its title if it has none).
+        detail: String,
+    },
+    /// The response is not what the API promises (too large, not JSON, wrong shape).
+    #[error("unexpected response from {url}: {reason}")]
+    Decode {
+        /// The URL requested.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A local file to send could not be read.
+    #[error("cannot read {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// HTTP status of a problem response, if that is what this is.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Problem { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The failed check of a problem response, if that is what this is.
+    pub fn check(&self) -> Option<&str> {
+        match self {
+            ClientError::Problem { check, .. } => Some(check),
+            _ => None,
+        }
+    }
+
+    /// A request to `url` that did not complete.
+    pub fn transport(url: &str, e: &reqwest::Error) -> Self {
+        ClientError::Http {
+            url: url.to_owned(),
+            reason: describe(e),
+        }
+    }
+
+    /// A response from `url` that is not what the API promises.
+    pub fn decode(url: &str, reason: impl std::fmt::Display) -> Self {
+        ClientError::Decode {
+            url: url.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The problem of an error response from `url`, reading at most `cap` bytes of it.
+    pub async fn refused(url: &str, resp: reqwest::Response, cap: usize) -> Self {
+        let p = read_problem(resp, cap).await;
+        let check = p
+            .check
+            .clone()
+            .unwrap_or_else(|| match p.kind.rsplit('/').next() {
+                Some(s) if !s.is_empty() && p.kind != "about:blank" => s.to_owned(),
+                _ => "error".to_owned(),
+            });
+        ClientError::Problem {
+            url: url.to_owned(),
+            status: p.status,
+            check,
+            detail: p.detail.unwrap_or_else(|| p.title.clone()),
+            title: p.title,
+        }
+    }
+}
+
+impl From<SetupError> for ClientError {
+    fn from(e: SetupError) -> Self {
+        ClientError::Config(e.to_string())
+    }
+}
+
 /// An HTTPS client for `base_url`: rustls, HTTPS only, no redirects (following one could
 /// leak a bearer token); with `ca_pem`, only that CA (PEM bundle) is trusted.
 pub fn https_client(

@@ -67,18 +67,16 @@ pub mod util;
 #[cfg(feature = "client")]
 pub mod client;
 
-#[cfg(feature = "server")]
-pub mod audit;
-#[cfg(feature = "server")]
-pub mod config;
-#[cfg(feature = "server")]
-pub mod http;
-#[cfg(feature = "server")]
-pub mod serve;
-#[cfg(feature = "server")]
-pub mod tls;
-#[cfg(feature = "server")]
-pub mod token;
+cfg_if::cfg_if! {
+    if #[cfg(feature = "server")] {
+        pub mod audit;
+        pub mod config;
+        pub mod http;
+        pub mod serve;
+        pub mod tls;
+        pub mod token;
+    }
+}
 
 pub use error::Error;
 pub use problem::{PROBLEM_BASE, PROBLEM_MEDIA_TYPE, Problem};

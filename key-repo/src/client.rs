@@ -26,36 +26,7 @@ const LIMITS: foundations::client::ClientLimits = foundations::client::ClientLim
     max_error_body: 64 * 1024,
 };
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    #[error("client configuration: {0}")]
-    Config(String),
-    #[error("HTTP request to {url} failed: {reason}")]
-    Http { url: String, reason: String },
-    #[error("token request to {url} failed: {reason}")]
-    Token { url: String, reason: String },
-    /// The server answered with a problem details body.
-    #[error("{url}: {status} {title}")]
-    Problem {
-        url: String,
-        status: u16,
-        kind: String,
-        title: String,
-    },
-    #[error("unexpected response from {url}: {reason}")]
-    Decode { url: String, reason: String },
-}
-
-impl ClientError {
-    /// HTTP status of a problem response, if that is what this is.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Problem { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+pub use foundations::client::ClientError;
 
 /// How to reach and authenticate to a key repository.
 #[derive(Clone)]
@@ -114,8 +85,8 @@ impl KeyRepoClient {
         cfg.base_url = cfg.base_url.trim_end_matches('/').to_string();
         // RFC 6749 §4.4 token responses and our API never redirect; following one could leak
         // credentials: the client follows none.
-        let http = foundations::client::https_client(&cfg.base_url, cfg.ca_pem.as_deref(), &LIMITS)
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let http =
+            foundations::client::https_client(&cfg.base_url, cfg.ca_pem.as_deref(), &LIMITS)?;
         Ok(KeyRepoClient {
             cfg,
             http,
@@ -195,34 +166,21 @@ impl KeyRepoClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = req.send().await.map_err(|e| ClientError::Http {
-                url: url.to_string(),
-                reason: foundations::client::describe(&e),
-            })?;
-            let status = resp.status();
-            let bytes = foundations::client::read_capped(resp, MAX_RESPONSE)
+            let resp = req
+                .send()
                 .await
-                .map_err(|e| ClientError::Decode {
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| ClientError::transport(url, &e))?;
+            let status = resp.status();
             if status.is_success() {
-                return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                });
+                return foundations::client::read_json(resp, MAX_RESPONSE)
+                    .await
+                    .map_err(|e| ClientError::decode(url, e));
             }
             if status == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 self.clear_token().await;
                 continue;
             }
-            let p: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(ClientError::Problem {
-                url: url.to_string(),
-                status: status.as_u16(),
-                kind: p["type"].as_str().unwrap_or("about:blank").to_string(),
-                title: p["title"].as_str().unwrap_or("").to_string(),
-            });
+            return Err(ClientError::refused(url, resp, LIMITS.max_error_body).await);
         }
         Err(ClientError::Http {
             url: url.to_string(),
@@ -250,10 +208,8 @@ impl KeyRepoClient {
     pub async fn get_key(&self, kid: &str) -> Result<Key, ClientError> {
         let url = self.key_url(kid, "")?;
         let b: KeyBody = self.call(reqwest::Method::GET, &url, None).await?;
-        let cose_key = foundations::b64_decode(&b.cose_key).ok_or_else(|| ClientError::Decode {
-            url: url.clone(),
-            reason: "cose_key is not base64".into(),
-        })?;
+        let cose_key = foundations::b64_decode(&b.cose_key)
+            .ok_or_else(|| ClientError::decode(&url, "cose_key is not base64"))?;
         Ok(Key {
             product: b.product,
             cose_key,

@@ -34,30 +34,21 @@ pub mod util;
 #[cfg(feature = "client")]
 pub mod client;
 
-#[cfg(feature = "server")]
-pub mod api;
-#[cfg(feature = "server")]
-pub mod auth;
-#[cfg(feature = "server")]
-pub mod cli;
-#[cfg(feature = "server")]
-pub mod clients;
-#[cfg(feature = "server")]
-pub mod config;
-#[cfg(feature = "server")]
-pub mod crypto;
-#[cfg(feature = "server")]
-pub mod error;
-#[cfg(feature = "server")]
-pub mod init;
-#[cfg(feature = "server")]
-pub mod ratelimit;
-#[cfg(feature = "server")]
-pub mod server;
-#[cfg(feature = "server")]
-pub mod store;
+cfg_if::cfg_if! {
+    if #[cfg(feature = "server")] {
+        pub mod api;
+        pub mod auth;
+        pub mod cli;
+        pub mod clients;
+        pub mod config;
+        pub mod crypto;
+        pub mod error;
+        pub mod init;
+        pub mod ratelimit;
+        pub mod server;
+        pub mod store;
+        pub use api::{AppState, router};
+        pub use error::{ApiError, Error};
+    }
+}
 
-#[cfg(feature = "server")]
-pub use api::{AppState, router};
-#[cfg(feature = "server")]
-pub use error::{ApiError, Error};

@@ -103,10 +103,7 @@ pub fn main_from(args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + 
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            match e {
-                Error::Usage(_) | Error::Config { .. } => 2,
-                _ => 1,
-            }
+            if e.is_usage() { 2 } else { 1 }
         }
     }
 }

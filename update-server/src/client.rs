@@ -51,41 +51,7 @@ impl Default for ClientLimits {
 /// Notification streams are long-lived: reconnected after this long.
 const EVENTS_TIMEOUT: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    #[error("client configuration: {0}")]
-    Config(String),
-    #[error("HTTP request to {url} failed: {reason}")]
-    Http { url: String, reason: String },
-    /// The server refused with a problem-details body; `check` names the failed check.
-    #[error("{url}: {status} {check}: {detail}")]
-    Problem {
-        url: String,
-        status: u16,
-        check: String,
-        detail: String,
-    },
-    #[error("unexpected response from {url}: {reason}")]
-    Decode { url: String, reason: String },
-    #[error("cannot read {path}: {reason}")]
-    File { path: String, reason: String },
-}
-
-impl ClientError {
-    pub fn check(&self) -> Option<&str> {
-        match self {
-            ClientError::Problem { check, .. } => Some(check),
-            _ => None,
-        }
-    }
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Problem { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+pub use foundations::client::ClientError;
 
 /// Result of an upload.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -141,8 +107,7 @@ impl UpdateServerClient {
         limits: ClientLimits,
     ) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
-        let http = foundations::client::https_client(&base, ca_pem, &limits.http)
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let http = foundations::client::https_client(&base, ca_pem, &limits.http)?;
         Ok(UpdateServerClient {
             base,
             http,
@@ -168,21 +133,12 @@ impl UpdateServerClient {
     }
 
     fn http_err(url: &str, e: &reqwest::Error) -> ClientError {
-        ClientError::Http {
-            url: url.to_string(),
-            reason: foundations::client::describe(e),
-        }
+        ClientError::transport(url, e)
     }
 
     /// The problem of an error response (at most 64 KiB of it is read).
     async fn problem(&self, url: &str, resp: reqwest::Response) -> ClientError {
-        let p = foundations::client::read_problem(resp, self.limits.http.max_error_body).await;
-        ClientError::Problem {
-            url: url.to_string(),
-            status: p.status,
-            check: p.check.clone().unwrap_or_else(|| "unknown".into()),
-            detail: p.detail.unwrap_or(p.title),
-        }
+        ClientError::refused(url, resp, self.limits.http.max_error_body).await
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -192,10 +148,7 @@ impl UpdateServerClient {
     ) -> Result<T, ClientError> {
         foundations::client::read_json(resp, self.limits.max_json_bytes)
             .await
-            .map_err(|e| ClientError::Decode {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| ClientError::decode(url, e))
     }
 
     /// Sends `rb`; a non-success status becomes [`ClientError::Problem`].
@@ -327,10 +280,7 @@ impl UpdateServerClient {
     }
 
     fn bounded(&self, reason: String) -> ClientError {
-        ClientError::Decode {
-            url: format!("{}/v1/releases", self.base),
-            reason,
-        }
+        ClientError::decode(&format!("{}/v1/releases", self.base), reason)
     }
 
     /// The envelope bytes (at most `limit`).
@@ -341,10 +291,7 @@ impl UpdateServerClient {
             .await?;
         foundations::client::read_capped(resp, limit)
             .await
-            .map_err(|e| ClientError::Decode {
-                url,
-                reason: format!("envelope: {e}"),
-            })
+            .map_err(|e| ClientError::decode(&url, format!("envelope: {e}")))
     }
 
     /// The payload as a stream (optionally a `Range` header value), within

@@ -9,57 +9,44 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use foundations::Problem;
 
-/// Library and CLI errors.
+/// Library and CLI errors: the foundations' (files, configuration, database, TLS, usage)
+/// and the two of this service's own.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid configuration in {path}: {reason}")]
-    Config { path: String, reason: String },
-    #[error("database error: {0}")]
-    Db(String),
     #[error("object store: {0}")]
     Store(String),
-    #[error("TLS set-up failed: {0}")]
-    Tls(String),
-    #[error("{0}")]
-    Usage(String),
     #[error("{0}")]
     Remote(String),
     #[error(transparent)]
-    Foundation(foundations::Error),
-}
-
-impl From<foundations::Error> for Error {
-    fn from(e: foundations::Error) -> Self {
-        match e {
-            foundations::Error::Io { path, source } => Error::Io { path, source },
-            foundations::Error::Config { path, reason } => Error::Config { path, reason },
-            foundations::Error::Tls(t) => Error::Tls(t),
-            foundations::Error::Db(d) => Error::Db(d),
-            foundations::Error::Usage(u) => Error::Usage(u),
-            other => Error::Foundation(other),
-        }
-    }
+    Foundation(#[from] foundations::Error),
 }
 
 impl Error {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
+        foundations::Error::io(path, source).into()
+    }
+
+    pub(crate) fn usage(msg: impl Into<String>) -> Self {
+        foundations::Error::Usage(msg.into()).into()
+    }
+
+    pub(crate) fn db(msg: impl Into<String>) -> Self {
+        foundations::Error::Db(msg.into()).into()
+    }
+
+    /// True for a command line or configuration the operator must correct (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Foundation(foundations::Error::Usage(_) | foundations::Error::Config { .. })
+        )
     }
 }
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::Db(e.to_string())
+        foundations::Error::from(e).into()
     }
 }
 

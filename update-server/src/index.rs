@@ -68,7 +68,7 @@ fn product_key(vendor: &str, class: &str, seq: u64) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<ReleaseRecord, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Db(format!("corrupt release record: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::db(format!("corrupt release record: {e}")))
 }
 
 impl Index {
@@ -79,12 +79,12 @@ impl Index {
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    Error::Usage(format!(
+                    Error::usage(format!(
                         "{} is in use by another process (is the server running?)",
                         dir.display()
                     ))
                 }
-                other => Error::Db(format!("{}: {other}", dir.display())),
+                other => Error::db(format!("{}: {other}", dir.display())),
             })?;
         Ok(Index {
             releases: db.open_tree("releases")?,
@@ -122,7 +122,7 @@ impl Index {
         };
         let tail: [u8; 8] = k[prefix.len()..]
             .try_into()
-            .map_err(|_| Error::Db("corrupt product key".into()))?;
+            .map_err(|_| Error::db("corrupt product key"))?;
         Ok(Some(u64::from_be_bytes(tail)))
     }
 
@@ -131,7 +131,7 @@ impl Index {
     pub async fn insert(&self, mut rec: ReleaseRecord) -> Result<(Inserted, ReleaseRecord), Error> {
         rec.order = self.db.generate_id()?.saturating_add(1);
         let pkey = product_key(&rec.vendor_id, &rec.class_id, rec.sequence);
-        let value = serde_json::to_vec(&rec).map_err(|e| Error::Db(e.to_string()))?;
+        let value = serde_json::to_vec(&rec).map_err(|e| Error::db(e.to_string()))?;
         let id = rec.release_id.clone();
         let res = (&self.releases, &self.products, &self.order).transaction(|(r, p, o)| {
             if let Some(existing) = r.get(id.as_bytes())? {

@@ -30,7 +30,7 @@ pub fn init(dir: &Path, hostname: &str) -> Result<InitReport, Error> {
     let cfg = Config {
         listen: "127.0.0.1:8444"
             .parse()
-            .map_err(|_| Error::Usage("listen".into()))?,
+            .map_err(|_| Error::usage("listen"))?,
         data_dir: "data".into(),
         publishers_file: "publishers.toml".into(),
         tls: TlsConfig::generated(),

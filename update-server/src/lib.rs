@@ -27,38 +27,25 @@ pub mod model;
 #[cfg(feature = "client")]
 pub mod client;
 
-#[cfg(feature = "server")]
-pub mod api;
-#[cfg(feature = "server")]
-pub mod auth;
-#[cfg(feature = "server")]
-pub mod cli;
-#[cfg(feature = "server")]
-pub mod config;
-#[cfg(feature = "server")]
-pub mod error;
-#[cfg(feature = "server")]
-pub mod index;
-#[cfg(feature = "server")]
-pub mod ingest;
-#[cfg(feature = "server")]
-pub mod init;
-#[cfg(feature = "server")]
-pub mod mirror;
-#[cfg(feature = "server")]
-pub mod publishers;
-#[cfg(feature = "server")]
-pub mod server;
-#[cfg(feature = "server")]
-pub mod state;
-#[cfg(feature = "server")]
-pub mod storage;
-#[cfg(feature = "server")]
-pub mod util;
+cfg_if::cfg_if! {
+    if #[cfg(feature = "server")] {
+        pub mod api;
+        pub mod auth;
+        pub mod cli;
+        pub mod config;
+        pub mod error;
+        pub mod index;
+        pub mod ingest;
+        pub mod init;
+        pub mod mirror;
+        pub mod publishers;
+        pub mod server;
+        pub mod state;
+        pub mod storage;
+        pub mod util;
+        pub use api::router;
+        pub use error::{ApiError, Error};
+        pub use state::AppState;
+    }
+}
 
-#[cfg(feature = "server")]
-pub use api::router;
-#[cfg(feature = "server")]
-pub use error::{ApiError, Error};
-#[cfg(feature = "server")]
-pub use state::AppState;

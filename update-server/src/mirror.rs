@@ -97,12 +97,12 @@ pub fn source_client(m: &crate::config::MirrorConfig) -> Result<UpdateServerClie
     let token =
         match &m.token_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
-                crate::Error::Usage(format!("environment variable {var} is not set"))
+                crate::Error::usage(format!("environment variable {var} is not set"))
             })?),
             None => None,
         };
     UpdateServerClient::new(&m.from, ca.as_deref(), token)
-        .map_err(|e| crate::Error::Usage(e.to_string()))
+        .map_err(|e| crate::Error::usage(e.to_string()))
 }
 
 /// Replicates from `source` every `interval` until the server shuts down.

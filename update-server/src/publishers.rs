@@ -54,10 +54,11 @@ impl From<&KeyEntry> for Publisher {
 const MAX_FILE: u64 = suit::trust::MAX_TRUST_FILE as u64;
 
 fn config_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Config {
+    foundations::Error::Config {
         path: path.display().to_string(),
         reason: reason.to_string(),
     }
+    .into()
 }
 
 fn read(path: &Path) -> Result<TrustFile, Error> {
@@ -128,7 +129,7 @@ impl Registry {
         let mut c = self
             .cached
             .lock()
-            .map_err(|_| Error::Db("publisher cache poisoned".into()))?;
+            .map_err(|_| Error::db("publisher cache poisoned"))?;
         if c.0 == Some(stamp) {
             return Ok(c.1.clone());
         }
@@ -158,12 +159,12 @@ pub fn add(
     role: &str,
 ) -> Result<Publisher, Error> {
     let role = suit::Role::parse(role).ok_or_else(|| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "--role {role:?} must be manufacturer, third-party, internal, author or approver"
         ))
     })?;
     if vendors.is_empty() && role.is_publisher() {
-        return Err(Error::Usage("at least one --vendor-id is required".into()));
+        return Err(Error::usage("at least one --vendor-id is required"));
     }
     let entry = KeyEntry {
         vendors: (!vendors.is_empty()).then(|| vendors.iter().map(Uuid::to_string).collect()),
@@ -172,10 +173,10 @@ pub fn add(
     };
     entry
         .anchor(&mut suit::trust::no_key_files)
-        .map_err(|e| Error::Usage(format!("key {kid}: {e}")))?;
+        .map_err(|e| Error::usage(format!("key {kid}: {e}")))?;
     let mut f = read(path)?;
     if f.key(kid).is_some() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "kid {kid} is already registered (revoked kids cannot be reused)"
         )));
     }
@@ -196,7 +197,7 @@ pub fn revoke(path: &Path, kid: &str) -> Result<Publisher, Error> {
         .keys
         .iter_mut()
         .find(|p| p.kid == kid)
-        .ok_or_else(|| Error::Usage(format!("no publisher with kid {kid}")))?;
+        .ok_or_else(|| Error::usage(format!("no publisher with kid {kid}")))?;
     if !p.is_revoked() {
         p.revoked_at = Some(Timestamp(now_unix()));
     }
