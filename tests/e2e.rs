@@ -277,7 +277,7 @@ async fn update_server_down_mirror_is_used() {
     c.stop_update_server(0);
     // Only the mirror has it: the dispatcher can only learn of it by failing over.
     let id = c
-        .publish_to(&c.third_party, &app, &image(4096, 9), "app-mirror", &[1])
+        .publish(&c.third_party, &app, &image(4096, 9), "app-mirror", 1)
         .await
         .unwrap();
     let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();

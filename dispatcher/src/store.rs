@@ -412,6 +412,20 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut DeviceRecord),
     ) -> Result<Option<DeviceRecord>, Error> {
+        self.with_device(id, |d| {
+            f(d);
+            Ok(())
+        })
+    }
+
+    /// The one read-modify-write of a device record: under the device lock, reads it,
+    /// applies `f` (which may write other trees first) and writes it back. `None` when the
+    /// device is not enrolled (`f` is not called).
+    fn with_device(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut DeviceRecord) -> Result<(), Error>,
+    ) -> Result<Option<DeviceRecord>, Error> {
         let _guard = self
             .device_updates
             .lock()
@@ -419,7 +433,7 @@ impl Store {
         let Some(mut d) = self.device(id)? else {
             return Ok(None);
         };
-        f(&mut d);
+        f(&mut d)?;
         self.put_device(&d, false)?;
         Ok(Some(d))
     }
@@ -451,38 +465,32 @@ impl Store {
         keep: usize,
         f: impl FnOnce(&mut DeviceRecord),
     ) -> Result<Option<DeviceRecord>, Error> {
-        let _guard = self
-            .device_updates
-            .lock()
-            .map_err(|_| Error::Other("device lock poisoned".into()))?;
-        let Some(mut d) = self.device(device)? else {
-            return Ok(None);
-        };
-        let n = self.db.generate_id()?;
-        let prefix = report_prefix(device);
-        let key = format!("{prefix}{n:020}");
-        self.reports.insert(key.as_bytes(), enc(r)?)?;
-        // Bounded retention: the oldest beyond `keep` go (their counts stay in the record).
-        let stored = self.reports.scan_prefix(prefix.as_bytes()).keys().count();
-        let mut dropped = 0u64;
-        if stored > keep.max(1) {
-            let mut batch = sled::Batch::default();
-            for k in self
-                .reports
-                .scan_prefix(prefix.as_bytes())
-                .keys()
-                .take(stored - keep.max(1))
-            {
-                batch.remove(k?);
-                dropped += 1;
+        self.with_device(device, |d| {
+            let n = self.db.generate_id()?;
+            let prefix = report_prefix(device);
+            let key = format!("{prefix}{n:020}");
+            self.reports.insert(key.as_bytes(), enc(r)?)?;
+            // Bounded retention: the oldest beyond `keep` go (their counts stay in the record).
+            let stored = self.reports.scan_prefix(prefix.as_bytes()).keys().count();
+            let mut dropped = 0u64;
+            if stored > keep.max(1) {
+                let mut batch = sled::Batch::default();
+                for k in self
+                    .reports
+                    .scan_prefix(prefix.as_bytes())
+                    .keys()
+                    .take(stored - keep.max(1))
+                {
+                    batch.remove(k?);
+                    dropped += 1;
+                }
+                self.reports.apply_batch(batch)?;
             }
-            self.reports.apply_batch(batch)?;
-        }
-        d.reports.count(&r.outcome);
-        d.reports.dropped += dropped;
-        f(&mut d);
-        self.put_device(&d, false)?;
-        Ok(Some(d))
+            d.reports.count(&r.outcome);
+            d.reports.dropped += dropped;
+            f(d);
+            Ok(())
+        })
     }
 
     /// Reports of a device, oldest first (at most the retention bound).

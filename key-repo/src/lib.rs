@@ -51,4 +51,3 @@ cfg_if::cfg_if! {
         pub use error::{ApiError, Error};
     }
 }
-

@@ -9,7 +9,8 @@ use super::{Chain, Publisher, VENDOR, rng};
 
 impl Chain {
     /// Publishes a release: builds it (encrypt-then-sign), stores its key at the key
-    /// repository, uploads it to update server `server`. Returns the release id.
+    /// repository, uploads it to update server `server` (0 the update server, 1 its mirror).
+    /// Returns the release id.
     pub async fn publish(
         &self,
         p: &Publisher,
@@ -18,38 +19,9 @@ impl Chain {
         release_kid: &str,
         server: usize,
     ) -> anyhow::Result<String> {
-        self.publish_to(p, params, image, release_kid, &[server])
-            .await
-    }
-
-    /// As [`Chain::publish`], uploading the same release to each of `servers` (a mirror).
-    pub async fn publish_to(
-        &self,
-        p: &Publisher,
-        params: &ReleaseParams,
-        image: &[u8],
-        release_kid: &str,
-        servers: &[usize],
-    ) -> anyhow::Result<String> {
-        self.publish_altered(p, params, image, release_kid, servers, |e| e)
-            .await
-    }
-
-    /// As [`Chain::publish_to`], with the signed envelope passed through `alter` before it
-    /// is uploaded (tests of what an attacker between publisher and update server can do).
-    pub async fn publish_altered(
-        &self,
-        p: &Publisher,
-        params: &ReleaseParams,
-        image: &[u8],
-        release_kid: &str,
-        servers: &[usize],
-        alter: impl Fn(Vec<u8>) -> Vec<u8>,
-    ) -> anyhow::Result<String> {
         let mut rng = rng();
-        let mut built =
+        let built =
             suit::release::build_release(params, image, release_kid.as_bytes(), &p.key, &mut rng)?;
-        built.envelope = alter(built.envelope);
         let krc = self.key_repo_client(p)?;
         krc.put_key(
             release_kid,
@@ -60,30 +32,22 @@ impl Chain {
         let token = krc.access_token().await?;
         let blob_path = self.opts.root.join(format!("{release_kid}.enc"));
         std::fs::write(&blob_path, &built.blob)?;
-        let mut id = String::new();
-        for &server in servers {
-            let name = if server == 0 {
-                "update-server"
-            } else {
-                "update-mirror"
-            };
-            let ca = std::fs::read(self.opts.root.join(name).join("tls/ca.pem"))?;
-            let usc = update_server::client::UpdateServerClient::new(
-                &self.us_urls[server],
-                Some(&ca),
-                Some(token.clone()),
-            )?;
-            let up = usc
-                .upload(
-                    built.envelope.clone(),
-                    &blob_path,
-                    std::sync::Arc::new(|_| {}),
-                )
-                .await?;
-            id = up.release.release_id;
-        }
+        let name = if server == 0 {
+            "update-server"
+        } else {
+            "update-mirror"
+        };
+        let ca = std::fs::read(self.opts.root.join(name).join("tls/ca.pem"))?;
+        let usc = update_server::client::UpdateServerClient::new(
+            &self.us_urls[server],
+            Some(&ca),
+            Some(token),
+        )?;
+        let up = usc
+            .upload(built.envelope, &blob_path, std::sync::Arc::new(|_| {}))
+            .await;
         let _ = std::fs::remove_file(&blob_path);
-        Ok(id)
+        Ok(up?.release.release_id)
     }
 
     /// A key repository client with `p`'s credentials, one per publisher and chain (its

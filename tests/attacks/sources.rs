@@ -450,11 +450,11 @@ fn mirror_swapping_blobs_refused() {
         let pb = params(CLASS_HMI, UpdateType::T1, 3, vec![1, 53, 0]).unwrap();
         let (ia, ib) = (image(8192, 65), image(8192, 66));
         let a = c
-            .publish_to(&c.third_party, &pa, &ia, "swap-a", &[1])
+            .publish(&c.third_party, &pa, &ia, "swap-a", 1)
             .await
             .unwrap();
         let b = c
-            .publish_to(&c.third_party, &pb, &ib, "swap-b", &[1])
+            .publish(&c.third_party, &pb, &ib, "swap-b", 1)
             .await
             .unwrap();
         let blobs = c.opts.root.join("update-mirror/objects/blobs");

@@ -48,4 +48,3 @@ cfg_if::cfg_if! {
         pub use state::AppState;
     }
 }
-

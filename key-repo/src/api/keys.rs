@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use foundations::audit::AuditEvent;
 use foundations::now_unix;
@@ -150,27 +151,56 @@ impl<'a> Ctx<'a> {
 type KidPath = Result<Path<String>, axum::extract::rejection::PathRejection>;
 
 /// The `{kid}` path segment, validated (1 to 128 URL-safe characters).
-fn check_kid(kid: KidPath) -> Result<String, ApiError> {
+fn check_kid(kid: &KidPath) -> Result<String, ApiError> {
     match kid {
-        Ok(Path(kid)) if crate::util::valid_kid(&kid) => Ok(kid),
+        Ok(Path(kid)) if crate::util::valid_kid(kid) => Ok(kid.clone()),
         _ => Err(ApiError::BadRequest("kid".into())),
     }
 }
 
-/// How every request on one key starts: the kid validated, the audit record opened, and
-/// the caller recorded and checked for one of `scopes`.
-fn begin<'a>(
-    st: &'a AppState,
-    peer: &Option<Extension<PeerAddr>>,
-    p: &Principal,
+/// What every request on one key extracts: the state, the peer, the caller the gate
+/// authenticated, and the `{kid}` path segment (validated by [`KeyCall::begin`]).
+pub(super) struct KeyCall {
+    st: AppState,
+    peer: Option<SocketAddr>,
+    p: Arc<Principal>,
     kid: KidPath,
-    action: Action,
-    scopes: &[&'static str],
-) -> Result<(String, Ctx<'a>), ApiError> {
-    let kid = check_kid(kid)?;
-    let mut cx = Ctx::new(st, peer_addr(peer), action, Some(&kid));
-    cx.authorize(p, scopes)?;
-    Ok((kid, cx))
+}
+
+impl FromRequestParts<AppState> for KeyCall {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let peer = parts.extensions.get::<PeerAddr>().map(|a| a.0);
+        // The gate in front of every key route puts the caller here; its absence is a bug.
+        let p = parts
+            .extensions
+            .get::<Arc<Principal>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("no authenticated caller".into()))?;
+        let kid = Path::<String>::from_request_parts(parts, st).await;
+        Ok(KeyCall {
+            st: st.clone(),
+            peer,
+            p,
+            kid,
+        })
+    }
+}
+
+impl KeyCall {
+    /// How every request on one key starts: the kid validated, the audit record opened,
+    /// and the caller recorded and checked for one of `scopes`.
+    fn begin(
+        &self,
+        action: Action,
+        scopes: &[&'static str],
+    ) -> Result<(String, Ctx<'_>), ApiError> {
+        let kid = check_kid(&self.kid)?;
+        let mut cx = Ctx::new(&self.st, self.peer, action, Some(&kid));
+        cx.authorize(&self.p, scopes)?;
+        Ok((kid, cx))
+    }
 }
 
 /// The key's record for reads, meta and revoke, once the caller may know it exists: a kid
@@ -196,13 +226,11 @@ fn lookup(cx: &mut Ctx<'_>, p: &Principal, kid: &str, admin_ok: bool) -> Result<
 }
 
 pub(super) async fn put_key(
-    State(st): State<AppState>,
-    peer: Option<Extension<PeerAddr>>,
-    Extension(p): Extension<Arc<Principal>>,
-    kid: KidPath,
+    call: KeyCall,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (kid, mut cx) = begin(&st, &peer, &p, kid, Action::Create, &[model::SCOPE_WRITE])?;
+    let (kid, mut cx) = call.begin(Action::Create, &[model::SCOPE_WRITE])?;
+    let (st, p) = (&call.st, &*call.p);
     let body = body.map_err(|_| cx.deny(ApiError::TooLarge))?;
     let req: KeyBody = serde_json::from_slice(&body)
         .map_err(|e| cx.deny(ApiError::BadRequest(format!("body: {e}"))))?;
@@ -248,15 +276,11 @@ pub(super) async fn put_key(
     }
 }
 
-pub(super) async fn get_key(
-    State(st): State<AppState>,
-    peer: Option<Extension<PeerAddr>>,
-    Extension(p): Extension<Arc<Principal>>,
-    kid: KidPath,
-) -> Result<Response, ApiError> {
-    let (kid, mut cx) = begin(&st, &peer, &p, kid, Action::Read, &[model::SCOPE_READ])?;
+pub(super) async fn get_key(call: KeyCall) -> Result<Response, ApiError> {
+    let (kid, mut cx) = call.begin(Action::Read, &[model::SCOPE_READ])?;
+    let (st, p) = (&call.st, &*call.p);
     // One read of the record; the checks apply to exactly what is decrypted.
-    let loaded = lookup(&mut cx, &p, &kid, false)?;
+    let loaded = lookup(&mut cx, p, &kid, false)?;
     let key = st.inner.store.open_sealed(&loaded.meta, &loaded.sealed)?;
     // The read is on disk before the key leaves the server: if it cannot be recorded, the
     // key is not returned (issue 13 item 4).
@@ -270,40 +294,21 @@ pub(super) async fn get_key(
     ))
 }
 
-pub(super) async fn get_meta(
-    State(st): State<AppState>,
-    peer: Option<Extension<PeerAddr>>,
-    Extension(p): Extension<Arc<Principal>>,
-    kid: KidPath,
-) -> Result<Response, ApiError> {
-    let (kid, mut cx) = begin(
-        &st,
-        &peer,
-        &p,
-        kid,
+pub(super) async fn get_meta(call: KeyCall) -> Result<Response, ApiError> {
+    let (kid, mut cx) = call.begin(
         Action::Meta,
         &[model::SCOPE_READ, model::SCOPE_WRITE, model::SCOPE_ADMIN],
     )?;
-    let loaded = lookup(&mut cx, &p, &kid, true)?;
+    let p = &*call.p;
+    let loaded = lookup(&mut cx, p, &kid, true)?;
     cx.ok("ok")?;
     Ok(json_no_store(StatusCode::OK, &loaded.meta))
 }
 
-pub(super) async fn revoke(
-    State(st): State<AppState>,
-    peer: Option<Extension<PeerAddr>>,
-    Extension(p): Extension<Arc<Principal>>,
-    kid: KidPath,
-) -> Result<Response, ApiError> {
-    let (kid, mut cx) = begin(
-        &st,
-        &peer,
-        &p,
-        kid,
-        Action::Revoke,
-        &[model::SCOPE_REVOKE, model::SCOPE_ADMIN],
-    )?;
-    let loaded = lookup(&mut cx, &p, &kid, true)?;
+pub(super) async fn revoke(call: KeyCall) -> Result<Response, ApiError> {
+    let (kid, mut cx) = call.begin(Action::Revoke, &[model::SCOPE_REVOKE, model::SCOPE_ADMIN])?;
+    let (st, p) = (&call.st, &*call.p);
+    let loaded = lookup(&mut cx, p, &kid, true)?;
     // Only the client that stored the key, or an administrator (issue 13 item 5: another
     // publisher of the same product revoked a key it did not store).
     let caller = Owner {

@@ -145,6 +145,16 @@ impl std::fmt::Debug for ServerEndpoint {
     }
 }
 
+/// One request datagram being answered: who sent it, what it decoded to, its size on the
+/// wire (what an unauthenticated peer may get back at most) and when it arrived.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    peer: SocketAddr,
+    packet: &'a Packet,
+    len: usize,
+    now: Instant,
+}
+
 fn reply_type(req: &Packet) -> MessageType {
     if req.header.get_type() == MessageType::Confirmable {
         MessageType::Acknowledgement
@@ -250,7 +260,13 @@ impl ServerEndpoint {
             }
         }
         let mut observation = None;
-        let out = self.process(peer, &p, bytes.len(), now, handler, &mut observation);
+        let req = Incoming {
+            peer,
+            packet: &p,
+            len: bytes.len(),
+            now,
+        };
+        let out = self.process(&req, handler, &mut observation);
         let bytes = out
             .and_then(|r| message::encode(&r, cfg.max_message).ok())
             .map(Arc::new);
@@ -277,19 +293,22 @@ impl ServerEndpoint {
     /// may get back at most (see [`no_larger_than`]).
     fn process(
         &self,
-        peer: SocketAddr,
-        p: &Packet,
-        request_len: usize,
-        now: Instant,
+        req: &Incoming<'_>,
         handler: &dyn Handler,
         observation: &mut Option<Observation>,
     ) -> Option<Packet> {
+        let Incoming {
+            peer,
+            packet: p,
+            len: request_len,
+            now,
+        } = *req;
         let oscore = match protect::oscore_option(p) {
             Ok(o) => o,
             Err(e) => return no_larger_than(protect::error_response(p, &e), request_len),
         };
         let Some(o) = oscore else {
-            return self.process_unprotected(peer, p, request_len, now, handler);
+            return self.process_unprotected(req, handler);
         };
         let kid = o.kid.clone().unwrap_or_default();
         // RFC 8613 §8.2 step 2: select the context by kid (and kid context).
@@ -373,20 +392,19 @@ impl ServerEndpoint {
         let observe = observation
             .as_ref()
             .and_then(|_| message::first(&inner, opt::OBSERVE).cloned());
-        self.seal_outcome(peer, p, request_len, answer.challenge, observe, sealed)
+        self.seal_outcome(req, answer.challenge, observe, sealed)
     }
 
     /// A request without an OSCORE option: served only on paths the handler leaves open
     /// and only while no context is configured; an error answer is no larger than the
     /// request (nothing here is authenticated, RFC 7252 §11.3).
-    fn process_unprotected(
-        &self,
-        peer: SocketAddr,
-        p: &Packet,
-        request_len: usize,
-        now: Instant,
-        handler: &dyn Handler,
-    ) -> Option<Packet> {
+    fn process_unprotected(&self, req: &Incoming<'_>, handler: &dyn Handler) -> Option<Packet> {
+        let Incoming {
+            peer,
+            packet: p,
+            len: request_len,
+            now,
+        } = *req;
         let open = message::path_of(p).is_ok_and(|path| handler.allow_unprotected(&path));
         if (self.protected || !self.contexts.is_empty()) && !open {
             // Contexts configured: unprotected requests get 4.01 (issue 3).
@@ -411,13 +429,17 @@ impl ServerEndpoint {
     /// Echo challenge would be larger than its request, or 5.00 when protection failed.
     fn seal_outcome(
         &self,
-        peer: SocketAddr,
-        p: &Packet,
-        request_len: usize,
+        req: &Incoming<'_>,
         challenge: bool,
         observe: Option<Vec<u8>>,
         sealed: Result<Packet, Error>,
     ) -> Option<Packet> {
+        let Incoming {
+            peer,
+            packet: p,
+            len: request_len,
+            ..
+        } = *req;
         match sealed {
             Ok(r)
                 if challenge
