@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let tool = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let rest = || args[1..].to_vec();
     match tool {
-        "key-repo" => return exit_i32(key_repo::cli::main_from(rest())),
+        "key-repo" => return ExitCode::from(key_repo::cli::main_from(rest())),
         "update-server" => return ExitCode::from(update_server::cli::main_from(rest())),
         "dispatcher" => return dispatcher::cli::main_from(rest()),
         "device-sim" => return device_sim::cli::main_from(rest()),
@@ -78,8 +78,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn exit_i32(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -126,6 +126,27 @@ pub struct InitArgs {
     pub json: bool,
 }
 
+impl InitArgs {
+    /// Runs the service's `init` on `--dir` and `--hostname`, then prints its report: as
+    /// JSON with `--json`, else as `human` writes it. Exit code 0.
+    pub fn run<R: serde::Serialize, E>(
+        &self,
+        init: impl FnOnce(&Path, &str) -> Result<R, E>,
+        human: impl FnOnce(&R),
+    ) -> Result<u8, E> {
+        let report = init(&self.dir, &self.hostname)?;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        } else {
+            human(&report);
+        }
+        Ok(0)
+    }
+}
+
 /// The checks every service's `init` starts with: a valid `--hostname`, and no
 /// configuration file `name` in `dir` yet (`refusing` ends the refusal: what the command
 /// will not overwrite, and what to do instead). Returns the configuration file's path.
@@ -157,6 +178,103 @@ pub struct ServeArgs {
     /// Listen address (overrides the configuration; port 0 picks a free port).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// The command line every service shares: `--log-format`, `init`, `serve`, and the
+/// service's own commands `C` beside them.
+#[derive(Debug, clap::Parser)]
+pub struct ServiceCli<C: clap::Subcommand> {
+    /// `--log-format text|json`.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: ServiceCommand<C>,
+}
+
+/// `init`, `serve`, or one of the service's own commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServiceCommand<C: clap::Subcommand> {
+    /// Create a configuration, TLS certificate and keys in a new directory.
+    Init(InitArgs),
+    /// Run the service.
+    Serve(ServeArgs),
+    /// The service's own commands.
+    #[command(flatten)]
+    Own(C),
+}
+
+/// What a service's command line says about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceInfo {
+    /// Program name.
+    pub name: &'static str,
+    /// Its version (`env!("CARGO_PKG_VERSION")` of the service).
+    pub version: &'static str,
+    /// One line on what it is.
+    pub about: &'static str,
+    /// What `init` creates.
+    pub init_about: &'static str,
+    /// The exit codes.
+    pub exit_codes: &'static str,
+    /// The environment variable with the log level (e.g. `KEY_REPO_LOG`).
+    pub log_env: &'static str,
+}
+
+impl<C: clap::Subcommand> ServiceCli<C> {
+    /// Parses `args` (the first is the program name) as `info` describes the program,
+    /// and installs logging. Usage errors and `--help` exit the process as clap does.
+    pub fn parse_service(
+        info: &ServiceInfo,
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+    ) -> Self {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let cmd = Self::command()
+            .name(info.name)
+            .bin_name(info.name)
+            .version(info.version)
+            .about(info.about)
+            .after_help(format!("Exit codes: {}", info.exit_codes))
+            .mut_subcommand("init", |c| c.about(info.init_about));
+        let cli = Self::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit());
+        cli.log.init(info.log_env);
+        cli
+    }
+}
+
+/// A service's `main`: parses `args` as `info` describes the program, runs the command and
+/// returns the exit code; an error is printed as `NAME: error` and exits 2 when `usage`
+/// says the operator must correct the command line or configuration, else 1.
+pub fn service_main<C: clap::Subcommand, E: std::fmt::Display>(
+    info: &ServiceInfo,
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+    run: impl FnOnce(ServiceCommand<C>) -> Result<u8, E>,
+    usage: impl Fn(&E) -> bool,
+) -> u8 {
+    let cli = ServiceCli::<C>::parse_service(info, args);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}: {e}", info.name);
+            if usage(&e) { 2 } else { 1 }
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Runs the service (`serve(config, listen)`) on a new runtime until it stops. Exit
+    /// code 0.
+    pub fn run<'a, F, E>(
+        &'a self,
+        serve: impl FnOnce(&'a Path, Option<std::net::SocketAddr>) -> F,
+    ) -> Result<u8, E>
+    where
+        F: std::future::Future<Output = Result<(), E>>,
+        E: From<Error>,
+    {
+        runtime()?.block_on(serve(&self.config, self.listen))?;
+        Ok(0)
+    }
 }
 
 /// A multi-thread tokio runtime for a CLI command.

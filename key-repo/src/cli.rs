@@ -3,32 +3,27 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use foundations::config::{InitArgs, LogArgs, ServeArgs};
+use clap::Subcommand;
+use foundations::config::{ServiceCli, ServiceCommand, ServiceInfo};
 
 use crate::Error;
 use crate::model::Role;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "key-repo",
-    version,
-    about = "Key repository protected by OAuth 2.0"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// The command line: `init`, `serve` and [`Command`].
+pub type Cli = ServiceCli<Command>;
 
+const INFO: ServiceInfo = ServiceInfo {
+    name: "key-repo",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "Key repository protected by OAuth 2.0",
+    init_about: "Create a configuration, TLS certificate, master key, token-signing key and admin client (`--json` prints the report, the admin secret included, as JSON).",
+    exit_codes: "0 success; 1 failure; 2 usage error; 3 audit chain does not verify.",
+    log_env: "KEY_REPO_LOG",
+};
+
+/// The key repository's own commands (beside `init` and `serve`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a configuration, TLS certificate, master key, token-signing key and admin
-    /// client (`--json` prints the report, the admin secret included, as JSON).
-    Init(InitArgs),
-    /// Run the service.
-    Serve(ServeArgs),
     /// Manage OAuth clients.
     Clients {
         #[command(subcommand)]
@@ -103,58 +98,34 @@ pub enum AuditCommand {
 }
 
 /// Runs the command line; returns the process exit code.
-pub fn main() -> i32 {
+pub fn main() -> u8 {
     main_from(std::env::args_os())
 }
 
 /// As [`main`], with the arguments given (the first is the program name).
-pub fn main_from(args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>) -> i32 {
-    let cli = Cli::parse_from(args);
-    cli.log.init("KEY_REPO_LOG");
-    match run(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("key-repo: {e}");
-            if matches!(e, Error::Usage(_)) { 2 } else { 1 }
-        }
-    }
+pub fn main_from(args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>) -> u8 {
+    foundations::config::service_main(&INFO, args, run, |e| matches!(e, Error::Usage(_)))
 }
 
-fn run(cmd: Command) -> Result<i32, Error> {
+fn run(cmd: ServiceCommand<Command>) -> Result<u8, Error> {
     match cmd {
-        Command::Init(InitArgs {
-            dir,
-            hostname,
-            json,
-        }) => {
-            let r = crate::init::init(&dir, &hostname)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).map_err(|e| Error::Corrupt(e.to_string()))?
-                );
-            } else {
-                for p in &r.created {
-                    println!("created {}", p.display());
-                }
-                println!(
-                    "clients should trust the CA certificate {}",
-                    r.ca_file.display()
-                );
-                println!("admin client (the secret is shown only now; store it safely):");
-                println!("  client_id:     {}", r.admin.client_id);
-                println!("  client_secret: {}", r.admin.client_secret);
+        ServiceCommand::Init(a) => a.run(crate::init::init, |r| {
+            for p in &r.created {
+                println!("created {}", p.display());
             }
-            Ok(0)
-        }
-        Command::Serve(ServeArgs { config, listen }) => {
-            foundations::config::runtime()?.block_on(crate::server::run(&config, listen))?;
-            Ok(0)
-        }
-        Command::Clients { command } => clients(command),
-        Command::Audit {
+            println!(
+                "clients should trust the CA certificate {}",
+                r.ca_file.display()
+            );
+            println!("admin client (the secret is shown only now; store it safely):");
+            println!("  client_id:     {}", r.admin.client_id);
+            println!("  client_secret: {}", r.admin.client_secret);
+        }),
+        ServiceCommand::Serve(a) => a.run(crate::server::run),
+        ServiceCommand::Own(Command::Clients { command }) => clients(command),
+        ServiceCommand::Own(Command::Audit {
             command: AuditCommand::Verify { config, data_dir },
-        } => {
+        }) => {
             let cfg = crate::config::Config::load(&config)?;
             let master = crate::crypto::MasterKey::load(&cfg.master_key_file)?;
             let dir = data_dir.unwrap_or(cfg.data_dir);
@@ -179,7 +150,7 @@ fn run(cmd: Command) -> Result<i32, Error> {
     }
 }
 
-fn clients(cmd: ClientsCommand) -> Result<i32, Error> {
+fn clients(cmd: ClientsCommand) -> Result<u8, Error> {
     match cmd {
         ClientsCommand::Add {
             config,

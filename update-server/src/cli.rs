@@ -3,33 +3,27 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use foundations::config::{InitArgs, LogArgs, ServeArgs};
+use clap::Subcommand;
+use foundations::config::{ServiceCli, ServiceCommand, ServiceInfo};
 use uuid::Uuid;
 
 use crate::Error;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "update-server",
-    version,
-    about = "Hosts signed, encrypted SUIT releases; verifies before it stores",
-    after_help = "Exit codes: 0 success; 1 failure (a mirror refused a release); 2 usage or configuration error."
-)]
-pub struct Cli {
-    /// `--log-format text|json` (level from UPDATE_SERVER_LOG, e.g. debug).
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// The command line: `init`, `serve` and [`Command`].
+pub type Cli = ServiceCli<Command>;
 
+const INFO: ServiceInfo = ServiceInfo {
+    name: "update-server",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "Hosts signed, encrypted SUIT releases; verifies before it stores",
+    init_about: "Create a configuration, TLS certificate, empty publisher list and object directory.",
+    exit_codes: "0 success; 1 failure (a mirror refused a release); 2 usage or configuration error.",
+    log_env: "UPDATE_SERVER_LOG",
+};
+
+/// The update server's own commands (beside `init` and `serve`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a configuration, TLS certificate, empty publisher list and object directory.
-    Init(InitArgs),
-    /// Run the service.
-    Serve(ServeArgs),
     /// Manage the publisher keys allowed to upload.
     Publishers {
         #[command(subcommand)]
@@ -97,15 +91,7 @@ pub fn main() -> u8 {
 
 /// As [`main`], with the arguments given (the first is the program name).
 pub fn main_from(args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>) -> u8 {
-    let cli = Cli::parse_from(args);
-    cli.log.init("UPDATE_SERVER_LOG");
-    match run(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            if e.is_usage() { 2 } else { 1 }
-        }
-    }
+    foundations::config::service_main(&INFO, args, run, Error::is_usage)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -116,17 +102,10 @@ fn publishers_file(config: &std::path::Path) -> Result<PathBuf, Error> {
     Ok(crate::config::Config::load(config)?.publishers_file)
 }
 
-fn run(cmd: Command) -> Result<u8, Error> {
+fn run(cmd: ServiceCommand<Command>) -> Result<u8, Error> {
     match cmd {
-        Command::Init(InitArgs {
-            dir,
-            hostname,
-            json,
-        }) => {
-            let r = crate::init::init(&dir, &hostname)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
+        ServiceCommand::Init(a) => {
+            a.run(crate::init::init, |r| {
                 println!("configuration  {}", r.config.display());
                 println!(
                     "CA certificate {} (give it to clients)",
@@ -135,12 +114,12 @@ fn run(cmd: Command) -> Result<u8, Error> {
                 for c in &r.created {
                     println!("created        {}", c.display());
                 }
-            }
+            })?;
         }
-        Command::Serve(ServeArgs { config, listen }) => {
-            runtime()?.block_on(crate::server::run(&config, listen))?;
+        ServiceCommand::Serve(a) => {
+            a.run(crate::server::run)?;
         }
-        Command::Publishers { command } => match command {
+        ServiceCommand::Own(Command::Publishers { command }) => match command {
             PublishersCommand::Add {
                 config,
                 kid,
@@ -189,13 +168,13 @@ fn run(cmd: Command) -> Result<u8, Error> {
                 println!("publisher {} revoked", p.kid);
             }
         },
-        Command::Mirror {
+        ServiceCommand::Own(Command::Mirror {
             config,
             from,
             ca,
             token_env,
             json,
-        } => {
+        }) => {
             let cfg = crate::config::Config::load(&config)?;
             let source = crate::mirror::source_client(&crate::config::MirrorConfig {
                 from: from.clone(),

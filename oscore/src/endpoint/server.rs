@@ -399,12 +399,7 @@ impl ServerEndpoint {
     /// and only while no context is configured; an error answer is no larger than the
     /// request (nothing here is authenticated, RFC 7252 §11.3).
     fn process_unprotected(&self, req: &Incoming<'_>, handler: &dyn Handler) -> Option<Packet> {
-        let Incoming {
-            peer,
-            packet: p,
-            len: request_len,
-            now,
-        } = *req;
+        let (p, request_len) = (req.packet, req.len);
         let open = message::path_of(p).is_ok_and(|path| handler.allow_unprotected(&path));
         if (self.protected || !self.contexts.is_empty()) && !open {
             // Contexts configured: unprotected requests get 4.01 (issue 3).
@@ -413,7 +408,9 @@ impl ServerEndpoint {
                 request_len,
             );
         }
-        let mut resp = self.app(peer, p, None, None, now, handler, &mut None).inner;
+        let mut resp = self
+            .app(req.peer, p, None, None, req.now, handler, &mut None)
+            .inner;
         resp.header.set_type(reply_type(p));
         resp.header.message_id = p.header.message_id;
         resp.set_token(p.get_token().to_vec());
