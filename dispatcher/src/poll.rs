@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use foundations::client::ReadError;
 use futures_util::future::join_all;
 
 use serde::Serialize;
@@ -138,9 +139,18 @@ async fn poll_server(
         // apart) nor the cap.
         let max =
             usize::try_from(signed_size.saturating_add(1).min(max_blob)).unwrap_or(usize::MAX);
-        let blob = foundations::client::read_capped(resp, max)
-            .await
-            .map_err(|e| format!("{id}: blob: {e}"))?;
+        let blob = match foundations::client::read_capped(resp, max).await {
+            Ok(blob) => blob,
+            // Longer than the publisher signed: this listing is refused, the source's other
+            // releases are still read (a fault of one must not hide the rest).
+            Err(ReadError::TooLarge { .. }) if signed_size < max_blob => {
+                let (check, detail) = d.refuse_longer_blob("dispatcher", &id, signed_size);
+                d.remember_refused(c.base_url(), &id);
+                report.refused.push((id, check, detail));
+                continue;
+            }
+            Err(e) => return Err(format!("{id}: blob: {e}")),
+        };
         match d
             .intake(&envelope, &blob, None, c.base_url(), "dispatcher")
             .await

@@ -323,28 +323,46 @@ fn hostile_source_cannot_make_the_dispatcher_skip_a_genuine_release() {
 }
 
 /// Attack (TUF endless data; A2): the source lists a genuine release with its true size
-/// (4 KiB) and answers the blob download with bytes that never end.
+/// (4 KiB) and answers the blob download with bytes that never end; it also lists a second
+/// genuine release after it, served intact.
 ///
 /// Check: the blob read is capped at the size the accepted manifest signs (one byte more, to
 /// tell a longer blob apart; `limits.max_blob_bytes`, here 16 MiB, bounds it too) and then
-/// abandoned.
-/// Asserts: the sync reports the source unreachable because the blob is larger than the
-/// signed size plus one (4,097 bytes, not the 16 MiB cap); the source produced a bounded
-/// amount (what transport buffers took, < 64 MiB) and stops producing once the dispatcher
-/// hangs up; nothing stored, no rollout.
+/// abandoned; the longer blob refuses that listing only, not the source.
+/// Asserts: the sync refuses the release `ciphertext-digest-mismatch` ("manifest says 4096
+/// bytes, the source sent more"), audited as such, and does not give the source up; the
+/// second release from the same source is taken in by the same sync; the source produced a
+/// bounded amount (what transport buffers took, < 64 MiB) and stops producing once the
+/// dispatcher hangs up; nothing of the endless release stored, no rollout.
 #[test]
-fn endless_blob_is_cut_off_at_the_limit() {
+fn endless_blob_is_cut_off_at_the_signed_size() {
     run(async {
         let h = hostile().await;
         let c = &h.s.c;
         let r = genuine(c, 1003, 62, "endless-1").await;
+        let after = genuine(c, 1004, 68, "endless-after").await;
         let produced = Arc::new(AtomicU64::new(0));
         h.endless.offer(&r, 1003, Blob::Endless(produced.clone()));
+        h.endless.offer(&after, 1004, Blob::Bytes(after.blob.clone()));
         let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
-        let why = unreachable(&report, &h.endless.url)
-            .unwrap_or_else(|| panic!("the endless source was not given up: {report}"));
-        let signed_cap = format!("larger than {} bytes", r.blob.len() + 1);
-        assert!(why.contains("blob") && why.contains(&signed_cap), "{why}");
+        assert_eq!(unreachable(&report, &h.endless.url), None, "{report}");
+        let refused = report["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x[0] == r.id.as_str())
+            .unwrap_or_else(|| panic!("the endless blob was not refused: {report}"));
+        assert_eq!(refused[1], "ciphertext-digest-mismatch", "{report}");
+        let signed = format!("manifest says {} bytes, the source sent more", r.blob.len());
+        assert!(refused[2].as_str().unwrap().contains(&signed), "{report}");
+        assert_eq!(
+            refusal_of(c, &r.id).await,
+            "refused:ciphertext-digest-mismatch"
+        );
+        assert!(
+            dispatcher_releases(c).await.contains(&after.id),
+            "the release listed after the endless one was not taken in: {report}"
+        );
         // The source stops producing once the dispatcher hangs up: two samples a second
         // apart agree (waited for, not timed: the machine may be busy).
         let deadline = Instant::now() + PATIENCE;

@@ -116,6 +116,29 @@ impl Dispatcher {
         Ok(release.blob.size)
     }
 
+    /// A source sent more blob bytes than the accepted manifest signs (`signed`): refused
+    /// as intake refuses a blob of the wrong size (`ciphertext-digest-mismatch`, counted and
+    /// audited) without reading the rest. Returns the check and the detail.
+    pub fn refuse_longer_blob(&self, actor: &str, rid: &str, signed: u64) -> (String, String) {
+        let check = suit::Error::CiphertextSizeMismatch {
+            expected: signed,
+            actual: signed.saturating_add(1),
+        }
+        .code();
+        let detail = format!(
+            "ciphertext size mismatch: manifest says {signed} bytes, the source sent more (the read stopped there)"
+        );
+        self.refused(
+            actor,
+            Some(rid),
+            &Error::Refused {
+                check: check.into(),
+                detail: detail.clone(),
+            },
+        );
+        (check.into(), detail)
+    }
+
     /// `intake::accept` against the trust store in force; a refusal is counted and audited,
     /// naming the release when its manifest can be found.
     pub(super) fn accept_or_refuse(
