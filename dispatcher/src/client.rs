@@ -100,8 +100,7 @@ impl DispatcherClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        self.send(self.http.post(&url).json(body), &url).await
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     /// PUT JSON.
@@ -110,7 +109,17 @@ impl DispatcherClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        self.send(self.http.put(&url).json(body), &url).await
+        self.send(self.http.request(method, &url).json(body), &url)
+            .await
     }
 }

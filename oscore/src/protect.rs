@@ -182,17 +182,23 @@ fn parse_plaintext(pt: &[u8]) -> Result<Packet> {
 /// Outer message: same type, id and token; Class U options, the OSCORE option, ciphertext.
 fn outer_of(msg: &Packet, outer_code: u8, oscore_value: Vec<u8>, ciphertext: Vec<u8>) -> Packet {
     let mut out = Packet::new();
-    out.header = msg.header.clone();
-    message::set_code(&mut out, outer_code);
-    out.set_token(msg.get_token().to_vec());
-    for (n, values) in msg.options() {
-        if is_class_u(*n) {
-            out.set_option(CoapOption::from(*n), values.clone());
-        }
-    }
+    take_outer(&mut out, msg, outer_code);
     out.add_option(CoapOption::Oscore, oscore_value);
     out.payload = ciphertext;
     out
+}
+
+/// What `to` keeps of the outer message `msg`: its header (type, message id), `code`, its
+/// token and its Class U options.
+fn take_outer(to: &mut Packet, msg: &Packet, code: u8) {
+    to.header = msg.header.clone();
+    message::set_code(to, code);
+    to.set_token(msg.get_token().to_vec());
+    for (n, values) in msg.options() {
+        if is_class_u(*n) {
+            to.set_option(CoapOption::from(*n), values.clone());
+        }
+    }
 }
 
 /// Protects a request (RFC 8613 §8.1). Returns the outer message and the binding needed to
@@ -334,14 +340,7 @@ pub fn unprotect_request_with(
     };
     // §8.2 step 7: inner Class E options + outer Class U options; outer Class E discarded.
     let mut request = inner;
-    request.header = msg.header.clone();
-    message::set_code(&mut request, c);
-    request.set_token(msg.get_token().to_vec());
-    for (n, values) in msg.options() {
-        if is_class_u(*n) {
-            request.set_option(CoapOption::from(*n), values.clone());
-        }
-    }
+    take_outer(&mut request, msg, c);
     Ok(VerifiedRequest {
         request,
         binding: RequestBinding { kid, piv, nonce },

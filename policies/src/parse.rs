@@ -175,8 +175,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             let spec = d.get_ref();
             (
                 action(&spec.action).map_err(|m| ctx.err(at, format!("defaults: {m}")))?,
-                named.window(&spec.window, at, "defaults")?,
-                named.rollout(&spec.rollout, at, "defaults")?,
+                named.find(&named.windows, &spec.window, at, "defaults")?,
+                named.find(&named.rollouts, &spec.rollout, at, "defaults")?,
             )
         }
         // Without [defaults], anything no rule names waits for a person.
@@ -269,31 +269,33 @@ struct Named<'a> {
     rollouts: Vec<Arc<Rollout>>,
 }
 
+/// What a rule or the defaults refer to by name.
+trait ByName {
+    /// What it is called in errors.
+    const KIND: &'static str;
+    fn name(&self) -> &str;
+}
+
+impl ByName for Window {
+    const KIND: &'static str = "window";
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl ByName for Rollout {
+    const KIND: &'static str = "rollout";
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Named<'_> {
-    fn window(
-        &self,
-        name: &Option<String>,
-        at: usize,
-        owner: &str,
-    ) -> Result<Option<Arc<Window>>, PolicyError> {
-        self.find(&self.windows, |w| &w.name, "window", name, at, owner)
-    }
-
-    fn rollout(
-        &self,
-        name: &Option<String>,
-        at: usize,
-        owner: &str,
-    ) -> Result<Option<Arc<Rollout>>, PolicyError> {
-        self.find(&self.rollouts, |r| &r.name, "rollout", name, at, owner)
-    }
-
-    /// The item called `name`, when a name is given; an error naming `owner` when none is.
-    fn find<T>(
+    /// The item of `items` called `name`, when a name is given; an error naming `owner` when
+    /// there is none of that name.
+    fn find<T: ByName>(
         &self,
         items: &[Arc<T>],
-        name_of: impl Fn(&T) -> &String,
-        kind: &str,
         name: &Option<String>,
         at: usize,
         owner: &str,
@@ -302,9 +304,12 @@ impl Named<'_> {
             .map(|n| {
                 items
                     .iter()
-                    .find(|x| name_of(x) == n)
+                    .find(|x| x.name() == n)
                     .cloned()
-                    .ok_or_else(|| self.ctx.err(at, format!("{owner}: no {kind} named {n:?}")))
+                    .ok_or_else(|| {
+                        self.ctx
+                            .err(at, format!("{owner}: no {} named {n:?}", T::KIND))
+                    })
             })
             .transpose()
     }
@@ -325,8 +330,8 @@ fn rule(
     }
     let when = match_of(&spec.when).map_err(e)?;
     let action = action(&spec.action).map_err(e)?;
-    let window = named.window(&spec.window, at, &owner)?;
-    let rollout = named.rollout(&spec.rollout, at, &owner)?;
+    let window = named.find(&named.windows, &spec.window, at, &owner)?;
+    let rollout = named.find(&named.rollouts, &spec.rollout, at, &owner)?;
     if window.is_some() && !matches!(action, Action::Install | Action::Hold) {
         return Err(e(format!(
             "a window applies to install or hold, not to {:?}",

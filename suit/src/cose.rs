@@ -208,6 +208,53 @@ pub enum AuthBlock {
     },
 }
 
+/// How a COSE object type is told apart and named where it fails to decode.
+struct BlockType {
+    /// First byte of the tagged form.
+    tag_byte: u8,
+    /// The decode refusal.
+    malformed: &'static str,
+    /// Where an unsupported algorithm was found.
+    header: &'static str,
+}
+
+const SIGN1: BlockType = BlockType {
+    tag_byte: 0xd2,
+    malformed: "not a well-formed COSE_Sign1",
+    header: "COSE_Sign1 protected header",
+};
+
+const MAC0: BlockType = BlockType {
+    tag_byte: 0xd1,
+    malformed: "not a well-formed COSE_Mac0",
+    header: "COSE_Mac0 protected header",
+};
+
+/// Decodes one COSE object of type `ty` (tagged, or a bare array) and reads its algorithm
+/// (required) and kid from `headers` (protected, unprotected).
+fn decode_block<T: coset::CborSerializable + coset::TaggedCborSerializable>(
+    bytes: &[u8],
+    ty: &BlockType,
+    headers: fn(&T) -> (&coset::Header, &coset::Header),
+) -> Result<(T, i64, Option<Vec<u8>>), Error> {
+    let decoded = if bytes.first() == Some(&ty.tag_byte) {
+        T::from_tagged_slice(bytes)
+    } else {
+        T::from_slice(bytes)
+    };
+    let object = decoded.map_err(|_| crate::error::DecodeError::InvalidValue {
+        at: "authentication block",
+        reason: ty.malformed,
+    })?;
+    let (protected, unprotected) = headers(&object);
+    let alg = alg_of(protected).ok_or(Error::UnsupportedAlgorithm {
+        at: ty.header,
+        alg: 0,
+    })?;
+    let kid = kid_of(protected, unprotected);
+    Ok((object, alg, kid))
+}
+
 fn alg_of(h: &coset::Header) -> Option<i64> {
     match &h.alg {
         Some(coset::RegisteredLabelWithPrivate::Assigned(a)) => Some(*a as i64),
@@ -245,17 +292,9 @@ impl AuthBlock {
         // for an untagged object whose type the caller knows, the 4-element array head.
         match (bytes.first(), untagged) {
             (Some(0xd2), _) | (Some(0x84), Some(tag::COSE_SIGN1)) => {
-                let sign1 = if bytes[0] == 0xd2 {
-                    CoseSign1::from_tagged_slice(bytes)
-                } else {
-                    CoseSign1::from_slice(bytes)
-                }
-                .map_err(|_| malformed("not a well-formed COSE_Sign1"))?;
-                let alg = alg_of(&sign1.protected.header).ok_or(Error::UnsupportedAlgorithm {
-                    at: "COSE_Sign1 protected header",
-                    alg: 0,
+                let (sign1, alg, kid) = decode_block::<CoseSign1>(bytes, &SIGN1, |o| {
+                    (&o.protected.header, &o.unprotected)
                 })?;
-                let kid = kid_of(&sign1.protected.header, &sign1.unprotected);
                 Ok(AuthBlock::Sign1 {
                     alg,
                     kid,
@@ -263,17 +302,9 @@ impl AuthBlock {
                 })
             }
             (Some(0xd1), _) | (Some(0x84), Some(tag::COSE_MAC0)) => {
-                let mac0 = if bytes[0] == 0xd1 {
-                    CoseMac0::from_tagged_slice(bytes)
-                } else {
-                    CoseMac0::from_slice(bytes)
-                }
-                .map_err(|_| malformed("not a well-formed COSE_Mac0"))?;
-                let alg = alg_of(&mac0.protected.header).ok_or(Error::UnsupportedAlgorithm {
-                    at: "COSE_Mac0 protected header",
-                    alg: 0,
+                let (mac0, alg, kid) = decode_block::<CoseMac0>(bytes, &MAC0, |o| {
+                    (&o.protected.header, &o.unprotected)
                 })?;
-                let kid = kid_of(&mac0.protected.header, &mac0.unprotected);
                 Ok(AuthBlock::Mac0 {
                     alg,
                     kid,

@@ -107,12 +107,9 @@ impl Dispatcher {
         who: &Operator,
         req: &DecisionRequest,
     ) -> Result<ReleaseRecord, Error> {
-        if req.reason.trim().is_empty() {
-            return Err(Error::BadRequest("a reason is required".into()));
-        }
         // Nothing of an approval that cannot be audited is started (each part's record is
         // written before its rollout; this refuses the whole approval up front).
-        self.audit_ready()?;
+        self.decision_ready(&req.reason)?;
         // One decision at a time per release: a second approval, or a rejection racing
         // this approval, sees the outcome of this one (409), never a second rollout.
         let lock = self.release_lock(rid)?;
@@ -173,10 +170,7 @@ impl Dispatcher {
         who: &Operator,
         reason: &str,
     ) -> Result<ReleaseRecord, Error> {
-        if reason.trim().is_empty() {
-            return Err(Error::BadRequest("a reason is required".into()));
-        }
-        self.audit_ready()?;
+        self.decision_ready(reason)?;
         let lock = self.release_lock(rid)?;
         let _decision = lock.lock().await;
         let mut r = self

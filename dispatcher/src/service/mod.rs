@@ -360,6 +360,15 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// How every operator decision starts: a reason is given, and the audit log can take
+    /// the record ([`Dispatcher::audit_ready`]).
+    pub(super) fn decision_ready(&self, reason: &str) -> Result<(), Error> {
+        if reason.trim().is_empty() {
+            return Err(Error::BadRequest("a reason is required".into()));
+        }
+        self.audit_ready()
+    }
+
     fn audit_failed(&self, detail: &str) -> Error {
         tracing::error!(
             detail,

@@ -60,10 +60,7 @@ impl Dispatcher {
         what: &str,
         reason: &str,
     ) -> Result<RolloutRecord, Error> {
-        if reason.trim().is_empty() {
-            return Err(Error::BadRequest("a reason is required".into()));
-        }
-        self.audit_ready()?;
+        self.decision_ready(reason)?;
         let now = self.clock.now();
         // The change is made on a copy (a refusal such as resuming a completed rollout
         // changes nothing), recorded, and only then applied: a pause, resume or abort that

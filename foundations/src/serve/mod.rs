@@ -23,15 +23,14 @@ mod conns;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::response::IntoResponse as _;
-use hyper::body::{Frame, Incoming, SizeHint};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use serde::{Deserialize, Serialize};
@@ -300,7 +299,7 @@ impl ConnCtx {
         mut req: hyper::Request<Incoming>,
         peer: SocketAddr,
         guard: RequestGuard,
-    ) -> Result<hyper::Response<Tracked>, Infallible> {
+    ) -> Result<hyper::Response<Body>, Infallible> {
         req.extensions_mut().insert(PeerAddr(peer));
         let fut = self.app.clone().oneshot(req.map(Body::new));
         let resp = match tokio::time::timeout(secs(self.limits.request_timeout_secs), fut).await {
@@ -313,39 +312,13 @@ impl ConnCtx {
             axum::http::header::STRICT_TRANSPORT_SECURITY,
             self.hsts.clone(),
         );
-        Ok(hyper::Response::from_parts(
-            parts,
-            Tracked {
-                inner: body,
-                _guard: guard,
-            },
-        ))
-    }
-}
-
-/// A response body that keeps its connection busy until it is sent or dropped.
-struct Tracked {
-    inner: Body,
-    _guard: RequestGuard,
-}
-
-impl http_body::Body for Tracked {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        // The response body keeps its connection busy (holds the guard) until it is sent
+        // or dropped.
+        let tracked = body.map_frame(move |frame| {
+            let _busy = &guard;
+            frame
+        });
+        Ok(hyper::Response::from_parts(parts, Body::new(tracked)))
     }
 }
 
