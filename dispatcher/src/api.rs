@@ -183,7 +183,7 @@ async fn status(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, E
         "releases": d.store().releases()?.len(),
         "pending": d.store().releases()?.iter().filter(|r| r.pending()).count(),
         "devices": d.store().devices()?.len(),
-        "rollouts": d.rollouts().len(),
+        "rollouts": d.with_rollouts(|all| all.count()),
         "checkin_interval_secs": d.cfg().limits.checkin_interval_secs,
     })))
 }
@@ -331,18 +331,18 @@ struct RolloutView {
     devices: std::collections::BTreeMap<String, crate::rollout::DeviceProgress>,
 }
 
-fn view(r: crate::store::RolloutRecord, with_devices: bool) -> RolloutView {
+fn view(r: &crate::store::RolloutRecord, with_devices: bool) -> RolloutView {
     RolloutView {
         id: r.rollout.id.clone(),
         release_id: r.rollout.release_id.clone(),
         status: r.rollout.status.clone(),
         progress: r.rollout.progress(),
-        window: r.window,
-        decision: r.decision,
-        alert: r.alert,
+        window: r.window.clone(),
+        decision: r.decision.clone(),
+        alert: r.alert.clone(),
         not_before: r.rollout.not_before,
         devices: if with_devices {
-            r.rollout.devices
+            r.rollout.devices().clone()
         } else {
             Default::default()
         },
@@ -351,7 +351,7 @@ fn view(r: crate::store::RolloutRecord, with_devices: bool) -> RolloutView {
 
 async fn rollouts(State(d): St, h: HeaderMap) -> Result<Json<serde_json::Value>, Error> {
     auth(&d, &h, OperatorRole::Viewer)?;
-    let v: Vec<RolloutView> = d.rollouts().into_iter().map(|r| view(r, false)).collect();
+    let v: Vec<RolloutView> = d.with_rollouts(|all| all.map(|r| view(r, false)).collect());
     Ok(Json(serde_json::json!({ "rollouts": v })))
 }
 
@@ -361,7 +361,8 @@ async fn rollout(
     Path(id): Path<String>,
 ) -> Result<Json<RolloutView>, Error> {
     auth(&d, &h, OperatorRole::Viewer)?;
-    Ok(Json(view(d.rollout(&id)?, true)))
+    d.with_rollout(&id, |r| Json(view(r, true)))
+        .ok_or_else(|| Error::NotFound(format!("rollout {id}")))
 }
 
 async fn timeline(
@@ -389,7 +390,7 @@ async fn control(
         )));
     }
     Ok(Json(view(
-        d.control(&id, &op, &action, &req.reason)?,
+        &d.control(&id, &op, &action, &req.reason)?,
         false,
     )))
 }
@@ -453,26 +454,23 @@ async fn device(
         },
     )?;
     // Where the device stands in every rollout that includes it, newest first.
-    let mine: Vec<crate::store::RolloutRecord> = d
-        .rollouts()
-        .into_iter()
-        .rev()
-        .filter(|r| r.rollout.devices.contains_key(&id))
-        .collect();
-    let rollouts: Vec<serde_json::Value> = mine
-        .iter()
-        .take(DEVICE_PAGE_ROLLOUTS)
-        .filter_map(|r| {
-            r.rollout.devices.get(&id).map(|p| {
-                serde_json::json!({
-                    "rollout": r.rollout.id,
-                    "release_id": r.rollout.release_id,
-                    "rollout_status": r.rollout.status,
-                    "progress": p,
+    let mine: Vec<serde_json::Value> = d.with_rollouts(|all| {
+        let v: Vec<_> = all.collect();
+        v.into_iter()
+            .rev()
+            .filter_map(|r| {
+                r.rollout.device(&id).map(|p| {
+                    serde_json::json!({
+                        "rollout": r.rollout.id,
+                        "release_id": r.rollout.release_id,
+                        "rollout_status": r.rollout.status,
+                        "progress": p,
+                    })
                 })
             })
-        })
-        .collect();
+            .collect()
+    });
+    let rollouts: Vec<&serde_json::Value> = mine.iter().take(DEVICE_PAGE_ROLLOUTS).collect();
     Ok(Json(serde_json::json!({
         "device": dev,
         "reports": page["reports"],

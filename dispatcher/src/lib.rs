@@ -200,18 +200,20 @@ fn render_gauges(out: &mut String, d: &Dispatcher) {
     );
     let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut in_flight = 0;
-    for r in d.rollouts() {
-        let s = match r.rollout.status {
-            rollout::Status::Scheduled => "scheduled",
-            rollout::Status::Running => "running",
-            rollout::Status::Paused => "paused",
-            rollout::Status::Halted { .. } => "halted",
-            rollout::Status::Aborted { .. } => "aborted",
-            rollout::Status::Completed => "completed",
-        };
-        *by.entry(s).or_default() += 1;
-        in_flight += r.rollout.progress().in_flight;
-    }
+    d.with_rollouts(|all| {
+        for r in all {
+            let s = match r.rollout.status {
+                rollout::Status::Scheduled => "scheduled",
+                rollout::Status::Running => "running",
+                rollout::Status::Paused => "paused",
+                rollout::Status::Halted { .. } => "halted",
+                rollout::Status::Aborted { .. } => "aborted",
+                rollout::Status::Completed => "completed",
+            };
+            *by.entry(s).or_default() += 1;
+            in_flight += r.rollout.progress().in_flight;
+        }
+    });
     for (s, n) in by {
         let _ = writeln!(out, "dispatcher_rollouts{{status=\"{s}\"}} {n}");
     }

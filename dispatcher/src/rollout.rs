@@ -1,11 +1,12 @@
 //! The rollout engine: which devices to update now, in which batch, and when to stop.
 //! Sans-I/O: the dispatcher's transport asks [`Rollout::due`] for work, sends, and feeds
-//! each device's report back with [`Rollout::record`]; time is always a parameter. The whole
-//! value is serializable so the dispatcher persists it after every change (crash safety: a
-//! restarted dispatcher continues from the stored value; a device already `Installed` is
-//! never sent the release again).
+//! each device's report back with [`Rollout::record`]; time is always a parameter. The
+//! dispatcher persists a rollout after every change: its header and the devices that changed
+//! (crash safety: a restarted dispatcher continues from the stored value; a device already
+//! `Installed` is never sent the release again). One device event costs the same at 100 or
+//! 100,000 devices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -171,16 +172,24 @@ pub struct Progress {
 }
 
 /// One rollout of one release to a set of devices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Every device event costs the same whatever the rollout's size: counts, the unsettled
+/// devices of each batch, the next waiting device and the devices waiting for a retry are
+/// kept up to date as devices change ([`Rollout::reindex`] rebuilds them after loading), and
+/// the devices changed since the last save are listed ([`Rollout::take_changed`]) so that
+/// only they are written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rollout {
     /// Identifier.
     pub id: String,
     /// The release (hex manifest digest).
     pub release_id: String,
-    /// Device ids in rollout order.
-    pub order: Vec<String>,
-    /// Progress per device.
-    pub devices: BTreeMap<String, DeviceProgress>,
+    /// Device ids in rollout order (stored apart from the rollout's header).
+    #[serde(default, skip_serializing)]
+    order: Vec<String>,
+    /// Progress per device (stored one record per device).
+    #[serde(default, skip_serializing)]
+    devices: BTreeMap<String, DeviceProgress>,
     /// The plan.
     pub plan: Plan,
     /// Index of the current batch.
@@ -189,6 +198,42 @@ pub struct Rollout {
     pub not_before: DateTime<Utc>,
     /// Lifecycle.
     pub status: Status,
+    #[serde(skip)]
+    index: Index,
+}
+
+/// What the rollout keeps up to date as devices change (never stored).
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Position of each device in `order`.
+    pos: HashMap<String, usize>,
+    /// Where each batch ends in `order` (cumulative sizes).
+    ends: Vec<usize>,
+    installed: usize,
+    rejected: usize,
+    failed: usize,
+    in_flight: usize,
+    /// Unsettled devices per batch.
+    unsettled: Vec<usize>,
+    /// No device before this position of `order` is waiting.
+    next_waiting: usize,
+    /// Positions of the devices waiting for a retry.
+    retrying: BTreeSet<usize>,
+    /// Devices changed since the last [`Rollout::take_changed`].
+    changed: BTreeSet<String>,
+}
+
+impl PartialEq for Rollout {
+    fn eq(&self, o: &Self) -> bool {
+        self.id == o.id
+            && self.release_id == o.release_id
+            && self.order == o.order
+            && self.devices == o.devices
+            && self.plan == o.plan
+            && self.batch == o.batch
+            && self.not_before == o.not_before
+            && self.status == o.status
+    }
 }
 
 impl Rollout {
@@ -218,21 +263,101 @@ impl Rollout {
             } else {
                 Status::Running
             },
+            index: Index::default(),
         };
+        r.reindex();
         r.check_completed();
         r
     }
 
+    /// Puts back the devices of a rollout loaded without them (its header), then rebuilds
+    /// the index. A device of `order` with no progress is waiting.
+    pub fn restore(&mut self, order: Vec<String>, devices: BTreeMap<String, DeviceProgress>) {
+        self.order = order;
+        self.devices = devices;
+        for d in &self.order {
+            self.devices
+                .entry(d.clone())
+                .or_insert(DeviceProgress::Waiting);
+        }
+        self.reindex();
+    }
+
+    /// Whether the rollout was loaded without its devices (a header alone).
+    pub fn is_header(&self) -> bool {
+        self.order.is_empty() && self.devices.is_empty()
+    }
+
+    /// Rebuilds what the rollout keeps up to date (after loading): one pass over the
+    /// devices.
+    pub fn reindex(&mut self) {
+        let mut ix = Index::default();
+        let mut end = 0;
+        for &n in &self.plan.batches {
+            end += n;
+            ix.ends.push(end.min(self.order.len()));
+        }
+        let mut start = 0;
+        for &e in &ix.ends {
+            ix.unsettled.push(e.saturating_sub(start));
+            start = e;
+        }
+        for (i, d) in self.order.iter().enumerate() {
+            ix.pos.insert(d.clone(), i);
+            if let Some(p) = self.devices.get(d) {
+                ix.account(i, p, 1);
+            }
+        }
+        self.index = ix;
+    }
+
+    /// The devices changed since the last call (to be saved), forgetting them.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.index.changed)
+    }
+
+    /// Device ids in rollout order.
+    pub fn order(&self) -> &[String] {
+        &self.order
+    }
+
+    /// Every device's progress.
+    pub fn devices(&self) -> &BTreeMap<String, DeviceProgress> {
+        &self.devices
+    }
+
+    /// A device's progress, if it is in this rollout.
+    pub fn device(&self, id: &str) -> Option<&DeviceProgress> {
+        self.devices.get(id)
+    }
+
+    /// Sets device `i` (of `order`) to `p`, keeping the index up to date.
+    fn set(&mut self, i: usize, p: DeviceProgress) {
+        let id = &self.order[i];
+        if let Some(old) = self.devices.insert(id.clone(), p.clone()) {
+            self.index.account(i, &old, -1);
+        }
+        self.index.account(i, &p, 1);
+        self.index.changed.insert(id.clone());
+    }
+
     fn batch_range(&self, b: usize) -> std::ops::Range<usize> {
-        let start: usize = self.plan.batches[..b.min(self.plan.batches.len())]
-            .iter()
-            .sum();
-        let len = self.plan.batches.get(b).copied().unwrap_or(0);
-        start..(start + len).min(self.order.len())
+        let start = if b == 0 {
+            0
+        } else {
+            self.index
+                .ends
+                .get(b - 1)
+                .copied()
+                .unwrap_or(self.order.len())
+        };
+        let end = self.index.ends.get(b).copied().unwrap_or(start);
+        start..end.max(start)
     }
 
     /// Devices to send the release to now (marked in flight), given `in_flight_limit` on
-    /// concurrent sends across the rollout.
+    /// concurrent sends across the rollout: in rollout order, waiting devices and retries
+    /// that are due, of the current and earlier batches (retries may outlive their batch).
     pub fn due(&mut self, now: DateTime<Utc>, in_flight_limit: usize) -> Vec<String> {
         if self.status == Status::Scheduled && now >= self.not_before {
             self.status = Status::Running;
@@ -240,46 +365,62 @@ impl Rollout {
         if self.status != Status::Running || now < self.not_before {
             return Vec::new();
         }
-        let mut in_flight = self
-            .devices
-            .values()
-            .filter(|p| matches!(p, DeviceProgress::InFlight { .. }))
-            .count();
+        let end = self.batch_range(self.batch).end;
+        let retries: Vec<(usize, u32)> = self
+            .index
+            .retrying
+            .iter()
+            .filter(|&&i| i < end)
+            .filter_map(|&i| match self.devices.get(&self.order[i]) {
+                Some(DeviceProgress::Retry { attempts, after }) if *after <= now => {
+                    Some((i, *attempts))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut retries = retries.into_iter().peekable();
+        let mut w = self.index.next_waiting;
         let mut out = Vec::new();
-        // Devices of the current and earlier batches (retries may outlive their batch).
-        for i in 0..self.batch_range(self.batch).end {
-            if in_flight >= in_flight_limit {
-                break;
+        while self.index.in_flight < in_flight_limit {
+            while w < end && self.devices.get(&self.order[w]) != Some(&DeviceProgress::Waiting) {
+                w += 1;
             }
-            let id = &self.order[i];
-            let next = match self.devices.get(id) {
-                Some(DeviceProgress::Waiting) => 1,
-                Some(DeviceProgress::Retry { attempts, after }) if *after <= now => attempts + 1,
-                _ => continue,
+            let waiting = (w < end).then_some(w);
+            let (i, attempts) = match (waiting, retries.peek().copied()) {
+                (Some(wi), Some((ri, a))) if ri < wi => {
+                    retries.next();
+                    (ri, a + 1)
+                }
+                (Some(wi), _) => (wi, 1),
+                (None, Some((ri, a))) => {
+                    retries.next();
+                    (ri, a + 1)
+                }
+                (None, None) => break,
             };
-            self.devices.insert(
-                id.clone(),
+            self.set(
+                i,
                 DeviceProgress::InFlight {
-                    attempts: next,
+                    attempts,
                     since: now,
                 },
             );
-            in_flight += 1;
-            out.push(id.clone());
+            out.push(self.order[i].clone());
         }
+        self.index.next_waiting = w;
         out
     }
 
     /// Records a device's report.
     pub fn record(&mut self, device: &str, outcome: Outcome, now: DateTime<Utc>) {
-        let Some(p) = self.devices.get_mut(device) else {
+        let (Some(&i), Some(p)) = (self.index.pos.get(device), self.devices.get(device)) else {
             return;
         };
         // A settled device never changes again: no device is updated twice.
         if p.settled() {
             return;
         }
-        *p = match outcome {
+        let next = match outcome {
             Outcome::Installed => DeviceProgress::Installed,
             Outcome::Rejected { check } => DeviceProgress::Rejected { check },
             Outcome::Failed { reason } => DeviceProgress::Failed { reason },
@@ -300,13 +441,14 @@ impl Rollout {
                 },
             },
         };
+        self.set(i, next);
         self.after_record(now);
     }
 
     fn after_record(&mut self, now: DateTime<Utc>) {
-        let progress = self.progress();
-        let bad = progress.failed + progress.rejected;
-        let settled = progress.installed + bad;
+        let ix = &self.index;
+        let bad = ix.failed + ix.rejected;
+        let settled = ix.installed + bad;
         let over_count = self.plan.max_failures.is_some_and(|n| bad >= n);
         let over_share = self
             .plan
@@ -322,9 +464,7 @@ impl Rollout {
             return;
         }
         // Batch complete: schedule the next one after the pause.
-        let batch_done = self
-            .batch_range(self.batch)
-            .all(|i| self.devices[&self.order[i]].settled());
+        let batch_done = ix.unsettled.get(self.batch).is_none_or(|&n| n == 0);
         if batch_done && self.batch + 1 < self.plan.batches.len() {
             self.batch += 1;
             self.not_before = now + chrono::Duration::from_std(self.plan.pause).unwrap_or_default();
@@ -333,7 +473,8 @@ impl Rollout {
     }
 
     fn check_completed(&mut self) {
-        if self.devices.values().all(DeviceProgress::settled)
+        let ix = &self.index;
+        if ix.installed + ix.rejected + ix.failed == self.devices.len()
             && matches!(self.status, Status::Running | Status::Scheduled)
         {
             self.status = Status::Completed;
@@ -344,12 +485,18 @@ impl Rollout {
     /// (A device that did install reports `rollback` for the same sequence number; the
     /// distribution layer maps that to `Installed` when the device's inventory shows it.)
     pub fn recover_in_flight(&mut self, now: DateTime<Utc>) {
-        for p in self.devices.values_mut() {
-            if let DeviceProgress::InFlight { attempts, .. } = p {
-                *p = DeviceProgress::Retry {
-                    attempts: *attempts,
-                    after: now,
-                };
+        for i in 0..self.order.len() {
+            if let Some(DeviceProgress::InFlight { attempts, .. }) =
+                self.devices.get(&self.order[i])
+            {
+                let attempts = *attempts;
+                self.set(
+                    i,
+                    DeviceProgress::Retry {
+                        attempts,
+                        after: now,
+                    },
+                );
             }
         }
     }
@@ -410,212 +557,49 @@ impl Rollout {
 
     /// Counts.
     pub fn progress(&self) -> Progress {
-        let mut p = Progress {
+        let ix = &self.index;
+        Progress {
             total: self.order.len(),
-            installed: 0,
-            rejected: 0,
-            failed: 0,
-            in_flight: 0,
+            installed: ix.installed,
+            rejected: ix.rejected,
+            failed: ix.failed,
+            in_flight: ix.in_flight,
             batch: (self.batch + 1).min(self.plan.batches.len()),
             batches: self.plan.batches.len(),
-        };
-        for d in self.devices.values() {
-            match d {
-                DeviceProgress::Installed => p.installed += 1,
-                DeviceProgress::Rejected { .. } => p.rejected += 1,
-                DeviceProgress::Failed { .. } => p.failed += 1,
-                DeviceProgress::InFlight { .. } => p.in_flight += 1,
-                DeviceProgress::Waiting | DeviceProgress::Retry { .. } => {}
+        }
+    }
+}
+
+impl Index {
+    /// Counts device `i` in state `p` (`n` = 1) or stops counting it (`n` = -1).
+    fn account(&mut self, i: usize, p: &DeviceProgress, n: isize) {
+        let add = |c: &mut usize| *c = c.saturating_add_signed(n);
+        match p {
+            DeviceProgress::Waiting => {
+                if n > 0 {
+                    self.next_waiting = self.next_waiting.min(i);
+                }
+            }
+            DeviceProgress::Retry { .. } => {
+                if n > 0 {
+                    self.retrying.insert(i);
+                } else {
+                    self.retrying.remove(&i);
+                }
+            }
+            DeviceProgress::InFlight { .. } => add(&mut self.in_flight),
+            DeviceProgress::Installed => add(&mut self.installed),
+            DeviceProgress::Rejected { .. } => add(&mut self.rejected),
+            DeviceProgress::Failed { .. } => add(&mut self.failed),
+        }
+        if p.settled() {
+            let b = self.ends.partition_point(|&e| e <= i);
+            if let Some(u) = self.unsettled.get_mut(b) {
+                *u = u.saturating_add_signed(-n);
             }
         }
-        p
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
-    }
-
-    fn devices(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("dev-{i:02}")).collect()
-    }
-
-    fn plan(batches: Vec<usize>, pause: u64, max_failures: Option<usize>) -> Plan {
-        Plan {
-            batches,
-            pause: Duration::from_secs(pause),
-            max_failures,
-            max_failure_percent: None,
-            max_attempts: 2,
-            retry_backoff: Duration::from_secs(5),
-        }
-    }
-
-    #[test]
-    fn batches_in_order_with_pauses() {
-        let mut r = Rollout::new(
-            "r1",
-            "rel",
-            devices(6),
-            plan(vec![1, 2, 3], 60, None),
-            t(0),
-            t(0),
-        );
-        assert_eq!(r.due(t(0), 100), vec!["dev-00"]);
-        assert!(
-            r.due(t(1), 100).is_empty(),
-            "nothing until the canary reports"
-        );
-        r.record("dev-00", Outcome::Installed, t(10));
-        assert!(r.due(t(30), 100).is_empty(), "pause between batches");
-        assert_eq!(r.due(t(70), 100), vec!["dev-01", "dev-02"]);
-        r.record("dev-01", Outcome::Installed, t(80));
-        r.record("dev-02", Outcome::Installed, t(80));
-        // The concurrency bound applies.
-        assert_eq!(r.due(t(140), 2).len(), 2);
-        assert_eq!(r.due(t(140), 3).len(), 1);
-        for d in ["dev-03", "dev-04", "dev-05"] {
-            r.record(d, Outcome::Installed, t(150));
-        }
-        assert_eq!(r.status, Status::Completed);
-        assert_eq!(r.progress().installed, 6);
-    }
-
-    #[test]
-    fn failure_threshold_halts_until_resumed() {
-        let mut r = Rollout::new(
-            "r1",
-            "rel",
-            devices(4),
-            plan(vec![2, 2], 0, Some(1)),
-            t(0),
-            t(0),
-        );
-        let sent = r.due(t(0), 10);
-        r.record(
-            &sent[0],
-            Outcome::Failed {
-                reason: "self-test-failed".into(),
-            },
-            t(1),
-        );
-        assert!(matches!(r.status, Status::Halted { .. }));
-        assert!(r.due(t(2), 10).is_empty());
-        // The other in-flight device may still report.
-        r.record(&sent[1], Outcome::Installed, t(3));
-        r.resume(t(4)).unwrap();
-        // The threshold counts across the rollout: the next failure halts again.
-        let next = r.due(t(4), 10);
-        assert_eq!(next.len(), 2);
-        r.record(
-            &next[0],
-            Outcome::Rejected {
-                check: "wrong-class".into(),
-            },
-            t(5),
-        );
-        assert!(matches!(r.status, Status::Halted { .. }));
-    }
-
-    #[test]
-    fn transient_failures_are_retried_then_given_up() {
-        let mut r = Rollout::new("r1", "rel", devices(1), plan(vec![1], 0, None), t(0), t(0));
-        assert_eq!(r.due(t(0), 10).len(), 1);
-        r.record(
-            "dev-00",
-            Outcome::Transient {
-                reason: "timeout".into(),
-            },
-            t(1),
-        );
-        assert!(r.due(t(2), 10).is_empty(), "backoff");
-        assert_eq!(r.due(t(7), 10), vec!["dev-00"]);
-        r.record(
-            "dev-00",
-            Outcome::Transient {
-                reason: "timeout".into(),
-            },
-            t(8),
-        );
-        assert!(matches!(r.devices["dev-00"], DeviceProgress::Failed { .. }));
-        assert_eq!(r.status, Status::Completed);
-    }
-
-    #[test]
-    fn settled_devices_are_never_sent_again_even_after_a_restart() {
-        let mut r = Rollout::new("r1", "rel", devices(3), plan(vec![3], 0, None), t(0), t(0));
-        let sent = r.due(t(0), 10);
-        r.record(&sent[0], Outcome::Installed, t(1));
-        r.record(
-            &sent[0],
-            Outcome::Failed {
-                reason: "late duplicate".into(),
-            },
-            t(2),
-        );
-        assert_eq!(r.devices[&sent[0]], DeviceProgress::Installed);
-        // Crash: persist, restore, recover the sends that never reported.
-        let stored = serde_json::to_string(&r).unwrap();
-        let mut back: Rollout = serde_json::from_str(&stored).unwrap();
-        assert_eq!(back, r);
-        back.recover_in_flight(t(10));
-        let again = back.due(t(10), 10);
-        assert_eq!(again, vec![sent[1].clone(), sent[2].clone()]);
-        assert!(!again.contains(&sent[0]));
-    }
-
-    #[test]
-    fn scheduled_start_pause_and_abort() {
-        let mut r = Rollout::new(
-            "r1",
-            "rel",
-            devices(2),
-            plan(vec![2], 0, None),
-            t(100),
-            t(0),
-        );
-        assert_eq!(r.status, Status::Scheduled);
-        assert!(r.due(t(50), 10).is_empty());
-        r.pause().unwrap();
-        assert!(r.due(t(150), 10).is_empty());
-        r.resume(t(160)).unwrap();
-        assert_eq!(r.due(t(160), 10).len(), 2);
-        r.abort("operator: wrong release").unwrap();
-        assert!(r.resume(t(170)).is_err() && r.abort("again").is_err());
-        assert!(r.due(t(180), 10).is_empty());
-    }
-
-    #[test]
-    fn plan_from_policy() {
-        let p = policies::Policy::from_toml(
-            "[[rollout]]\nname = \"c\"\nbatches = [\"1\", \"50%\"]\npause = \"10m\"\nfailure_threshold = \"20%\"\n",
-            "t.toml",
-        )
-        .unwrap();
-        let plan = Plan::from_policy(&p.rollouts[0], 10);
-        assert_eq!(plan.batches, vec![1, 4, 5]);
-        assert_eq!(plan.max_failure_percent, Some(20));
-        assert_eq!(plan.pause, Duration::from_secs(600));
-    }
-
-    #[test]
-    fn resuming_a_paused_scheduled_rollout_keeps_its_start() {
-        let now = t(0);
-        let start = t(5 * 3600);
-        let mut r = Rollout::new("r", "rel", devices(3), Plan::all_at_once(3), start, now);
-        assert_eq!(r.status, Status::Scheduled);
-        r.pause().unwrap();
-        r.resume(now).unwrap();
-        assert_eq!(r.status, Status::Scheduled);
-        assert!(
-            r.due(now, 10).is_empty(),
-            "resumed rollout started before its time"
-        );
-        assert_eq!(r.due(start, 10).len(), 3);
-    }
-}
+mod tests;

@@ -137,28 +137,30 @@ impl DeviceBackend for Backend {
             .checkins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A device whose push failed (unreachable) is offered the release to pull.
-        let mut pending = None;
         let policy = d.policy();
         let now = d.clock.now();
-        for r in d.rollouts() {
-            // Only a running rollout inside its window offers pulls (as it pushes).
-            if r.rollout.status != rollout::Status::Running
-                || !crate::service::window_open(&policy, r.window.as_deref(), now)
-            {
-                continue;
-            }
-            if let Some(rollout::DeviceProgress::Retry { .. }) = r.rollout.devices.get(&dev.id)
-                && let Ok(a) = d.artifacts(&r.rollout.release_id)
-                && a.sequence > c.sequence
-            {
-                pending = Some(Pending {
-                    release_id: r.rollout.release_id.clone(),
-                    envelope_size: a.approved.len() as u64,
-                    blob_size: a.blob.len() as u64,
-                });
-                break;
-            }
-        }
+        // Only a running rollout inside its window offers pulls (as it pushes); the releases
+        // are picked under the rollouts' lock, their files read after it.
+        let offered: Vec<String> = d.with_rollouts(|all| {
+            all.filter(|r| {
+                r.rollout.status == rollout::Status::Running
+                    && crate::service::window_open(&policy, r.window.as_deref(), now)
+                    && matches!(
+                        r.rollout.device(&dev.id),
+                        Some(rollout::DeviceProgress::Retry { .. })
+                    )
+            })
+            .map(|r| r.rollout.release_id.clone())
+            .collect()
+        });
+        let pending = offered.into_iter().find_map(|rid| {
+            let a = d.artifacts(&rid).ok()?;
+            (a.sequence > c.sequence).then(|| Pending {
+                envelope_size: a.approved.len() as u64,
+                blob_size: a.blob.len() as u64,
+                release_id: rid,
+            })
+        });
         d.wake.notify_one();
         Ok(CheckInReply {
             next_checkin_s: d.cfg().limits.checkin_interval_secs,
@@ -176,16 +178,18 @@ impl DeviceBackend for Backend {
         let d = &self.0;
         // Artifacts (the release key among them) only for a device of a running rollout
         // inside its window that has not settled.
+        let policy = d.policy();
+        let now = d.clock.now();
         let offered = d.rollout_for(&dev.id, release_id).is_some_and(|id| {
-            d.rollout(&id).is_ok_and(|r| {
+            d.with_rollout(&id, |r| {
                 r.rollout.status == rollout::Status::Running
-                    && crate::service::window_open(&d.policy(), r.window.as_deref(), d.clock.now())
+                    && crate::service::window_open(&policy, r.window.as_deref(), now)
                     && !r
                         .rollout
-                        .devices
-                        .get(&dev.id)
+                        .device(&dev.id)
                         .is_some_and(rollout::DeviceProgress::settled)
             })
+            .unwrap_or(false)
         });
         if !offered {
             return match d.store().release(release_id) {

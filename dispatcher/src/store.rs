@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::Transactional as _;
 use uuid::Uuid;
 
 use crate::Error;
@@ -253,7 +254,11 @@ pub struct DeviceRecord {
 }
 
 /// A rollout with what the dispatcher needs beside the engine state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Stored in three parts: the header (this record without its devices, rewritten when it
+/// changes), the device order (written once) and one progress record per device (written
+/// when that device changes); see [`Store::save_rollout`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolloutRecord {
     /// Engine state.
     pub rollout: Rollout,
@@ -264,6 +269,28 @@ pub struct RolloutRecord {
     /// Alert raised when it halted.
     #[serde(default)]
     pub alert: Option<String>,
+    /// The header as last stored (a save that would write it again writes nothing).
+    #[serde(skip)]
+    stored_header: Option<Vec<u8>>,
+}
+
+impl RolloutRecord {
+    /// A new rollout's record (not stored yet).
+    pub fn new(rollout: Rollout, window: Option<String>, decision: Decision) -> Self {
+        RolloutRecord {
+            rollout,
+            window,
+            decision,
+            alert: None,
+            stored_header: None,
+        }
+    }
+}
+
+/// Key of a device's progress in a rollout: `ROLLOUT/DEVICE` (rollout ids and device names
+/// hold no `/`).
+fn progress_key(rollout: &str, device: &str) -> String {
+    format!("{rollout}/{device}")
 }
 
 /// Keys of a device's reports: `NAME/` and a 20-digit number (device names never hold a
@@ -280,6 +307,8 @@ pub struct Store {
     devices: sled::Tree,
     kids: sled::Tree,
     rollouts: sled::Tree,
+    rollout_orders: sled::Tree,
+    rollout_devices: sled::Tree,
     reports: sled::Tree,
     meta: sled::Tree,
     root: PathBuf,
@@ -323,6 +352,8 @@ impl Store {
             devices: db.open_tree("devices")?,
             kids: db.open_tree("device-kids")?,
             rollouts: db.open_tree("rollouts")?,
+            rollout_orders: db.open_tree("rollout-orders")?,
+            rollout_devices: db.open_tree("rollout-devices")?,
             reports: db.open_tree("reports")?,
             meta: db.open_tree("meta")?,
             db,
@@ -390,7 +421,6 @@ impl Store {
 
     /// Writes a device record (and its kid index) in one transaction; `durable` flushes.
     pub fn put_device(&self, d: &DeviceRecord, durable: bool) -> Result<(), Error> {
-        use sled::Transactional as _;
         let kid = hex::decode(&d.uplink_kid).map_err(|_| Error::Corrupt("uplink kid".into()))?;
         let value = enc(d)?;
         (&self.devices, &self.kids)
@@ -438,20 +468,108 @@ impl Store {
         Ok(Some(d))
     }
 
-    /// A rollout.
+    /// A rollout, with its devices.
     pub fn rollout(&self, id: &str) -> Result<Option<RolloutRecord>, Error> {
-        get(&self.rollouts, id)
+        match self.rollouts.get(id)? {
+            None => Ok(None),
+            Some(v) => self.assemble(id, &v).map(Some),
+        }
     }
 
-    /// All rollouts.
+    /// All rollouts, with their devices.
     pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, Error> {
-        all(&self.rollouts)
+        self.rollouts
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.assemble(&String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
     }
 
-    /// Writes a rollout (flushed: rollout progress must survive a crash).
-    pub fn put_rollout(&self, r: &RolloutRecord) -> Result<(), Error> {
-        self.rollouts.insert(r.rollout.id.as_bytes(), enc(r)?)?;
-        self.flush()
+    /// A rollout from its header, order and device records. A record of the earlier
+    /// format (devices inside the header) is rewritten in this one.
+    fn assemble(&self, id: &str, header: &[u8]) -> Result<RolloutRecord, Error> {
+        let mut rec: RolloutRecord =
+            serde_json::from_slice(header).map_err(|e| Error::Corrupt(format!("{id}: {e}")))?;
+        if !rec.rollout.is_header() {
+            rec.rollout.reindex();
+            self.put_rollout(&mut rec)?;
+            return Ok(rec);
+        }
+        let order: Vec<String> = get(&self.rollout_orders, id)?.unwrap_or_default();
+        let mut devices = std::collections::BTreeMap::new();
+        for kv in self
+            .rollout_devices
+            .scan_prefix(progress_key(id, "").as_bytes())
+        {
+            let (k, v) = kv?;
+            let k = String::from_utf8_lossy(&k);
+            let device = k.split_once('/').map(|(_, d)| d).unwrap_or_default();
+            let p = serde_json::from_slice(&v).map_err(|e| Error::Corrupt(format!("{k}: {e}")))?;
+            devices.insert(device.to_owned(), p);
+        }
+        rec.rollout.restore(order, devices);
+        rec.rollout.take_changed();
+        rec.stored_header = Some(enc(&rec)?);
+        Ok(rec)
+    }
+
+    /// Writes a whole rollout: header, order and every device, in one transaction, flushed.
+    pub fn put_rollout(&self, r: &mut RolloutRecord) -> Result<(), Error> {
+        let header = enc(&*r)?;
+        let order = enc(&r.rollout.order())?;
+        let devices = r
+            .rollout
+            .devices()
+            .iter()
+            .map(|(d, p)| Ok((progress_key(&r.rollout.id, d), enc(p)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let id = r.rollout.id.as_bytes();
+        (&self.rollouts, &self.rollout_orders, &self.rollout_devices)
+            .transaction(|(h, o, d)| {
+                h.insert(id, header.as_slice())?;
+                o.insert(id, order.as_slice())?;
+                for (k, v) in &devices {
+                    d.insert(k.as_bytes(), v.as_slice())?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| Error::Db(format!("{e:?}")))?;
+        self.flush()?;
+        r.rollout.take_changed();
+        r.stored_header = Some(header);
+        Ok(())
+    }
+
+    /// Saves a rollout's changes: its header if it changed and the devices changed since
+    /// the last save, in one transaction, flushed (rollout progress must survive a crash).
+    /// Costs the same whatever the rollout's size. On an error nothing is written and the
+    /// caller must reload the rollout ([`Store::rollout`]): the changes are forgotten.
+    pub fn save_rollout(&self, r: &mut RolloutRecord) -> Result<(), Error> {
+        let header = enc(&*r)?;
+        let changed = r.rollout.take_changed();
+        if changed.is_empty() && r.stored_header.as_ref() == Some(&header) {
+            return Ok(());
+        }
+        let devices = changed
+            .iter()
+            .filter_map(|d| r.rollout.device(d).map(|p| (d, p)))
+            .map(|(d, p)| Ok((progress_key(&r.rollout.id, d), enc(p)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let id = r.rollout.id.as_bytes();
+        (&self.rollouts, &self.rollout_devices)
+            .transaction(|(h, d)| {
+                h.insert(id, header.as_slice())?;
+                for (k, v) in &devices {
+                    d.insert(k.as_bytes(), v.as_slice())?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| Error::Db(format!("{e:?}")))?;
+        self.flush()?;
+        r.stored_header = Some(header);
+        Ok(())
     }
 
     /// Appends a device report and keeps only the newest `keep` of the device (dropping
@@ -558,132 +676,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-    use super::*;
-
-    fn device(store: &Store, id: &str, kid: &str) {
-        let d = DeviceRecord {
-            id: id.into(),
-            device_id: Uuid::from_u128(1),
-            vendor_id: Uuid::from_u128(2),
-            class_id: Uuid::from_u128(3),
-            group: None,
-            labels: vec![],
-            uplink_kid: kid.into(),
-            address: None,
-            version: "1.0.0".into(),
-            sequence: 0,
-            release_id: None,
-            enrolled_at: Utc::now(),
-            last_seen: None,
-            last_report: None,
-            reports: ReportCounts::default(),
-        };
-        store.put_device(&d, false).unwrap();
-    }
-
-    fn report(n: usize, size: usize) -> DeviceReport {
-        DeviceReport {
-            release_id: None,
-            outcome: if n.is_multiple_of(2) {
-                "rejected"
-            } else {
-                "installed"
-            }
-            .into(),
-            check: None,
-            message: format!("{n:04}{}", "m".repeat(size)),
-            version_before: "1.0.0".into(),
-            version_after: "1.0.0".into(),
-            received_at: None,
-        }
-    }
-
-    fn number(r: &NumberedReport) -> usize {
-        r.report.message[..4].parse().unwrap()
-    }
-
-    #[test]
-    fn retention_keeps_the_newest_and_counts_all() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
-        device(&store, "plc-1", "01");
-        // A device whose name starts like the other's: prefixes never mix.
-        device(&store, "plc-10", "02");
-        for n in 0..30 {
-            store
-                .add_report("plc-1", &report(n, 10), 10, |_| {})
-                .unwrap();
-        }
-        store
-            .add_report("plc-10", &report(99, 10), 10, |_| {})
-            .unwrap();
-        assert!(
-            store
-                .add_report("nobody", &report(0, 1), 10, |_| {})
-                .unwrap()
-                .is_none()
-        );
-        let kept: Vec<usize> = store
-            .reports("plc-1")
-            .unwrap()
-            .iter()
-            .map(|r| r.message[..4].parse().unwrap())
-            .collect();
-        assert_eq!(kept, (20..30).collect::<Vec<_>>());
-        let d = store.device("plc-1").unwrap().unwrap();
-        assert_eq!(
-            d.reports,
-            ReportCounts {
-                received: 30,
-                installed: 15,
-                rejected: 15,
-                reverted: 0,
-                dropped: 20
-            }
-        );
-        assert_eq!(store.reports("plc-10").unwrap().len(), 1);
-        assert_eq!(store.reports("nobody").unwrap().len(), 0);
-    }
-
-    #[test]
-    fn pages_are_bounded_by_count_and_bytes_and_chain_by_cursor() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
-        device(&store, "plc-1", "01");
-        for n in 0..50 {
-            store
-                .add_report("plc-1", &report(n, 1000), 100, |_| {})
-                .unwrap();
-        }
-        // By count: 7 per page, newest first, each page below the cursor.
-        let (p, next) = store.reports_page("plc-1", None, 7, 1 << 20).unwrap();
-        assert_eq!(
-            p.iter().map(number).collect::<Vec<_>>(),
-            (43..50).rev().collect::<Vec<_>>()
-        );
-        let next = next.unwrap();
-        assert_eq!(next, p.last().unwrap().seq);
-        let (p2, _) = store.reports_page("plc-1", Some(next), 7, 1 << 20).unwrap();
-        assert_eq!(number(&p2[0]), 42);
-        // By bytes: a 5,000-byte budget holds four reports of about 1,100 bytes.
-        let (p, next) = store.reports_page("plc-1", None, 100, 5_000).unwrap();
-        assert_eq!(p.len(), 4);
-        assert!(next.is_some());
-        // At least one, whatever the budget.
-        let (p, _) = store.reports_page("plc-1", None, 100, 1).unwrap();
-        assert_eq!(p.len(), 1);
-        // Walking every page gives every report once, and ends.
-        let (mut all, mut cursor) = (Vec::new(), None);
-        loop {
-            let (p, next) = store.reports_page("plc-1", cursor, 9, 1 << 20).unwrap();
-            all.extend(p.iter().map(number));
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
-        assert_eq!(all, (0..50).rev().collect::<Vec<_>>());
-    }
-}
+mod tests;

@@ -58,7 +58,7 @@ pub fn timeline<E>(
     let rid = &r.rollout.release_id;
     let since = r.decision.at;
     let mut events: Vec<(DateTime<Utc>, bool)> = Vec::new();
-    for (device, progress) in &r.rollout.devices {
+    for (device, progress) in r.rollout.devices() {
         let installed = match progress {
             DeviceProgress::Installed => true,
             DeviceProgress::Rejected { .. } | DeviceProgress::Failed { .. } => false,
@@ -101,7 +101,7 @@ pub fn timeline<E>(
         rollout: r.rollout.id.clone(),
         release_id: rid.clone(),
         decided_at: since,
-        total: r.rollout.order.len(),
+        total: r.rollout.order().len(),
         points,
     })
 }
@@ -256,16 +256,15 @@ mod tests {
         );
         // "d" is still in flight, "e" installed but its report has no time.
         ro.record("e", Outcome::Installed, t(40));
-        let r = RolloutRecord {
-            rollout: ro,
-            window: None,
-            decision: Decision {
+        let r = RolloutRecord::new(
+            ro,
+            None,
+            Decision {
                 by: "alice".into(),
                 reason: "ok".into(),
                 at: t(0),
             },
-            alert: None,
-        };
+        );
         let tl = timeline(&r, |d| {
             Ok::<_, ()>(match d {
                 // An install of the same release before this rollout was decided does not

@@ -275,12 +275,11 @@ impl Dispatcher {
             reason: req.reason.clone(),
             at: now,
         };
-        let rec = RolloutRecord {
-            rollout: Rollout::new(&id, rid, devices, plan, start, now),
+        let mut rec = RolloutRecord::new(
+            Rollout::new(&id, rid, devices, plan, start, now),
             window,
-            decision: decision.clone(),
-            alert: None,
-        };
+            decision.clone(),
+        );
         r.parts[i].state = PartState::Approved {
             decision,
             rollout: id.clone(),
@@ -299,7 +298,7 @@ impl Dispatcher {
         )?;
         let effects = self
             .store_approval(rid, &approved)
-            .and_then(|()| self.store.put_rollout(&rec))
+            .and_then(|()| self.store.put_rollout(&mut rec))
             .and_then(|()| self.store.put_release(&r));
         if let Err(e) = effects {
             self.audit_anyway(

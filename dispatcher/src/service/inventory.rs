@@ -44,7 +44,7 @@ impl Dispatcher {
                 .find(|r| {
                     r.rollout.release_id == rid
                         && !matches!(r.rollout.status, Status::Aborted { .. })
-                        && r.rollout.devices.contains_key(device)
+                        && r.rollout.device(device).is_some()
                 })
                 .map(|r| r.rollout.id.clone())
         })

@@ -260,7 +260,7 @@ impl Dispatcher {
             // again; the push first asks the device what it runs, so none installs twice.
             if r.rollout.progress().in_flight > 0 {
                 r.rollout.recover_in_flight(now);
-                store.put_rollout(&r)?;
+                store.save_rollout(&mut r)?;
             }
             live.insert(r.rollout.id.clone(), r);
         }

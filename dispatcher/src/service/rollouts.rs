@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// The number of rollout `rN` (rollouts are listed in the order they were made).
+fn rollout_number(id: &str) -> u64 {
+    id.trim_start_matches('r').parse().unwrap_or(u64::MAX)
+}
+
 impl Dispatcher {
     /// Snapshot of the live rollouts.
     pub fn rollouts(&self) -> Vec<RolloutRecord> {
@@ -10,14 +15,26 @@ impl Dispatcher {
             .lock()
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
-        v.sort_by_key(|r| {
-            r.rollout
-                .id
-                .trim_start_matches('r')
-                .parse::<u64>()
-                .unwrap_or(u64::MAX)
-        });
+        v.sort_by_key(|r| rollout_number(&r.rollout.id));
         v
+    }
+
+    /// Calls `f` with the live rollouts, in rollout order, without copying them (they are
+    /// locked meanwhile: keep `f` short, and take no other lock of the dispatcher in it).
+    pub fn with_rollouts<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &RolloutRecord>) -> T,
+    ) -> T {
+        let map = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<&RolloutRecord> = map.values().collect();
+        v.sort_by_key(|r| rollout_number(&r.rollout.id));
+        f(&mut v.into_iter())
+    }
+
+    /// Calls `f` with one live rollout, without copying it (see [`Dispatcher::with_rollouts`]).
+    pub fn with_rollout<T>(&self, id: &str, f: impl FnOnce(&RolloutRecord) -> T) -> Option<T> {
+        let map = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).map(f)
     }
 
     /// One rollout.
@@ -43,13 +60,22 @@ impl Dispatcher {
         let rec = map
             .get_mut(id)
             .ok_or_else(|| Error::NotFound(format!("rollout {id}")))?;
-        let mut copy = rec.clone();
-        let out = f(&mut copy)?;
-        if copy != *rec {
-            self.store.put_rollout(&copy)?;
-            *rec = copy;
+        let out = f(rec);
+        self.save_or_reload(rec)?;
+        out
+    }
+
+    /// Saves a live rollout's changes; when they cannot be saved, the rollout goes back to
+    /// what is stored (the changes never took effect) and the error is returned.
+    pub(super) fn save_or_reload(&self, rec: &mut RolloutRecord) -> Result<(), Error> {
+        let Err(e) = self.store.save_rollout(rec) else {
+            return Ok(());
+        };
+        match self.store.rollout(&rec.rollout.id) {
+            Ok(Some(stored)) => *rec = stored,
+            other => tracing::error!(rollout = %rec.rollout.id, ?other, "cannot reload rollout"),
         }
-        Ok(out)
+        Err(e)
     }
 
     /// Pause, resume or abort, by an operator.
@@ -157,13 +183,9 @@ impl Dispatcher {
                 self.stop_unacceptable(rec, &e);
                 continue;
             }
-            let before = rec.clone();
             let devs = rec.rollout.due(now, limit - out.len());
-            if *rec != before
-                && let Err(e) = self.store.put_rollout(rec)
-            {
+            if let Err(e) = self.save_or_reload(rec) {
                 tracing::error!(error = %e, "cannot persist rollout; not sending");
-                *rec = before;
                 continue;
             }
             for d in devs {
@@ -177,14 +199,12 @@ impl Dispatcher {
     /// trust store changed) is aborted: nothing more is sent, the operator is alerted.
     pub(super) fn stop_unacceptable(&self, rec: &mut RolloutRecord, e: &Error) {
         let reason = format!("release no longer acceptable: {e}");
-        let before = rec.clone();
         if rec.rollout.abort(&reason).is_err() {
             return;
         }
         rec.alert = Some(reason.clone());
-        if let Err(err) = self.store.put_rollout(rec) {
+        if let Err(err) = self.save_or_reload(rec) {
             tracing::error!(error = %err, "cannot persist the abort; not sending");
-            *rec = before;
             return;
         }
         tracing::error!(rollout = %rec.rollout.id, release = %rec.rollout.release_id, error = %e, "rollout aborted");
@@ -235,7 +255,7 @@ impl Dispatcher {
     pub fn device_progress(&self, rollout: &str, device: &str) -> Option<DeviceProgress> {
         self.rollouts.lock().ok().and_then(|m| {
             m.get(rollout)
-                .and_then(|r| r.rollout.devices.get(device).cloned())
+                .and_then(|r| r.rollout.device(device).cloned())
         })
     }
 }
