@@ -517,29 +517,10 @@ impl Store {
 
     /// Writes a whole rollout: header, order and every device, in one transaction, flushed.
     pub fn put_rollout(&self, r: &mut RolloutRecord) -> Result<(), Error> {
-        let header = enc(&*r)?;
         let order = enc(&r.rollout.order())?;
-        let devices = r
-            .rollout
-            .devices()
-            .iter()
-            .map(|(d, p)| Ok((progress_key(&r.rollout.id, d), enc(p)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let id = r.rollout.id.as_bytes();
-        (&self.rollouts, &self.rollout_orders, &self.rollout_devices)
-            .transaction(|(h, o, d)| {
-                h.insert(id, header.as_slice())?;
-                o.insert(id, order.as_slice())?;
-                for (k, v) in &devices {
-                    d.insert(k.as_bytes(), v.as_slice())?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| Error::Db(format!("{e:?}")))?;
-        self.flush()?;
+        let all: Vec<String> = r.rollout.devices().keys().cloned().collect();
         r.rollout.take_changed();
-        r.stored_header = Some(header);
-        Ok(())
+        self.write_rollout(r, Some(order), &all)
     }
 
     /// Saves a rollout's changes: its header if it changed and the devices changed since
@@ -547,21 +528,34 @@ impl Store {
     /// Costs the same whatever the rollout's size. On an error nothing is written and the
     /// caller must reload the rollout ([`Store::rollout`]): the changes are forgotten.
     pub fn save_rollout(&self, r: &mut RolloutRecord) -> Result<(), Error> {
-        let header = enc(&*r)?;
-        let changed = r.rollout.take_changed();
-        if changed.is_empty() && r.stored_header.as_ref() == Some(&header) {
+        let changed: Vec<String> = r.rollout.take_changed().into_iter().collect();
+        if changed.is_empty() && r.stored_header.as_deref() == Some(enc(&*r)?.as_slice()) {
             return Ok(());
         }
-        let devices = changed
+        self.write_rollout(r, None, &changed)
+    }
+
+    /// Writes the header of `r`, its `order` if given, and the progress of `devices`.
+    fn write_rollout(
+        &self,
+        r: &mut RolloutRecord,
+        order: Option<Vec<u8>>,
+        devices: &[String],
+    ) -> Result<(), Error> {
+        let header = enc(&*r)?;
+        let records = devices
             .iter()
             .filter_map(|d| r.rollout.device(d).map(|p| (d, p)))
             .map(|(d, p)| Ok((progress_key(&r.rollout.id, d), enc(p)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let id = r.rollout.id.as_bytes();
-        (&self.rollouts, &self.rollout_devices)
-            .transaction(|(h, d)| {
+        (&self.rollouts, &self.rollout_orders, &self.rollout_devices)
+            .transaction(|(h, o, d)| {
                 h.insert(id, header.as_slice())?;
-                for (k, v) in &devices {
+                if let Some(order) = &order {
+                    o.insert(id, order.as_slice())?;
+                }
+                for (k, v) in &records {
                     d.insert(k.as_bytes(), v.as_slice())?;
                 }
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
