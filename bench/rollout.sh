@@ -4,7 +4,9 @@
 #     process of DEVICES simulated devices); one T1 release of SIZE bytes rolled out to every
 #     device in a single batch (64 pushes at a time, the dispatcher's default). Prints devices
 #     per second, the total time (rollout created -> last device confirmed), the dispatcher's
-#     CPU time and peak memory (VmHWM, from /proc);
+#     CPU time and peak memory (VmHWM, from /proc), its CPU per second while the fleet only
+#     checks in (measured for 10 s before the release), and the rollout's own CPU per device
+#     (CPU during the rollout less that idle rate);
 #  2. the reference: the same SIZE bytes fetched DEVICES times (REF_COUNT to override), 64 at a
 #     time, over OSCORE block-wise from an aiocoap 0.4.17 server by an aiocoap client; prints
 #     fetches per second and the ratio ours / aiocoap.
@@ -64,5 +66,5 @@ echo
 echo "ours:    $installed of $DEVICES devices updated in ${ours_total} s: ${ours_dps} devices/s"
 awk -v n="$REF_COUNT" -v t="$ref_s" 'BEGIN { printf "aiocoap: %d fetches in %.2f s: %.1f fetches/s\n", n, t, n / t }'
 awk -v d="$ours_dps" -v n="$REF_COUNT" -v t="$ref_s" 'BEGIN { printf "ratio (ours devices/s / aiocoap fetches/s): %.2f\n", d / (n / t) }'
-grep -E '^dispatcher_(cpu_s|peak_rss_MiB)=' "$work/ours.log" | sed 's/^/dispatcher: /'
+grep -E '^dispatcher_(cpu_s|idle_cpu_per_s|rollout_cpu_ms_per_device|peak_rss_MiB)=' "$work/ours.log" | sed 's/^/dispatcher: /'
 grep -E '^fleet_(cpu_s|peak_rss_MiB|peak_rss_per_device_KiB)=' "$work/ours.log" | sed 's/^/device fleet: /'
