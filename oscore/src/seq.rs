@@ -193,7 +193,10 @@ impl SeqStore for FileSeqStore {
 /// The sender sequence number with its persisted-ahead limit.
 pub struct SenderSequence {
     next: u64,
+    /// The value last stored (or loaded): every number below it may have been used.
     limit: u64,
+    /// Whether `limit` is on stable storage (false only for a fresh in-memory store).
+    stored: bool,
     store: Box<dyn SeqStore>,
 }
 
@@ -216,6 +219,7 @@ impl SenderSequence {
             SenderSequence {
                 next,
                 limit: next,
+                stored: persisted.is_some(),
                 store,
             },
             persisted.is_some(),
@@ -238,16 +242,24 @@ impl SenderSequence {
             let new_limit = self.next.saturating_add(self.store.step()).min(MAX_SEQ + 1);
             self.store.store(new_limit).map_err(Error::Persist)?;
             self.limit = new_limit;
+            self.stored = true;
         }
         let s = self.next;
         self.next += 1;
         Ok(s)
     }
 
-    /// Persists `next` exactly (graceful shutdown: a restart then skips nothing).
+    /// Persists `next` exactly (graceful shutdown: a restart then skips nothing). Writes
+    /// nothing when that is already the stored value (no number taken since the last
+    /// store): a server with thousands of contexts, most of which answered under the
+    /// request's nonce, stops without a write per context.
     pub(crate) fn flush(&mut self) -> Result<()> {
+        if self.stored && self.next == self.limit {
+            return Ok(());
+        }
         self.store.store(self.next).map_err(Error::Persist)?;
         self.limit = self.next;
+        self.stored = true;
         Ok(())
     }
 }
