@@ -93,14 +93,22 @@ fn flush_writes_only_what_changed() {
     store.value.lock().unwrap().0 = Some(40);
     let mut ctx = SecurityContext::new(&p, Box::new(store.clone())).unwrap();
     ctx.flush().unwrap();
-    assert_eq!(*store.value.lock().unwrap(), (Some(40), 0), "nothing taken: no write");
+    assert_eq!(
+        *store.value.lock().unwrap(),
+        (Some(40), 0),
+        "nothing taken: no write"
+    );
     let n = send(&mut ctx);
     let writes = store.value.lock().unwrap().1;
     assert_eq!(writes, 1, "the reservation ahead of use");
     ctx.flush().unwrap();
     assert_eq!(*store.value.lock().unwrap(), (Some(41), 2), "41 exactly");
     ctx.flush().unwrap();
-    assert_eq!(store.value.lock().unwrap().1, 2, "flushed already: no write");
+    assert_eq!(
+        store.value.lock().unwrap().1,
+        2,
+        "flushed already: no write"
+    );
     drop(ctx);
     let mut again = SecurityContext::new(&p, Box::new(store.clone())).unwrap();
     assert_eq!(again.next_seq(), 41);
