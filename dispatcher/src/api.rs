@@ -455,9 +455,7 @@ async fn device(
     )?;
     // Where the device stands in every rollout that includes it, newest first.
     let mine: Vec<serde_json::Value> = d.with_rollouts(|all| {
-        let v: Vec<_> = all.collect();
-        v.into_iter()
-            .rev()
+        all.rev()
             .filter_map(|r| {
                 r.rollout.device(&id).map(|p| {
                     serde_json::json!({

@@ -510,7 +510,6 @@ impl Store {
             devices.insert(device.to_owned(), p);
         }
         rec.rollout.restore(order, devices);
-        rec.rollout.take_changed();
         rec.stored_header = Some(enc(&rec)?);
         Ok(rec)
     }
@@ -520,7 +519,8 @@ impl Store {
         let order = enc(&r.rollout.order())?;
         let all: Vec<String> = r.rollout.devices().keys().cloned().collect();
         r.rollout.take_changed();
-        self.write_rollout(r, Some(order), &all)
+        let header = enc(&*r)?;
+        self.write_rollout(r, header, Some(order), &all)
     }
 
     /// Saves a rollout's changes: its header if it changed and the devices changed since
@@ -529,20 +529,21 @@ impl Store {
     /// caller must reload the rollout ([`Store::rollout`]): the changes are forgotten.
     pub fn save_rollout(&self, r: &mut RolloutRecord) -> Result<(), Error> {
         let changed: Vec<String> = r.rollout.take_changed().into_iter().collect();
-        if changed.is_empty() && r.stored_header.as_deref() == Some(enc(&*r)?.as_slice()) {
+        let header = enc(&*r)?;
+        if changed.is_empty() && r.stored_header.as_ref() == Some(&header) {
             return Ok(());
         }
-        self.write_rollout(r, None, &changed)
+        self.write_rollout(r, header, None, &changed)
     }
 
-    /// Writes the header of `r`, its `order` if given, and the progress of `devices`.
+    /// Writes `header` (of `r`), its `order` if given, and the progress of `devices`.
     fn write_rollout(
         &self,
         r: &mut RolloutRecord,
+        header: Vec<u8>,
         order: Option<Vec<u8>>,
         devices: &[String],
     ) -> Result<(), Error> {
-        let header = enc(&*r)?;
         let records = devices
             .iter()
             .filter_map(|d| r.rollout.device(d).map(|p| (d, p)))

@@ -313,7 +313,7 @@ impl Dispatcher {
         self.rollouts
             .lock()
             .map_err(|_| Error::Other("lock".into()))?
-            .insert(id, rec);
+            .insert(rollout_number(&id), rec);
         self.wake.notify_one();
         Ok(r)
     }

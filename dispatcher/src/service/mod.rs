@@ -2,7 +2,7 @@
 //! (flow 3), and the device inventory. The HTTP API ([`crate::api`]), the device uplink
 //! ([`crate::uplink`]) and the push driver ([`crate::push`]) all call into [`Dispatcher`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +27,7 @@ mod files;
 mod inventory;
 mod receive;
 mod rollouts;
+use rollouts::rollout_number;
 
 /// The files of an accepted release, shared by every push and pull (Block2 slices them
 /// without copying).
@@ -142,8 +143,9 @@ pub struct Dispatcher {
         crate::config::KeyRepoConfig,
         key_repo::client::KeyRepoClient,
     )>,
-    /// Live rollouts (the store holds the durable copy).
-    rollouts: Mutex<HashMap<String, RolloutRecord>>,
+    /// Live rollouts by number (`rN`: in the order they were made); the store holds the
+    /// durable copy.
+    rollouts: Mutex<BTreeMap<u64, RolloutRecord>>,
     artifacts: Mutex<HashMap<String, Arc<Artifacts>>>,
     /// Serialises intake of one release id.
     intake_lock: tokio::sync::Mutex<()>,
@@ -253,7 +255,7 @@ impl Dispatcher {
             })?;
             key_repos.push((k.clone(), client));
         }
-        let mut live = HashMap::new();
+        let mut live = BTreeMap::new();
         let now = Utc::now();
         for mut r in store.rollouts()? {
             // Crash recovery: sends that were under way when the process stopped are sent
@@ -262,7 +264,7 @@ impl Dispatcher {
                 r.rollout.recover_in_flight(now);
                 store.save_rollout(&mut r)?;
             }
-            live.insert(r.rollout.id.clone(), r);
+            live.insert(rollout_number(&r.rollout.id), r);
         }
         Ok(Dispatcher {
             cfg,

@@ -2,39 +2,30 @@
 
 use super::*;
 
-/// The number of rollout `rN` (rollouts are listed in the order they were made).
-fn rollout_number(id: &str) -> u64 {
-    id.trim_start_matches('r').parse().unwrap_or(u64::MAX)
+/// The number of rollout `rN`, its key among the live rollouts (listed in the order they
+/// were made). An id of another form is no rollout's (`u64::MAX` is never a number given).
+pub(super) fn rollout_number(id: &str) -> u64 {
+    id.strip_prefix('r')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 impl Dispatcher {
-    /// Snapshot of the live rollouts.
-    pub fn rollouts(&self) -> Vec<RolloutRecord> {
-        let mut v: Vec<RolloutRecord> = self
-            .rollouts
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        v.sort_by_key(|r| rollout_number(&r.rollout.id));
-        v
-    }
-
-    /// Calls `f` with the live rollouts, in rollout order, without copying them (they are
-    /// locked meanwhile: keep `f` short, and take no other lock of the dispatcher in it).
+    /// Calls `f` with the live rollouts, in the order they were made, without copying them
+    /// (they are locked meanwhile: keep `f` short, and take no other lock of the dispatcher
+    /// in it).
     pub fn with_rollouts<T>(
         &self,
-        f: impl FnOnce(&mut dyn Iterator<Item = &RolloutRecord>) -> T,
+        f: impl FnOnce(std::collections::btree_map::Values<'_, u64, RolloutRecord>) -> T,
     ) -> T {
         let map = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<&RolloutRecord> = map.values().collect();
-        v.sort_by_key(|r| rollout_number(&r.rollout.id));
-        f(&mut v.into_iter())
+        f(map.values())
     }
 
     /// Calls `f` with one live rollout, without copying it (see [`Dispatcher::with_rollouts`]).
     pub fn with_rollout<T>(&self, id: &str, f: impl FnOnce(&RolloutRecord) -> T) -> Option<T> {
         let map = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).map(f)
+        map.get(&rollout_number(id)).map(f)
     }
 
     /// One rollout.
@@ -42,7 +33,7 @@ impl Dispatcher {
         self.rollouts
             .lock()
             .map_err(|_| Error::Other("lock".into()))?
-            .get(id)
+            .get(&rollout_number(id))
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("rollout {id}")))
     }
@@ -58,7 +49,7 @@ impl Dispatcher {
             .lock()
             .map_err(|_| Error::Other("lock".into()))?;
         let rec = map
-            .get_mut(id)
+            .get_mut(&rollout_number(id))
             .ok_or_else(|| Error::NotFound(format!("rollout {id}")))?;
         let out = f(rec);
         self.save_or_reload(rec)?;
@@ -174,12 +165,14 @@ impl Dispatcher {
             if out.len() >= limit {
                 break;
             }
-            if !window_open(&policy, rec.window.as_deref(), now) {
+            // Only a scheduled or running rollout has devices to send (the others are left
+            // as they are, unread and unwritten).
+            if !matches!(rec.rollout.status, Status::Running | Status::Scheduled)
+                || !window_open(&policy, rec.window.as_deref(), now)
+            {
                 continue;
             }
-            if matches!(rec.rollout.status, Status::Running | Status::Scheduled)
-                && let Err(e) = self.check_approved(&rec.rollout.release_id)
-            {
+            if let Err(e) = self.check_approved(&rec.rollout.release_id) {
                 self.stop_unacceptable(rec, &e);
                 continue;
             }
@@ -237,7 +230,7 @@ impl Dispatcher {
             let Ok(map) = self.rollouts.lock() else {
                 return false;
             };
-            match map.get(rollout) {
+            match map.get(&rollout_number(rollout)) {
                 Some(r)
                     if r.rollout.may_complete(device)
                         && window_open(&policy, r.window.as_deref(), now) =>
@@ -253,9 +246,7 @@ impl Dispatcher {
 
     /// Marks a rollout device's progress for inspection (test helper for the API).
     pub fn device_progress(&self, rollout: &str, device: &str) -> Option<DeviceProgress> {
-        self.rollouts.lock().ok().and_then(|m| {
-            m.get(rollout)
-                .and_then(|r| r.rollout.device(device).cloned())
-        })
+        self.with_rollout(rollout, |r| r.rollout.device(device).cloned())
+            .flatten()
     }
 }
