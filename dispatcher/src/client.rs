@@ -47,24 +47,13 @@ impl DispatcherClient {
         })
     }
 
-    async fn fetch(
-        &self,
-        rb: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<(reqwest::StatusCode, Vec<u8>), ClientError> {
-        let resp = rb
-            .bearer_auth(&self.token)
-            .send()
+    async fn fetch(&self, rb: reqwest::RequestBuilder, url: &str) -> Result<Vec<u8>, ClientError> {
+        let resp =
+            foundations::client::send(rb.bearer_auth(&self.token), url, LIMITS.max_error_body)
+                .await?;
+        foundations::client::read_capped(resp, MAX_RESPONSE)
             .await
-            .map_err(|e| ClientError::transport(url, &e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(ClientError::refused(url, resp, LIMITS.max_error_body).await);
-        }
-        let bytes = foundations::client::read_capped(resp, MAX_RESPONSE)
-            .await
-            .map_err(|e| ClientError::decode(url, e))?;
-        Ok((status, bytes))
+            .map_err(|e| ClientError::decode(url, e))
     }
 
     /// Base URL.
@@ -77,7 +66,7 @@ impl DispatcherClient {
         rb: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<T, ClientError> {
-        let (_, bytes) = self.fetch(rb, url).await?;
+        let bytes = self.fetch(rb, url).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::decode(url, e))
     }
 
@@ -90,7 +79,7 @@ impl DispatcherClient {
     /// GET text (e.g. `/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
-        let (_, bytes) = self.fetch(self.http.get(&url), &url).await?;
+        let bytes = self.fetch(self.http.get(&url), &url).await?;
         String::from_utf8(bytes).map_err(|_| ClientError::decode(&url, "response is not UTF-8"))
     }
 

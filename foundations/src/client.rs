@@ -158,6 +158,24 @@ impl ClientError {
     }
 }
 
+/// Sends `rb` (a request to `url`): a transfer that fails is [`ClientError::Http`], a
+/// non-success status the server's problem ([`ClientError::refused`], at most `error_cap`
+/// bytes of it read).
+pub async fn send(
+    rb: reqwest::RequestBuilder,
+    url: &str,
+    error_cap: usize,
+) -> Result<reqwest::Response, ClientError> {
+    let resp = rb
+        .send()
+        .await
+        .map_err(|e| ClientError::transport(url, &e))?;
+    if !resp.status().is_success() {
+        return Err(ClientError::refused(url, resp, error_cap).await);
+    }
+    Ok(resp)
+}
+
 impl From<SetupError> for ClientError {
     fn from(e: SetupError) -> Self {
         ClientError::Config(e.to_string())

@@ -132,15 +132,6 @@ impl UpdateServerClient {
         }
     }
 
-    fn http_err(url: &str, e: &reqwest::Error) -> ClientError {
-        ClientError::transport(url, e)
-    }
-
-    /// The problem of an error response (at most 64 KiB of it is read).
-    async fn problem(&self, url: &str, resp: reqwest::Response) -> ClientError {
-        ClientError::refused(url, resp, self.limits.http.max_error_body).await
-    }
-
     async fn json<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
@@ -157,11 +148,7 @@ impl UpdateServerClient {
         url: &str,
         rb: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let resp = rb.send().await.map_err(|e| Self::http_err(url, &e))?;
-        if !resp.status().is_success() {
-            return Err(self.problem(url, resp).await);
-        }
-        Ok(resp)
+        foundations::client::send(rb, url, self.limits.http.max_error_body).await
     }
 
     /// Uploads an envelope and its payload file, streaming the file; `progress` is called
