@@ -111,6 +111,20 @@ async fn poll_server(
     let max_blob = d.cfg().limits.max_blob_bytes;
     for item in list {
         let id = item.release.release_id.clone();
+        // A release id is its manifest's SHA-256: a listing under anything else is not
+        // followed (it would name paths and audit records after the source's choosing).
+        if !fleet_proto::text::valid_release_id(&id) {
+            let shown: String = id.chars().take(64).collect();
+            report.refused.push((
+                shown,
+                "invalid-listing".into(),
+                format!(
+                    "listed id of {} characters is not a release id (64 lowercase hex digits)",
+                    id.chars().count()
+                ),
+            ));
+            continue;
+        }
         if d.refused_before(c.base_url(), &id) || matches!(d.store().release(&id), Ok(Some(_))) {
             continue;
         }
@@ -124,8 +138,8 @@ async fn poll_server(
             continue;
         }
         let envelope = c.envelope(&id, max_env).await.map_err(|e| e.to_string())?;
-        let signed_size = match d.precheck(&envelope, "dispatcher") {
-            Ok(size) => size,
+        let (envelope_id, signed_size) = match d.precheck(&envelope, "dispatcher") {
+            Ok(pre) => pre,
             Err(crate::Error::Refused { check, detail }) => {
                 d.remember_refused(c.base_url(), &id);
                 report.refused.push((id, check, detail));
@@ -144,7 +158,7 @@ async fn poll_server(
             // Longer than the publisher signed: this listing is refused, the source's other
             // releases are still read (a fault of one must not hide the rest).
             Err(ReadError::TooLarge { .. }) if signed_size < max_blob => {
-                let (check, detail) = d.refuse_longer_blob("dispatcher", &id, signed_size);
+                let (check, detail) = d.refuse_longer_blob("dispatcher", &envelope_id, signed_size);
                 d.remember_refused(c.base_url(), &id);
                 report.refused.push((id, check, detail));
                 continue;

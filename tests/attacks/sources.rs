@@ -54,17 +54,22 @@ impl Source {
     /// Lists `b` (as the genuine update server would: its id, size and digest) and serves
     /// its envelope with `blob`.
     fn offer(&self, b: &Built, seq: u64, blob: Blob) {
+        self.offer_as(&b.id, b, seq, blob);
+    }
+
+    /// As [`Source::offer`], listing `b` under the id `listed`.
+    fn offer_as(&self, listed: &str, b: &Built, seq: u64, blob: Blob) {
         let mut menu = self.menu.lock().unwrap();
         let order = menu.len() as u64 + 1;
         menu.push(Item {
             record: json!({
-                "release_id": b.id, "vendor_id": VENDOR, "class_id": CLASS_HMI,
+                "release_id": listed, "vendor_id": VENDOR, "class_id": CLASS_HMI,
                 "sequence": seq, "version": null, "ics": null, "signer_kids": [],
                 "release_kid": null, "envelope_size": b.envelope.len(),
                 "payload": {"size": b.blob.len(), "sha256": sha256_hex(&b.blob)},
                 "published_at": 0, "published_by": "hostile", "order": order,
-                "envelope_url": format!("/v1/releases/{}/envelope", b.id),
-                "payload_url": format!("/v1/releases/{}/payload", b.id),
+                "envelope_url": format!("/v1/releases/{listed}/envelope"),
+                "payload_url": format!("/v1/releases/{listed}/payload"),
             }),
             envelope: b.envelope.clone(),
             blob,
@@ -382,6 +387,58 @@ fn endless_blob_is_cut_off_at_the_signed_size() {
             settled = now;
         }
         assert!(settled < 64 << 20, "the source sent {settled} bytes");
+        assert_not_at_dispatcher(c, &r.id).await;
+    });
+}
+
+/// Attack (A2, a hostile source): it lists a genuine envelope under ids of its own choosing,
+/// with a blob that never ends: one id that is no release id at all (300 characters, not
+/// hex), and one that looks like a release id but is not this envelope's.
+///
+/// Check: a listing id must be a release id (64 lowercase hex digits, the manifest's
+/// SHA-256) to be followed; a refusal is audited under the id of the envelope the source
+/// served, never under the id it listed.
+/// Asserts: the invalid id is reported `invalid-listing`, nothing of it is fetched (the
+/// endless blob produced 0 bytes) and no audit record names it; the blob under the
+/// look-alike id is refused `ciphertext-digest-mismatch`, audited under the envelope's own
+/// release id and not under the look-alike; nothing stored.
+#[test]
+fn listing_under_a_forged_id_is_neither_followed_nor_audited_under_it() {
+    run(async {
+        let h = hostile().await;
+        let c = &h.s.c;
+        let r = genuine(c, 1007, 69, "forged-listing").await;
+        let junk = "A".repeat(300);
+        let unread = Arc::new(AtomicU64::new(0));
+        h.endless
+            .offer_as(&junk, &r, 1007, Blob::Endless(unread.clone()));
+        let report: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+        let listed = report["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x[1] == "invalid-listing")
+            .unwrap_or_else(|| panic!("the invalid listing id was followed: {report}"));
+        assert!(listed[0].as_str().unwrap().len() <= 80, "{report}");
+        assert_eq!(unread.load(Ordering::Relaxed), 0, "its blob was fetched");
+
+        let look_alike = "ab".repeat(32);
+        let produced = Arc::new(AtomicU64::new(0));
+        h.endless
+            .offer_as(&look_alike, &r, 1007, Blob::Endless(produced.clone()));
+        let _: Value = c.op.post("/v1/sync", &json!({})).await.unwrap();
+        assert_eq!(
+            refusal_of(c, &r.id).await,
+            "refused:ciphertext-digest-mismatch"
+        );
+        let records = audit(c).await;
+        for forged in [junk.as_str(), look_alike.as_str()] {
+            assert!(
+                !records.iter().any(|x| x["target"] == forged),
+                "an audit record names the id the source listed ({} chars)",
+                forged.len()
+            );
+        }
         assert_not_at_dispatcher(c, &r.id).await;
     });
 }

@@ -109,16 +109,19 @@ impl Dispatcher {
 
     /// Verifies an envelope before its blob is downloaded (a forged or untrusted release
     /// costs the dispatcher one envelope, not a blob); refusals are audited as at intake.
-    /// Returns the blob size the accepted manifest signs: no more is worth reading.
-    pub fn precheck(&self, envelope: &[u8], actor: &str) -> Result<u64, Error> {
+    /// Returns the envelope's release id and the blob size its manifest signs: no more is
+    /// worth reading.
+    pub fn precheck(&self, envelope: &[u8], actor: &str) -> Result<(String, u64), Error> {
         let a = self.accept_or_refuse(envelope, actor, self.clock.now())?;
         let release = a.accepted.release().map_err(Error::refused)?;
-        Ok(release.blob.size)
+        Ok((a.accepted.release_id(), release.blob.size))
     }
 
-    /// A source sent more blob bytes than the accepted manifest signs (`signed`): refused
-    /// as intake refuses a blob of the wrong size (`ciphertext-digest-mismatch`, counted and
-    /// audited) without reading the rest. Returns the check and the detail.
+    /// A source sent more blob bytes than the accepted manifest of release `rid` signs
+    /// (`signed`): refused as intake refuses a blob of the wrong size
+    /// (`ciphertext-digest-mismatch`, counted and audited under `rid`, the envelope's own
+    /// id, never the id the source listed) without reading the rest. Returns the check and
+    /// the detail.
     pub fn refuse_longer_blob(&self, actor: &str, rid: &str, signed: u64) -> (String, String) {
         let check = suit::Error::CiphertextSizeMismatch {
             expected: signed,
